@@ -1,0 +1,32 @@
+"""ASGI entry point: HTTP goes to Django, WebSockets to the ingest and dashboard consumers.
+
+``get_asgi_application()`` runs first so the app registry is ready before any consumer module
+imports models.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callsite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
+from streaming.routing import websocket_urlpatterns as streaming_ws  # noqa: E402
+
+application = ProtocolTypeRouter(
+    {
+        "http": (
+            ASGIStaticFilesHandler(django_asgi_app)
+            if settings.CALLSITE_SERVE_STATIC
+            else django_asgi_app
+        ),
+        # ACS is a server-side client that sends no Origin header, so its route is
+        # authenticated by token only; the dashboard routes check session and Origin.
+        "websocket": URLRouter([*streaming_ws, *dashboard_ws]),
+    }
+)

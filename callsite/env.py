@@ -1,0 +1,162 @@
+"""Typed readers for configuration that comes from the environment.
+
+Every setting Callsite reads from the environment goes through one of these helpers, so a bad
+value fails at start-up with a message that names the variable, instead of surfacing later as
+an odd behaviour. The helpers take the environment as an argument (defaulting to
+``os.environ``) so they can be tested without touching the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ImproperlyConfiguredEnv(ValueError):
+    """An environment variable holds a value its reader cannot use."""
+
+
+def _environ(environ: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if environ is None else environ
+
+
+def env_str(name: str, default: str = "", *, environ: Mapping[str, str] | None = None) -> str:
+    """Return the variable as a stripped string, or ``default`` when unset."""
+    value = _environ(environ).get(name)
+    return default if value is None else value.strip()
+
+
+def env_bool(name: str, default: bool = False, *, environ: Mapping[str, str] | None = None) -> bool:
+    """Return the variable as a boolean; accepts 1/0, true/false, yes/no, on/off."""
+    value = _environ(environ).get(name)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ImproperlyConfiguredEnv(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def env_int(
+    name: str,
+    default: int,
+    *,
+    minimum: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    """Return the variable as an integer, checking an optional lower bound."""
+    value = _environ(environ).get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name} must be an integer, got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfiguredEnv(f"{name} must be at least {minimum}, got {number}")
+    return number
+
+
+def env_list(
+    name: str, default: list[str] | None = None, *, environ: Mapping[str, str] | None = None
+) -> list[str]:
+    """Return a comma-separated variable as a list of non-empty, stripped items."""
+    value = _environ(environ).get(name)
+    if value is None:
+        return list(default or [])
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
+    """Build a Django ``DATABASES`` entry from a URL.
+
+    Supports ``postgres://``/``postgresql://`` (user, password, host, port, database and query
+    options such as ``sslmode``) and ``sqlite:///relative/or//absolute/path``. PostgreSQL gets
+    persistent, health-checked connections: Django's default of closing the connection after
+    every request turns each ``database_sync_to_async`` call into a reconnect.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ImproperlyConfiguredEnv(f"DATABASE_URL has no database name: {url!r}")
+        options: dict[str, Any] = dict(parse_qsl(parts.query))
+        conn_max_age = int(options.pop("conn_max_age", 600))
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "CONN_MAX_AGE": conn_max_age,
+            "CONN_HEALTH_CHECKS": True,
+            "OPTIONS": options,
+        }
+    if scheme == "sqlite":
+        raw_path = unquote(parts.path)
+        # sqlite:///var/db.sqlite3 is relative to the project, sqlite:////abs/db.sqlite3 absolute.
+        relative = raw_path[1:] if raw_path.startswith("/") else raw_path
+        path = Path(relative)
+        if not relative.strip("/"):
+            raise ImproperlyConfiguredEnv(f"DATABASE_URL has no SQLite path: {url!r}")
+        return sqlite_database(path if path.is_absolute() else base_dir / path)
+    raise ImproperlyConfiguredEnv(
+        f"DATABASE_URL scheme {parts.scheme!r} is not supported (use postgres:// or sqlite:///)"
+    )
+
+
+def sqlite_database(path: Path) -> dict[str, Any]:
+    """Return a SQLite ``DATABASES`` entry in WAL mode, tuned for one busy process.
+
+    WAL lets supervisors read while ingest writes; ``IMMEDIATE`` transactions take the write
+    lock up front, so two writers queue on ``timeout`` instead of failing with "database is
+    locked" halfway through a transaction.
+    """
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": path,
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        },
+        "TEST": {"NAME": path.with_name(f"test_{path.name}")},
+    }
+
+
+def channel_layers_from_url(url: str, *, prefix: str = "callsite") -> dict[str, Any]:
+    """Build ``CHANNEL_LAYERS``: Redis for a ``redis://`` URL, in-memory for an empty one.
+
+    ``capacity`` is raised above channels-redis's default of 100 because a burst of captions to
+    a supervisor must not be dropped silently by ``group_send``; ``group_expiry`` stays at a
+    day, which is Daphne's default WebSocket timeout.
+    """
+    if not url:
+        return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfiguredEnv(
+            f"REDIS_URL scheme {scheme!r} is not supported (use redis://, rediss:// or unix://)"
+        )
+    return {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [url],
+                "prefix": prefix,
+                "capacity": 1000,
+                "expiry": 60,
+                "group_expiry": 86400,
+            },
+        }
+    }

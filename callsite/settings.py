@@ -1,0 +1,154 @@
+"""Django settings for Callsite.
+
+Everything that varies between a laptop and a contact centre comes from the environment,
+read through the typed helpers in :mod:`callsite.env`. The defaults run on one machine with no
+services (SQLite in WAL mode, the in-memory channel layer); ``DATABASE_URL`` and ``REDIS_URL``
+switch to PostgreSQL and Redis. The README's configuration table lists every variable.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from callsite.env import (
+    channel_layers_from_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    sqlite_database,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# --- Core --------------------------------------------------------------------------------------
+
+DEBUG = env_bool("DJANGO_DEBUG", False)
+
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+        )
+    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "streaming",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "callsite.urls"
+ASGI_APPLICATION = "callsite.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Storage -----------------------------------------------------------------------------------
+
+_database_url = env_str("DATABASE_URL")
+DATABASES = {
+    "default": (
+        database_from_url(_database_url, base_dir=BASE_DIR)
+        if _database_url
+        else sqlite_database(BASE_DIR / "var" / "callsite.sqlite3")
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Real time ---------------------------------------------------------------------------------
+
+CHANNEL_LAYERS = channel_layers_from_url(
+    env_str("REDIS_URL"), prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite")
+)
+
+# --- Auth --------------------------------------------------------------------------------------
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboard:wall"
+LOGOUT_REDIRECT_URL = "login"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+# --- Internationalisation and static files -----------------------------------------------------
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("CALLSITE_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Daphne serves /static/ itself unless a front proxy (nginx) does it.
+CALLSITE_SERVE_STATIC = env_bool("CALLSITE_SERVE_STATIC", True)
+
+# --- ACS ingest --------------------------------------------------------------------------------
+
+# Shared secret that ACS (or the simulator) passes as ?token= on /ws/acs/. With no secret the
+# endpoint refuses every connection unless DEBUG is on.
+CALLSITE_ACS_SHARED_SECRET = env_str("CALLSITE_ACS_SHARED_SECRET")
+# How many rejected frames one connection logs in full before logging only every 100th.
+CALLSITE_BAD_FRAME_LOG_LIMIT = env_int("CALLSITE_BAD_FRAME_LOG_LIMIT", 20, minimum=0)
+
+# --- Logging -----------------------------------------------------------------------------------
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": env_str("CALLSITE_LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,10 @@
+from django.urls import path
+
+from dashboard import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.call_wall, name="wall"),
+    path("calls/<int:call_id>/", views.call_detail, name="call"),
+]

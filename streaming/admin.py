@@ -1,0 +1,68 @@
+"""Call history in the Django admin. Utterances are records of what was said: read-only."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from streaming.models import Call, Participant, Utterance
+
+
+class ParticipantInline(admin.TabularInline):
+    model = Participant
+    extra = 0
+    fields = ("raw_id", "display_label", "kind", "role", "created_at")
+    readonly_fields = ("raw_id", "kind", "created_at")
+
+
+class UtteranceInline(admin.TabularInline):
+    model = Utterance
+    extra = 0
+    fields = ("offset_ticks", "participant", "text", "confidence", "source")
+    readonly_fields = fields
+    ordering = ("offset_ticks", "pk")
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+
+@admin.register(Call)
+class CallAdmin(admin.ModelAdmin):
+    list_display = ("connection_id", "state", "transcript_source", "started_at", "ended_at")
+    list_filter = ("state", "transcript_source", "started_at")
+    search_fields = ("connection_id", "correlation_id", "participants__raw_id")
+    readonly_fields = ("connection_id", "correlation_id", "created_at", "updated_at")
+    date_hierarchy = "created_at"
+    inlines = (ParticipantInline, UtteranceInline)
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ("display_label", "role", "kind", "raw_id", "call")
+    list_filter = ("role", "kind")
+    search_fields = ("display_label", "raw_id", "call__connection_id")
+    readonly_fields = ("call", "raw_id", "created_at")
+
+
+@admin.register(Utterance)
+class UtteranceAdmin(admin.ModelAdmin):
+    list_display = ("call", "participant", "text", "confidence", "offset_ticks", "source")
+    list_filter = ("source",)
+    search_fields = ("text", "call__connection_id")
+    list_select_related = ("call", "participant")
+    readonly_fields = (
+        "call",
+        "participant",
+        "text",
+        "confidence",
+        "offset_ticks",
+        "duration_ticks",
+        "words",
+        "source",
+        "dedupe_key",
+        "created_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

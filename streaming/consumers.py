@@ -1,0 +1,185 @@
+"""The WebSocket endpoint that ACS streams a call to.
+
+The consumer is a protocol adapter: it authenticates the connection, parses each frame with the
+pure parser, and hands the packet to a service. A frame that cannot be parsed is logged and
+counted with its reason and the socket stays open: one bad packet must not cost the rest of
+the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from streaming import events, services
+from streaming.auth import acs_socket_decision, call_connection_id, header
+from streaming.events import CaptionPayload, ParticipantPayload
+from streaming.models import TranscriptSource
+from streaming.packets import (
+    AudioData,
+    AudioMetadata,
+    DtmfData,
+    Packet,
+    PacketError,
+    TranscriptionData,
+    TranscriptionMetadata,
+    parse_packet,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_REJECT_CATEGORIES = 50
+
+
+class AcsIngestConsumer(AsyncWebsocketConsumer):
+    """Receives one ACS media or transcription stream for one call."""
+
+    call_id: int | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections before every message, a thread hop per
+        # frame that caps ingest at a fraction of what the event loop can do. Services reach
+        # the database through database_sync_to_async, which does that housekeeping itself.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
+    async def connect(self) -> None:
+        self.connection_id = call_connection_id(self.scope)
+        self.rejected: Counter[str] = Counter()
+        self.frames = 0
+        self.participants: dict[str, ParticipantPayload] = {}
+        self.audio_format: AudioMetadata | None = None
+        decision = acs_socket_decision(self.scope)
+        client = self.scope.get("client")
+        if not decision.allowed:
+            logger.warning("refused ACS socket from %s: %s", client, decision.reason)
+            await self.close()
+            return
+        if self.connection_id is None:
+            logger.warning(
+                "refused ACS socket from %s: no usable call connection id "
+                "(x-ms-call-connection-id header or ?call=)",
+                client,
+            )
+            await self.close()
+            return
+        correlation_id = (header(self.scope, b"x-ms-call-correlation-id") or "")[:200]
+        call = await database_sync_to_async(services.call_stream_opened)(
+            connection_id=self.connection_id, correlation_id=correlation_id
+        )
+        self.call_id = call["id"]
+        await self.accept()
+        logger.info("ACS stream opened for call %s (%s)", self.connection_id, decision.reason)
+
+    async def disconnect(self, code: int) -> None:
+        if self.call_id is None:
+            return
+        if self.rejected:
+            logger.warning(
+                "call %s: %d of %d frames rejected: %s",
+                self.connection_id,
+                sum(self.rejected.values()),
+                self.frames,
+                dict(self.rejected.most_common(10)),
+            )
+        await database_sync_to_async(services.call_stream_closed)(call_id=self.call_id)
+        logger.info("ACS stream closed for call %s (code %s)", self.connection_id, code)
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        self.frames += 1
+        raw = text_data if text_data is not None else bytes_data
+        try:
+            packet = parse_packet(raw if raw is not None else b"")
+        except PacketError as error:
+            self.reject(error.reason)
+            return
+        await self.handle_packet(packet)
+
+    def reject(self, reason: str) -> None:
+        """Count a bad frame and log it; past the log limit, only every 100th is logged.
+
+        Counts are kept per kind of reason, without the offending value, and for a bounded
+        number of kinds, so a hostile stream cannot grow them without limit.
+        """
+        category = reason.split(", got ", 1)[0][:120]
+        if category not in self.rejected and len(self.rejected) >= MAX_REJECT_CATEGORIES - 1:
+            category = "other"
+        self.rejected[category] += 1
+        total = sum(self.rejected.values())
+        limit = settings.CALLSITE_BAD_FRAME_LOG_LIMIT
+        if total <= limit or total % 100 == 0:
+            logger.warning(
+                "call %s: rejected frame %d (%d rejected so far): %s",
+                self.connection_id,
+                self.frames,
+                total,
+                reason,
+            )
+
+    async def handle_packet(self, packet: Packet) -> None:
+        assert self.call_id is not None
+        if isinstance(packet, TranscriptionData):
+            if packet.is_final:
+                await self.record_final(packet)
+            else:
+                await self.relay_interim(packet)
+        elif isinstance(packet, TranscriptionMetadata):
+            await database_sync_to_async(services.call_transcription_started)(
+                call_id=self.call_id, metadata=packet
+            )
+        elif isinstance(packet, AudioMetadata):
+            self.audio_format = packet
+        elif isinstance(packet, AudioData):
+            if self.audio_format is None:
+                self.reject("AudioData before AudioMetadata")
+        elif isinstance(packet, DtmfData):
+            logger.info("call %s: DTMF %r", self.connection_id, packet.data)
+
+    async def record_final(self, packet: TranscriptionData) -> None:
+        assert self.call_id is not None
+        caption, _created = await database_sync_to_async(services.utterance_record)(
+            call_id=self.call_id,
+            participant_raw_id=packet.participant_raw_id,
+            text=packet.text,
+            confidence=packet.confidence,
+            offset_ticks=packet.offset,
+            duration_ticks=packet.duration,
+            words=packet.words,
+            source=TranscriptSource.ACS,
+        )
+        if caption["participant"] is not None:
+            self.participants[caption["participant"]["raw_id"]] = caption["participant"]
+
+    async def relay_interim(self, packet: TranscriptionData) -> None:
+        """Broadcast an intermediate result; it is never stored."""
+        assert self.call_id is not None
+        participant = None
+        raw_id = packet.participant_raw_id
+        if raw_id:
+            participant = self.participants.get(raw_id)
+            if participant is None:
+                participant = await database_sync_to_async(services.participant_ensure)(
+                    call_id=self.call_id, raw_id=raw_id
+                )
+                self.participants[raw_id] = participant
+        caption: CaptionPayload = {
+            "call_id": self.call_id,
+            "utterance_id": None,
+            "participant": participant,
+            "text": packet.text,
+            "confidence": packet.confidence,
+            "offset_ticks": packet.offset,
+            "duration_ticks": packet.duration,
+            "words": services.words_payload(packet.words),
+            "final": False,
+        }
+        await events.asend_event(
+            (events.call_group(self.call_id),), events.caption_interim(caption)
+        )

@@ -1,0 +1,125 @@
+"""The live event contract between ingest and supervisors' browsers.
+
+Every event that crosses the channel layer is declared here as a ``TypedDict`` with a
+``Literal`` type, built by a function here and sent through :func:`send_event` or
+:func:`asend_event`. The ``type`` maps to a consumer handler (``caption.final`` ->
+``caption_final``) and is forwarded unchanged to the browser.
+
+The channel layer is best-effort (``group_send`` drops silently when a channel is full), so
+events are deltas that are safe to apply twice, and a browser re-syncs from a database
+snapshot whenever it (re)connects. Stored results are always sent after the transaction that
+stored them commits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Literal, TypedDict
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+OVERVIEW_GROUP = "calls.overview"
+
+
+def call_group(call_id: int) -> str:
+    """The group that receives one call's captions and state changes."""
+    return f"call.{int(call_id)}"
+
+
+class ParticipantPayload(TypedDict):
+    id: int
+    raw_id: str
+    label: str
+    role: str
+    kind: str
+
+
+class CallPayload(TypedDict):
+    id: int
+    connection_id: str
+    state: str
+    transcript_source: str
+    locale: str
+    started_at: str | None
+    ended_at: str | None
+    participants: list[ParticipantPayload]
+
+
+class WordPayload(TypedDict):
+    text: str
+    offset: int | None
+    duration: int | None
+
+
+class CaptionPayload(TypedDict):
+    call_id: int
+    utterance_id: int | None
+    participant: ParticipantPayload | None
+    text: str
+    confidence: float | None
+    offset_ticks: int | None
+    duration_ticks: int | None
+    words: list[WordPayload]
+    final: bool
+
+
+class CallUpdatedEvent(TypedDict):
+    type: Literal["call.updated"]
+    call: CallPayload
+
+
+class CaptionInterimEvent(TypedDict):
+    type: Literal["caption.interim"]
+    caption: CaptionPayload
+
+
+class CaptionFinalEvent(TypedDict):
+    type: Literal["caption.final"]
+    caption: CaptionPayload
+
+
+Event = CallUpdatedEvent | CaptionInterimEvent | CaptionFinalEvent
+
+EVENT_TYPES: tuple[str, ...] = ("call.updated", "caption.interim", "caption.final")
+
+
+def call_updated(call: CallPayload) -> CallUpdatedEvent:
+    return {"type": "call.updated", "call": call}
+
+
+def caption_interim(caption: CaptionPayload) -> CaptionInterimEvent:
+    return {"type": "caption.interim", "caption": caption}
+
+
+def caption_final(caption: CaptionPayload) -> CaptionFinalEvent:
+    return {"type": "caption.final", "caption": caption}
+
+
+def groups_for_call(call_id: int) -> tuple[str, ...]:
+    """Call state goes to the call's page and to the call wall."""
+    return (call_group(call_id), OVERVIEW_GROUP)
+
+
+async def asend_event(groups: Iterable[str], event: Event) -> None:
+    """Send ``event`` to each group. Failures are logged, never raised.
+
+    A broken channel layer (Redis restarting) must not fail ingest: the database holds the
+    truth and browsers re-sync from it when they reconnect.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            await layer.group_send(group, event)
+        except Exception:
+            logger.warning("could not send %s to group %s", event["type"], group, exc_info=True)
+
+
+def send_event(groups: Iterable[str], event: Event) -> None:
+    """Synchronous :func:`asend_event`, for ``transaction.on_commit`` callbacks in services."""
+    async_to_sync(asend_event)(tuple(groups), event)

@@ -1,0 +1,64 @@
+"""What an ACS raw id says about a participant: its kind, a likely role and a readable label.
+
+In a contact centre, customers dial in from the phone network and agents are ACS or Teams
+identities, so the raw id's prefix is a good first guess at the role. Call Automation events
+(``ParticipantsUpdated``) and the admin can refine it later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from streaming.models import ParticipantKind, ParticipantRole
+
+# Longest prefixes first: "8:acs:" must win over a bare "8:".
+_PREFIXES: tuple[tuple[str, ParticipantKind, ParticipantRole], ...] = (
+    ("8:dod-acs:", ParticipantKind.ACS_USER, ParticipantRole.AGENT),
+    ("8:gcch-acs:", ParticipantKind.ACS_USER, ParticipantRole.AGENT),
+    ("8:acs:", ParticipantKind.ACS_USER, ParticipantRole.AGENT),
+    ("8:spool:", ParticipantKind.ACS_USER, ParticipantRole.AGENT),
+    ("8:teamsvisitor:", ParticipantKind.TEAMS_USER, ParticipantRole.AGENT),
+    ("8:orgid:", ParticipantKind.TEAMS_USER, ParticipantRole.AGENT),
+    ("8:dod:", ParticipantKind.TEAMS_USER, ParticipantRole.AGENT),
+    ("8:gcch:", ParticipantKind.TEAMS_USER, ParticipantRole.AGENT),
+    ("28:", ParticipantKind.BOT, ParticipantRole.BOT),
+    ("4:", ParticipantKind.PHONE, ParticipantRole.CUSTOMER),
+)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A participant's kind, role and label, inferred from its raw id."""
+
+    kind: ParticipantKind
+    role: ParticipantRole
+    label: str
+
+
+def identity_from_raw_id(raw_id: str) -> Identity:
+    """Infer kind, role and a display label from an ACS ``participantRawID``."""
+    for prefix, kind, role in _PREFIXES:
+        if raw_id.startswith(prefix):
+            rest = raw_id[len(prefix) :]
+            return Identity(kind, role, _label(kind, rest))
+    return Identity(
+        ParticipantKind.UNKNOWN,
+        ParticipantRole.UNKNOWN,
+        f"Speaker {_tail(raw_id)}".strip() if raw_id else "Unknown speaker",
+    )
+
+
+def _label(kind: ParticipantKind, rest: str) -> str:
+    if kind == ParticipantKind.PHONE:
+        return rest or "Caller"
+    if kind == ParticipantKind.BOT:
+        return f"Bot {_tail(rest)}".strip()
+    if kind == ParticipantKind.TEAMS_USER:
+        return f"Teams user {_tail(rest)}".strip()
+    return f"Agent {_tail(rest)}".strip()
+
+
+def _tail(value: str) -> str:
+    """The last few characters of an id: enough to tell two agents apart on screen."""
+    cleaned = value.strip().rstrip("…")
+    return cleaned[-4:] if len(cleaned) > 4 else cleaned

@@ -1,0 +1,125 @@
+"""``manage.py simulate_call``: stream scripted ACS transcription calls to a Callsite endpoint.
+
+A thin wrapper around :func:`streaming.simulator.simulate_calls`; see ``docs/simulator.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from streaming.simulator import (
+    DEFAULT_SCRIPT,
+    CallResult,
+    CallsFailedError,
+    ScriptError,
+    SimulatorError,
+    load_script,
+    simulate_calls,
+)
+
+DEFAULT_URL = "ws://127.0.0.1:8000/ws/acs/"
+TOKEN_ENV = "CALLSITE_ACS_SHARED_SECRET"
+
+
+class Command(BaseCommand):
+    """Parse options, load the script and run rounds of :func:`simulate_calls`."""
+
+    help = "Stream simulated ACS live-transcription calls to a Callsite WebSocket endpoint."
+    # A client of the server: the server's own configuration checks say nothing about it.
+    requires_system_checks: list[str] = []
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default=DEFAULT_URL, help=f"default: {DEFAULT_URL}")
+        parser.add_argument(
+            "--token", help=f"shared secret sent as ?token= (default: ${TOKEN_ENV})"
+        )
+        parser.add_argument("--script", default=str(DEFAULT_SCRIPT), help="TOML call script")
+        parser.add_argument("--calls", type=int, default=1, help="concurrent calls per round")
+        parser.add_argument(
+            "--speed", type=float, default=1.0, help="1.0 = real time, 0 = as fast as possible"
+        )
+        parser.add_argument("--repeat", type=int, default=1, help="rounds to run; 0 = forever")
+        parser.add_argument(
+            "--stagger", type=float, default=0.5, help="seconds between call starts (at 1x)"
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        calls, repeat = options["calls"], options["repeat"]
+        speed, stagger = options["speed"], options["stagger"]
+        # Validated here rather than with argparse types so call_command() gets the same checks.
+        if calls < 1:
+            raise CommandError("--calls must be at least 1")
+        if repeat < 0:
+            raise CommandError("--repeat must be 0 (forever) or more")
+        if math.isnan(speed):
+            raise CommandError("--speed must be a number")
+        if not (stagger >= 0 and math.isfinite(stagger)):
+            raise CommandError("--stagger must be a number of seconds >= 0")
+        try:
+            script = load_script(options["script"])
+        except ScriptError as exc:
+            raise CommandError(str(exc)) from exc
+        token = options["token"] or os.environ.get(TOKEN_ENV) or None
+        if token is None:
+            self.stderr.write(f"No --token and no ${TOKEN_ENV}: connecting without a token.")
+
+        rounds = itertools.count(1) if repeat == 0 else range(1, repeat + 1)
+        self._completed = self._finals = self._packets = 0
+        self._started = time.monotonic()
+        self.stdout.write(
+            f"Streaming {script.title!r} ({len(script.turns)} turns) to {options['url']}: "
+            f"{calls} call(s) per round, speed {speed:g}"
+        )
+        try:
+            for number in rounds:
+                prefix = f"[round {number}] " if repeat != 1 else ""
+                try:
+                    results = asyncio.run(
+                        simulate_calls(
+                            options["url"],
+                            script=script,
+                            calls=calls,
+                            token=token,
+                            speed=speed,
+                            stagger=stagger,
+                            progress=self._reporter(prefix),
+                        )
+                    )
+                except CallsFailedError as exc:
+                    self._count(exc.results)
+                    self._summary()
+                    raise CommandError(str(exc)) from exc
+                except SimulatorError as exc:
+                    raise CommandError(str(exc)) from exc
+                self._count(results)
+        except KeyboardInterrupt:
+            self.stdout.write("Interrupted.")
+        self._summary()
+
+    def _reporter(self, prefix: str) -> Callable[[str], None]:
+        def report(line: str) -> None:
+            self.stdout.write(prefix + line)
+
+        return report
+
+    def _count(self, results: list[CallResult]) -> None:
+        # Running totals rather than a list: the demo loop may run for days.
+        self._completed += len(results)
+        self._finals += sum(r.finals_sent for r in results)
+        self._packets += sum(r.packets_sent for r in results)
+
+    def _summary(self) -> None:
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{self._completed} call(s) completed: {self._finals} finals, "
+                f"{self._packets} packets in {time.monotonic() - self._started:.1f} s"
+            )
+        )

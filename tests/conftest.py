@@ -1,0 +1,146 @@
+"""Shared fixtures: users, and a real Daphne process serving the test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+
+from dashboard.permissions import SUPERVISORS_GROUP
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_worker_thread_connections(
+    django_db_setup: Any, django_db_blocker: Any
+) -> Iterator[None]:
+    """Close connections that ``database_sync_to_async`` opened in asgiref's worker thread.
+
+    They are persistent (``CONN_MAX_AGE``), and PostgreSQL refuses to drop the test database
+    while any session is still attached to it.
+    """
+    yield
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        asyncio.run(sync_to_async(connections.close_all)())
+
+
+@pytest.fixture
+def supervisor(db: Any) -> User:
+    """A user in the Supervisors group (created by the dashboard app after migrate)."""
+    user = User.objects.create_user("sup", password="sup-password-123")
+    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
+    return user
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _database_url() -> str:
+    """A URL for the test database that the pytest process has created."""
+    conf = connection.settings_dict
+    if conf["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{Path(conf['NAME']).resolve()}"
+    auth = conf["USER"] + (f":{conf['PASSWORD']}" if conf["PASSWORD"] else "")
+    return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+
+
+class DaphneServer:
+    """A Daphne process on a free loopback port, serving this checkout."""
+
+    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.port = port
+        self.process = process
+        self.log = log
+        self.http_url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def daphne_server(transactional_db: Any, tmp_path: Path) -> Iterator[DaphneServer]:
+    """Start ``daphne callsite.asgi:application`` against the test database.
+
+    It shares the test database, so the test must use ``transactional_db``: data a test
+    creates is committed and visible to the server, and flushed afterwards.
+    """
+    if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:"):
+        pytest.fail("live-server tests need a file-backed SQLite test database")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": _database_url(),
+        "PYTHONUNBUFFERED": "1",
+    }
+    log = tmp_path / "daphne.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "callsite.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = DaphneServer(port, process, log)
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None:
+            pytest.fail(f"daphne exited with {process.returncode}:\n{server.output()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"daphne did not listen on {port} within 30 s:\n{server.output()}")
+            time.sleep(0.1)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@pytest.fixture(autouse=True)
+async def _fresh_channel_layer() -> Any:
+    """Empty the channel layer around each test so groups and messages never leak."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    yield
+    if layer is not None and hasattr(layer, "flush"):
+        await layer.flush()

@@ -1,0 +1,125 @@
+"""A supervisor in headless Chromium watches a simulated call's captions arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.db import connection
+
+from streaming.models import Call
+from streaming.simulator import load_script, stream_call
+from tests.conftest import FIXTURES, ROOT, DaphneServer
+from tests.services import chromium_path, require
+
+pytestmark = [pytest.mark.browser, pytest.mark.live_server]
+
+SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _wait_for_call(connection_id: str, timeout: float = 20) -> Call:
+    """Poll the database from a worker thread: Playwright's sync API runs an event loop in
+    this one, where Django refuses synchronous queries."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(_poll_call, connection_id, timeout).result()
+
+
+def _poll_call(connection_id: str, timeout: float) -> Call:
+    try:
+        return _poll_call_inner(connection_id, timeout)
+    finally:
+        connection.close()
+
+
+def _poll_call_inner(connection_id: str, timeout: float) -> Call:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call = Call.objects.filter(connection_id=connection_id).first()
+        if call is not None:
+            return call
+        time.sleep(0.1)
+    raise AssertionError(f"call {connection_id} never reached the server")
+
+
+def test_supervisor_sees_interim_then_final_captions(
+    daphne_server: DaphneServer, supervisor: User
+) -> None:
+    """Log in, open the call page while the simulator runs, see captions arrive live."""
+    chromium = chromium_path()
+    require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    script = load_script(FIXTURES / "scripts" / "browser_call.toml")
+    errors: list[BaseException] = []
+
+    def simulate() -> None:
+        try:
+            asyncio.run(
+                stream_call(
+                    f"{daphne_server.ws_url}/ws/acs/",
+                    call_connection_id="browser-call",
+                    script=script,
+                    token=settings.CALLSITE_ACS_SHARED_SECRET,
+                    speed=1.0,
+                )
+            )
+        except BaseException as error:  # surfaced in the test thread below
+            errors.append(error)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        page.goto(f"{daphne_server.http_url}/accounts/login/?next=/")
+        page.fill("#id_username", supervisor.username)
+        page.fill("#id_password", "sup-password-123")
+        page.click("#login-submit")
+        expect(page.locator("#wall")).to_be_visible()
+
+        simulator = threading.Thread(target=simulate)
+        simulator.start()
+        call = _wait_for_call("browser-call")
+        # The wall learns of the new call live, without a reload.
+        expect(page.locator(f'tr[data-call-id="{call.pk}"]')).to_be_visible(timeout=10_000)
+        page.screenshot(path=str(SCREENSHOTS / "call-wall.png"), full_page=True)
+
+        page.goto(f"{daphne_server.http_url}/calls/{call.pk}/")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        assert page.locator(".caption.final").count() == 0, "page opened after the first final"
+
+        interim = page.locator(".caption.interim").first
+        expect(interim).to_be_visible(timeout=15_000)
+        expect(interim.locator(".speaker")).not_to_be_empty()
+
+        last_line = script.turns[-1].text
+        expect(page.locator(".caption.final .text").last).to_have_text(last_line, timeout=30_000)
+        finals = page.locator(".caption.final")
+        expect(finals).to_have_count(len(script.turns))
+        texts = finals.locator(".text").all_inner_texts()
+        assert texts == [turn.text for turn in script.turns]
+        speakers = finals.locator(".speaker").all_inner_texts()
+        assert speakers[1] == "+15555550199"
+        assert speakers[0].startswith("Agent")
+        expect(page.locator(".caption.interim")).to_have_count(0)
+        page.screenshot(path=str(SCREENSHOTS / "call-page.png"), full_page=True)
+        browser.close()
+
+    simulator.join(30)
+    assert not simulator.is_alive()
+    assert not errors, errors

@@ -1,0 +1,83 @@
+"""Supervisor pages: login required, permission required, static assets local."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from streaming import services
+
+pytestmark = pytest.mark.django_db
+
+
+def test_wall_redirects_anonymous_users_to_login(client: Client) -> None:
+    """Logged-out visitors are sent to the login page."""
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_wall_forbids_users_without_permission(client: Client) -> None:
+    """A logged-in user who is not a supervisor gets 403, not a login loop."""
+    client.force_login(User.objects.create_user("visitor", password="x-123456"))
+    assert client.get("/").status_code == 403
+
+
+def test_supervisor_sees_the_wall_and_a_call(client: Client, supervisor: User) -> None:
+    """Supervisors get the wall and each call's page; unknown calls are 404."""
+    client.force_login(supervisor)
+    wall = client.get("/")
+    assert wall.status_code == 200
+    assert b"wall.js" in wall.content
+    call = services.call_stream_opened(connection_id="page-call")
+    page = client.get(f"/calls/{call['id']}/")
+    assert page.status_code == 200
+    assert b"page-call" in page.content
+    assert client.get("/calls/987654/").status_code == 404
+
+
+def test_login_page_renders(client: Client) -> None:
+    """The login form is served with a CSRF token."""
+    response = client.get("/accounts/login/")
+    assert response.status_code == 200
+    assert b"csrfmiddlewaretoken" in response.content
+
+
+def test_pages_use_no_external_assets(client: Client, supervisor: User) -> None:
+    """Every script and stylesheet is served from /static/: no CDN."""
+    client.force_login(supervisor)
+    html = client.get("/").content.decode()
+    assert "http://" not in html
+    assert "https://" not in html
+    assert "/static/callsite/live.js" in html
+
+
+def test_static_files_are_served_by_the_asgi_app(settings: Any) -> None:
+    """Daphne serves /static/ itself when CALLSITE_SERVE_STATIC is on (the default)."""
+    from asgiref.sync import async_to_sync
+    from asgiref.testing import ApplicationCommunicator
+
+    from callsite.asgi import application
+
+    async def fetch() -> int:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/static/callsite/live.js",
+            "query_string": b"",
+            "headers": [],
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("testserver", 80),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(5)
+        await communicator.wait(5)
+        return int(start["status"])
+
+    assert async_to_sync(fetch)() == 200

@@ -1,0 +1,15 @@
+"""Settings for the test suite: the project's settings with test-only secrets filled in.
+
+The database and channel layer still come from ``DATABASE_URL`` and ``REDIS_URL``, so the same
+suite runs on SQLite + in-memory and on PostgreSQL + Redis (see ``tests/matrix.py``).
+"""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnop")
+os.environ.setdefault("CALLSITE_ACS_SHARED_SECRET", "tests-only-acs-secret-0123456789")
+
+from callsite.settings import *  # noqa: F403
+
+# Fast hashing: the suite creates users in many tests.
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,111 @@
+"""The typed environment readers behind the settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from callsite.env import (
+    ImproperlyConfiguredEnv,
+    channel_layers_from_url,
+    database_from_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("off", False),
+        ("", False),
+    ],
+)
+def test_env_bool_accepts_common_spellings(raw: str, expected: bool) -> None:
+    """Booleans accept 1/0, true/false, yes/no and on/off in any case."""
+    assert env_bool("X", not expected, environ={"X": raw}) is expected
+
+
+def test_env_bool_default_and_error() -> None:
+    """Unset gives the default; anything else is an error naming the variable."""
+    assert env_bool("X", True, environ={}) is True
+    with pytest.raises(ImproperlyConfiguredEnv, match="X must be a boolean"):
+        env_bool("X", environ={"X": "maybe"})
+
+
+def test_env_int_bounds_and_errors() -> None:
+    """Integers parse, respect a minimum and name the variable when wrong."""
+    assert env_int("N", 5, environ={}) == 5
+    assert env_int("N", 5, environ={"N": " 12 "}) == 12
+    with pytest.raises(ImproperlyConfiguredEnv, match="N must be an integer"):
+        env_int("N", 5, environ={"N": "twelve"})
+    with pytest.raises(ImproperlyConfiguredEnv, match="at least 0"):
+        env_int("N", 5, minimum=0, environ={"N": "-1"})
+
+
+def test_env_str_and_list() -> None:
+    """Strings are stripped; lists split on commas and drop blanks."""
+    assert env_str("S", "d", environ={}) == "d"
+    assert env_str("S", environ={"S": "  v "}) == "v"
+    assert env_list("L", ["a"], environ={}) == ["a"]
+    assert env_list("L", environ={"L": "a.example, b.example,,"}) == ["a.example", "b.example"]
+    assert env_list("L", ["a"], environ={"L": ""}) == []
+
+
+def test_postgres_url() -> None:
+    """A PostgreSQL URL gives credentials, options and persistent, health-checked connections."""
+    db = database_from_url(
+        "postgres://user:p%40ss@db.example:6543/calls?sslmode=require", base_dir=Path("/srv")
+    )
+    assert db["ENGINE"] == "django.db.backends.postgresql"
+    assert (db["NAME"], db["USER"], db["PASSWORD"]) == ("calls", "user", "p@ss")
+    assert (db["HOST"], db["PORT"]) == ("db.example", "6543")
+    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["CONN_MAX_AGE"] == 600
+    assert db["CONN_HEALTH_CHECKS"] is True
+
+
+def test_postgres_url_conn_max_age_override() -> None:
+    """``conn_max_age`` in the query sets the connection lifetime and is not a driver option."""
+    db = database_from_url("postgresql://u@h/d?conn_max_age=0", base_dir=Path("/srv"))
+    assert db["CONN_MAX_AGE"] == 0
+    assert db["OPTIONS"] == {}
+
+
+def test_sqlite_urls_are_wal_mode() -> None:
+    """SQLite paths may be relative to the project or absolute; WAL is always on."""
+    relative = database_from_url("sqlite:///var/x.sqlite3", base_dir=Path("/srv/app"))
+    assert relative["NAME"] == Path("/srv/app/var/x.sqlite3")
+    absolute = database_from_url("sqlite:////data/x.sqlite3", base_dir=Path("/srv/app"))
+    assert absolute["NAME"] == Path("/data/x.sqlite3")
+    assert "journal_mode=WAL" in absolute["OPTIONS"]["init_command"]
+    assert absolute["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/d", "postgres://u@h/", "sqlite://"])
+def test_unsupported_database_urls_fail_clearly(url: str) -> None:
+    """Unknown schemes and URLs without a database are configuration errors."""
+    with pytest.raises(ImproperlyConfiguredEnv, match="DATABASE_URL"):
+        database_from_url(url, base_dir=Path("/srv"))
+
+
+def test_channel_layers() -> None:
+    """No URL means the in-memory layer; a redis:// URL means channels-redis with a prefix."""
+    assert channel_layers_from_url("")["default"]["BACKEND"].endswith("InMemoryChannelLayer")
+    redis = channel_layers_from_url("redis://127.0.0.1:6379/2", prefix="cs")["default"]
+    assert redis["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert redis["CONFIG"]["hosts"] == ["redis://127.0.0.1:6379/2"]
+    assert redis["CONFIG"]["prefix"] == "cs"
+    assert redis["CONFIG"]["capacity"] >= 1000
+    with pytest.raises(ImproperlyConfiguredEnv, match="REDIS_URL"):
+        channel_layers_from_url("amqp://x")
