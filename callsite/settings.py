@@ -136,6 +136,36 @@ CALLSITE_ACS_SHARED_SECRET = env_str("CALLSITE_ACS_SHARED_SECRET")
 # How many rejected frames one connection logs in full before logging only every 100th.
 CALLSITE_BAD_FRAME_LOG_LIMIT = env_int("CALLSITE_BAD_FRAME_LOG_LIMIT", 20, minimum=0)
 
+# --- Call Automation ---------------------------------------------------------------------------
+
+# "endpoint=https://<resource>.communication.azure.com/;accesskey=<key>". Empty: Callsite does
+# not answer calls or act on them, it only receives the streams ACS is told to send.
+ACS_CONNECTION_STRING = env_str("ACS_CONNECTION_STRING")
+# The public base URL ACS reaches Callsite at (https://callsite.example.com): callback and
+# WebSocket URLs given to ACS are built from it.
+CALLSITE_PUBLIC_URL = env_str("CALLSITE_PUBLIC_URL").rstrip("/")
+# Which incoming calls to answer: "all", "none", or a comma-separated list of the called
+# numbers / raw ids.
+CALLSITE_ANSWER_CALLS = env_list("CALLSITE_ANSWER_CALLS", ["all"])
+# Ask ACS to stream unmixed 16 kHz audio when answering.
+CALLSITE_MEDIA_STREAMING = env_bool("CALLSITE_MEDIA_STREAMING", True)
+# Ask ACS for its own live transcription in this locale (e.g. en-US); empty: off.
+CALLSITE_TRANSCRIPTION_LOCALE = env_str("CALLSITE_TRANSCRIPTION_LOCALE")
+# The Azure AI services endpoint ACS transcription uses (required when a locale is set).
+ACS_COGNITIVE_SERVICES_ENDPOINT = env_str("ACS_COGNITIVE_SERVICES_ENDPOINT")
+
+# ACS's signed tokens on callbacks and WebSockets. The audience is the ACS resource's immutable
+# resource id; empty turns token verification off (the shared secret then applies).
+CALLSITE_ACS_RESOURCE_ID = env_str("CALLSITE_ACS_RESOURCE_ID")
+CALLSITE_ACS_TOKEN_ISSUER = env_str(
+    "CALLSITE_ACS_TOKEN_ISSUER", "https://acscallautomation.communication.azure.com"
+)
+CALLSITE_ACS_JWKS_URL = env_str(
+    "CALLSITE_ACS_JWKS_URL", "https://acscallautomation.communication.azure.com/calling/keys"
+)
+# A local JWKS file used instead of the URL (offline or pinned keys).
+CALLSITE_ACS_JWKS_FILE = env_str("CALLSITE_ACS_JWKS_FILE")
+
 # --- Logging -----------------------------------------------------------------------------------
 
 LOGGING = {
