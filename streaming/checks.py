@@ -7,17 +7,23 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from streaming.automation.tokens import TokenError, load_jwks_file
+
 
 @register("callsite", deploy=False)
 def check_acs_auth(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
-    """Warn when the ACS socket would refuse everyone, or accept anyone."""
+    """Warn when the ACS endpoints would refuse everyone, accept anyone, or skip token checks."""
     messages: list[Warning | Error] = []
-    if not settings.CALLSITE_ACS_SHARED_SECRET:
+    verifying = bool(settings.CALLSITE_ACS_RESOURCE_ID.strip())
+    secret = settings.CALLSITE_ACS_SHARED_SECRET
+    # With token verification on, ACS's signed tokens authenticate it: no secret is needed.
+    if not secret and not verifying:
         if settings.DEBUG:
             messages.append(
                 Warning(
                     "The ACS ingest socket accepts unauthenticated connections.",
-                    hint="DEBUG is on and CALLSITE_ACS_SHARED_SECRET is empty; set a secret.",
+                    hint="DEBUG is on and neither CALLSITE_ACS_RESOURCE_ID nor "
+                    "CALLSITE_ACS_SHARED_SECRET is set; set one of them.",
                     id="callsite.W001",
                 )
             )
@@ -25,11 +31,12 @@ def check_acs_auth(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
             messages.append(
                 Warning(
                     "The ACS ingest socket refuses every connection.",
-                    hint="Set CALLSITE_ACS_SHARED_SECRET (and pass it to ACS as ?token=).",
+                    hint="Set CALLSITE_ACS_RESOURCE_ID to verify ACS's tokens, or "
+                    "CALLSITE_ACS_SHARED_SECRET (and pass it to ACS as ?token=).",
                     id="callsite.W002",
                 )
             )
-    elif len(settings.CALLSITE_ACS_SHARED_SECRET) < 16:
+    elif secret and len(secret) < 16:
         messages.append(
             Error(
                 "CALLSITE_ACS_SHARED_SECRET is shorter than 16 characters.",
@@ -37,4 +44,24 @@ def check_acs_auth(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
                 id="callsite.E001",
             )
         )
+    if not verifying and not settings.DEBUG:
+        messages.append(
+            Warning(
+                "ACS tokens are not verified; only the shared secret protects ACS endpoints.",
+                hint="Set CALLSITE_ACS_RESOURCE_ID to the ACS resource's immutable resource id.",
+                id="callsite.W003",
+            )
+        )
+    jwks_file = settings.CALLSITE_ACS_JWKS_FILE.strip()
+    if jwks_file:
+        try:
+            load_jwks_file(jwks_file)
+        except TokenError as error:
+            messages.append(
+                Error(
+                    "CALLSITE_ACS_JWKS_FILE cannot be used.",
+                    hint=error.reason.removeprefix("keys unavailable: "),
+                    id="callsite.E002",
+                )
+            )
     return messages

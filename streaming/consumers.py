@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -56,7 +57,8 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         self.frames = 0
         self.participants: dict[str, ParticipantPayload] = {}
         self.audio_format: AudioMetadata | None = None
-        decision = acs_socket_decision(self.scope)
+        # Verifying an ACS token may fetch signing keys over the network: off the event loop.
+        decision = await sync_to_async(acs_socket_decision, thread_sensitive=False)(self.scope)
         client = self.scope.get("client")
         if not decision.allowed:
             logger.warning("refused ACS socket from %s: %s", client, decision.reason)
