@@ -180,5 +180,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("CALLSITE_LOG_LEVEL", "INFO").upper()},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
+        # azure-core logs every HTTP request and response at INFO.
+        "azure": {"level": "WARNING"},
     },
 }

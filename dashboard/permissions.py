@@ -16,3 +16,11 @@ def can_view_calls(user: Any) -> bool:
         and user.is_active
         and user.has_perm(VIEW_CALL_PERMISSION)
     )
+
+
+CONTROL_CALL_PERMISSION = "streaming.control_call"
+
+
+def can_control_calls(user: Any) -> bool:
+    """Supervisors who may also start or stop streaming and hang up (granted separately)."""
+    return can_view_calls(user) and bool(user.has_perm(CONTROL_CALL_PERMISSION))

@@ -7,4 +7,5 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.call_wall, name="wall"),
     path("calls/<int:call_id>/", views.call_detail, name="call"),
+    path("calls/<int:call_id>/actions/<slug:action>/", views.call_action, name="call-action"),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from streaming.models import Call, Participant, Utterance
+from streaming.models import Call, CallEvent, Participant, Utterance
 
 
 class ParticipantInline(admin.TabularInline):
@@ -27,14 +27,54 @@ class UtteranceInline(admin.TabularInline):
         return False
 
 
+class CallEventInline(admin.TabularInline):
+    model = CallEvent
+    extra = 0
+    fields = (
+        "received_at",
+        "type",
+        "result_code",
+        "result_subcode",
+        "result_message",
+        "is_failure",
+    )
+    readonly_fields = fields
+    ordering = ("received_at", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
-    list_display = ("connection_id", "state", "transcript_source", "started_at", "ended_at")
-    list_filter = ("state", "transcript_source", "started_at")
-    search_fields = ("connection_id", "correlation_id", "participants__raw_id")
-    readonly_fields = ("connection_id", "correlation_id", "created_at", "updated_at")
+    list_display = (
+        "connection_id",
+        "state",
+        "caller",
+        "managed",
+        "transcript_source",
+        "started_at",
+        "ended_at",
+    )
+    list_filter = ("state", "managed", "transcript_source", "started_at")
+    search_fields = ("connection_id", "correlation_id", "caller", "participants__raw_id")
+    readonly_fields = (
+        "connection_id",
+        "correlation_id",
+        "server_call_id",
+        "callback_id",
+        "managed",
+        "caller",
+        "caller_display_name",
+        "callee",
+        "media_state",
+        "transcription_state",
+        "participants_sequence",
+        "created_at",
+        "updated_at",
+    )
     date_hierarchy = "created_at"
-    inlines = (ParticipantInline, UtteranceInline)
+    inlines = (ParticipantInline, UtteranceInline, CallEventInline)
 
 
 @admin.register(Participant)

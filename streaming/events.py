@@ -36,17 +36,37 @@ class ParticipantPayload(TypedDict):
     label: str
     role: str
     kind: str
+    is_muted: bool
+    is_on_hold: bool
+    in_call: bool
+
+
+class ProblemPayload(TypedDict):
+    """A failure Call Automation reported (or an action that failed), for the call page."""
+
+    type: str
+    code: int | None
+    subcode: int | None
+    message: str
+    at: str
 
 
 class CallPayload(TypedDict):
     id: int
-    connection_id: str
+    connection_id: str | None
     state: str
+    managed: bool
+    caller: str
+    caller_display_name: str
+    callee: str
+    media_state: str
+    transcription_state: str
     transcript_source: str
     locale: str
     started_at: str | None
     ended_at: str | None
     participants: list[ParticipantPayload]
+    problems: list[ProblemPayload]
 
 
 class WordPayload(TypedDict):

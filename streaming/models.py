@@ -12,6 +12,15 @@ class CallState(models.TextChoices):
     ENDED = "ended", "Ended"
 
 
+class StreamState(models.TextChoices):
+    """Media streaming or transcription, as Call Automation reports it."""
+
+    OFF = "", "Not requested"
+    STARTED = "started", "Started"
+    STOPPED = "stopped", "Stopped"
+    FAILED = "failed", "Failed"
+
+
 class TranscriptSource(models.TextChoices):
     ACS = "acs", "ACS transcription"
     RECOGNIZER = "recognizer", "Callsite recognizer"
@@ -37,9 +46,34 @@ class Call(models.Model):
     """One ACS call connection, as Callsite saw it."""
 
     connection_id = models.CharField(
-        "call connection id", max_length=200, unique=True, help_text="ACS callConnectionId"
+        "call connection id",
+        max_length=200,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="ACS callConnectionId (unknown until a ringing call is answered)",
     )
     correlation_id = models.CharField(max_length=200, blank=True)
+    server_call_id = models.CharField(max_length=1000, blank=True)
+    managed = models.BooleanField(
+        default=False,
+        help_text="Answered by Callsite through Call Automation: its callbacks own its state",
+    )
+    callback_id = models.UUIDField(
+        unique=True, null=True, blank=True, editable=False, help_text="Path of its callbacks"
+    )
+    caller = models.CharField(max_length=300, blank=True)
+    caller_display_name = models.CharField(max_length=300, blank=True)
+    callee = models.CharField(max_length=300, blank=True)
+    media_state = models.CharField(
+        max_length=20, choices=StreamState.choices, default=StreamState.OFF, blank=True
+    )
+    transcription_state = models.CharField(
+        max_length=20, choices=StreamState.choices, default=StreamState.OFF, blank=True
+    )
+    participants_sequence = models.BigIntegerField(
+        null=True, blank=True, help_text="Last ParticipantsUpdated sequence number applied"
+    )
     state = models.CharField(max_length=20, choices=CallState.choices, default=CallState.RINGING)
     transcript_source = models.CharField(
         max_length=20, choices=TranscriptSource.choices, default=TranscriptSource.NONE
@@ -53,9 +87,12 @@ class Call(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "-created_at"], name="call_state_created")]
+        permissions = [
+            ("control_call", "Can start and stop streaming or transcription, and hang up"),
+        ]
 
     def __str__(self) -> str:
-        return self.connection_id
+        return self.connection_id or f"ringing call from {self.caller or 'unknown'}"
 
     @property
     def group_name(self) -> str:
@@ -77,6 +114,9 @@ class Participant(models.Model):
     role = models.CharField(
         max_length=20, choices=ParticipantRole.choices, default=ParticipantRole.UNKNOWN
     )
+    is_muted = models.BooleanField(default=False)
+    is_on_hold = models.BooleanField(default=False)
+    in_call = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -125,3 +165,29 @@ class Utterance(models.Model):
 
     def __str__(self) -> str:
         return self.text[:60]
+
+
+class CallEvent(models.Model):
+    """A Call Automation event or action outcome, kept as it arrived.
+
+    ``event_id`` makes delivery idempotent: Event Grid and Call Automation deliver at least
+    once and retry, so a redelivered event is recognised and not applied twice.
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
+    event_id = models.CharField(max_length=200, unique=True)
+    type = models.CharField(max_length=120)
+    time = models.DateTimeField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    result_code = models.IntegerField(null=True, blank=True)
+    result_subcode = models.IntegerField(null=True, blank=True)
+    result_message = models.TextField(blank=True)
+    is_failure = models.BooleanField(default=False)
+    received_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["call", "received_at", "pk"]
+        indexes = [models.Index(fields=["call", "is_failure"], name="callevent_call_failure")]
+
+    def __str__(self) -> str:
+        return f"{self.type} ({self.event_id})"

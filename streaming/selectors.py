@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from django.db.models import Prefetch
 
-from streaming.events import CallPayload, CaptionPayload, ParticipantPayload
-from streaming.models import Call, CallState, Participant, Utterance
+from streaming.events import CallPayload, CaptionPayload, ParticipantPayload, ProblemPayload
+from streaming.models import Call, CallEvent, CallState, Participant, Utterance
+
+PROBLEMS_SHOWN = 10
 
 
 def participant_payload(participant: Participant) -> ParticipantPayload:
@@ -15,7 +17,28 @@ def participant_payload(participant: Participant) -> ParticipantPayload:
         "label": participant.display_label,
         "role": participant.role,
         "kind": participant.kind,
+        "is_muted": participant.is_muted,
+        "is_on_hold": participant.is_on_hold,
+        "in_call": participant.in_call,
     }
+
+
+def problem_payload(event: CallEvent) -> ProblemPayload:
+    return {
+        "type": event.type,
+        "code": event.result_code,
+        "subcode": event.result_subcode,
+        "message": event.result_message,
+        "at": event.received_at.isoformat(),
+    }
+
+
+def _problems(call: Call) -> list[CallEvent]:
+    cached = getattr(call, "failures", None)
+    if cached is not None:
+        return list(cached)[-PROBLEMS_SHOWN:]
+    newest = call.events.filter(is_failure=True).order_by("-received_at", "-pk")[:PROBLEMS_SHOWN]
+    return list(reversed(newest))
 
 
 def call_payload(call: Call, participants: list[Participant] | None = None) -> CallPayload:
@@ -25,11 +48,18 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "id": call.pk,
         "connection_id": call.connection_id,
         "state": call.state,
+        "managed": call.managed,
+        "caller": call.caller,
+        "caller_display_name": call.caller_display_name,
+        "callee": call.callee,
+        "media_state": call.media_state,
+        "transcription_state": call.transcription_state,
         "transcript_source": call.transcript_source,
         "locale": call.locale,
         "started_at": call.started_at.isoformat() if call.started_at else None,
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
         "participants": [participant_payload(p) for p in people],
+        "problems": [problem_payload(e) for e in _problems(call)],
     }
 
 
@@ -56,7 +86,12 @@ def call_get(*, call_id: int) -> CallPayload | None:
 def call_list(*, limit: int = 100) -> list[CallPayload]:
     """Live calls first, then the most recent finished ones, for the call wall."""
     calls = Call.objects.prefetch_related(
-        Prefetch("participants", queryset=Participant.objects.order_by("created_at", "pk"))
+        Prefetch("participants", queryset=Participant.objects.order_by("created_at", "pk")),
+        Prefetch(
+            "events",
+            queryset=CallEvent.objects.filter(is_failure=True).order_by("received_at", "pk"),
+            to_attr="failures",
+        ),
     )
     live = list(calls.exclude(state=CallState.ENDED).order_by("-created_at")[:limit])
     recent = list(

@@ -22,7 +22,8 @@ from streaming.packets import TranscriptionMetadata, Word
 from streaming.selectors import call_payload, caption_payload, participant_payload
 
 
-def _broadcast_call_on_commit(call: Call) -> None:
+def call_broadcast_on_commit(call: Call) -> None:
+    """Send the call's new state to its page and the wall once the transaction commits."""
     payload = call_payload(call)
     transaction.on_commit(
         partial(events.send_event, events.groups_for_call(call.pk), events.call_updated(payload))
@@ -34,7 +35,8 @@ def call_stream_opened(*, connection_id: str, correlation_id: str = "") -> CallP
     """Record that ACS opened a stream for a call; creates the call on first sight.
 
     A reconnect of an ended call's stream brings it back to ``connected``: ACS reconnects the
-    same call connection after a network blip.
+    same call connection after a network blip. A call answered through Call Automation is
+    different: its callbacks own its state, so a stream only moves it out of ``ringing``.
     """
     now = timezone.now()
     call, _created = Call.objects.select_for_update().get_or_create(
@@ -45,26 +47,33 @@ def call_stream_opened(*, connection_id: str, correlation_id: str = "") -> CallP
             "started_at": now,
         },
     )
-    call.state = CallState.CONNECTED
+    if not call.managed:
+        call.state = CallState.CONNECTED
+        call.ended_at = None
+    elif call.state == CallState.RINGING:
+        call.state = CallState.CONNECTED
     call.started_at = call.started_at or now
-    call.ended_at = None
     if correlation_id and not call.correlation_id:
         call.correlation_id = correlation_id
     call.save()
-    _broadcast_call_on_commit(call)
+    call_broadcast_on_commit(call)
     return call_payload(call)
 
 
 @transaction.atomic
 def call_stream_closed(*, call_id: int) -> None:
-    """Record that the call's stream closed: without Call Automation, that ends the call."""
+    """Record that the call's stream closed: without Call Automation, that ends the call.
+
+    A managed call ends with its ``CallDisconnected`` callback instead: a stream can close
+    while the call goes on (streaming stopped by a supervisor, or a reconnect under way).
+    """
     call = Call.objects.select_for_update().get(pk=call_id)
-    if call.state == CallState.ENDED:
+    if call.state == CallState.ENDED or call.managed:
         return
     call.state = CallState.ENDED
     call.ended_at = timezone.now()
     call.save(update_fields=["state", "ended_at", "updated_at"])
-    _broadcast_call_on_commit(call)
+    call_broadcast_on_commit(call)
 
 
 @transaction.atomic
@@ -76,7 +85,7 @@ def call_transcription_started(*, call_id: int, metadata: TranscriptionMetadata)
     if metadata.correlation_id and not call.correlation_id:
         call.correlation_id = metadata.correlation_id[:200]
     call.save()
-    _broadcast_call_on_commit(call)
+    call_broadcast_on_commit(call)
 
 
 def participant_ensure(*, call_id: int, raw_id: str) -> ParticipantPayload:
@@ -84,7 +93,7 @@ def participant_ensure(*, call_id: int, raw_id: str) -> ParticipantPayload:
     with transaction.atomic():
         participant, created = _participant_get_or_create(call_id=call_id, raw_id=raw_id)
         if created:
-            _broadcast_call_on_commit(Call.objects.get(pk=call_id))
+            call_broadcast_on_commit(Call.objects.get(pk=call_id))
     return participant_payload(participant)
 
 
@@ -144,7 +153,7 @@ def utterance_record(
                 call_id=call_id, raw_id=participant_raw_id
             )
             if created_participant:
-                _broadcast_call_on_commit(Call.objects.get(pk=call_id))
+                call_broadcast_on_commit(Call.objects.get(pk=call_id))
         existing = Utterance.objects.filter(call_id=call_id, dedupe_key=key).first()
         if existing is not None:
             return caption_payload(existing, existing.participant), False

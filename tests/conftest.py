@@ -16,6 +16,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 
 from dashboard.permissions import SUPERVISORS_GROUP
+from tests.standins.call_automation import call_automation_standin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -53,7 +53,7 @@ def test_concurrent_simulated_calls_are_stored_exactly(daphne_server: DaphneServ
         assert result.finals_sent == len(expected)
         call = Call.objects.get(connection_id=result.call_connection_id)
         assert _texts(call) == expected
-        assert _ended(call.connection_id)
+        assert _ended(result.call_connection_id)
         roles = list(
             call.utterances.order_by("offset_ticks").values_list("participant__role", flat=True)
         )
@@ -113,8 +113,9 @@ def test_simulate_call_command_against_the_server(daphne_server: DaphneServer) -
     assert completed.returncode == 0, completed.stderr
     assert "done" in completed.stdout
     assert Call.objects.count() == 2
-    for call in Call.objects.all():
-        assert _ended(call.connection_id)
+    for connection_id in Call.objects.values_list("connection_id", flat=True):
+        assert connection_id is not None
+        assert _ended(connection_id)
     assert Utterance.objects.count() == 2 * len(SHORT.turns)
 
 

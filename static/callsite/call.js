@@ -82,12 +82,27 @@
     state.dataset.state = call.state;
     document.getElementById("call-duration").textContent = window.callDuration(call);
     document.getElementById("call-locale").textContent = call.locale || "";
+    const streams = [];
+    if (call.media_state) streams.push(`media ${call.media_state}`);
+    if (call.transcription_state) streams.push(`transcription ${call.transcription_state}`);
+    document.getElementById("call-streams").textContent = streams.join(" · ");
+    const actions = document.getElementById("call-actions");
+    if (actions) actions.hidden = call.state === "ended";
+    document.getElementById("problems").replaceChildren(
+      ...call.problems.map((problem) => {
+        const li = document.createElement("li");
+        const code = problem.code == null ? "" : ` ${problem.code}/${problem.subcode ?? ""}`;
+        li.textContent = `${problem.type}${code}: ${problem.message}`;
+        return li;
+      }),
+    );
     const list = document.getElementById("participants");
     list.replaceChildren(
       ...call.participants.map((p) => {
         const li = document.createElement("li");
         li.dataset.role = p.role;
-        li.textContent = `${p.label} · ${p.role}`;
+        const flags = [p.is_muted ? "muted" : "", p.is_on_hold ? "on hold" : "", p.in_call ? "" : "left"];
+        li.textContent = [`${p.label} · ${p.role}`, ...flags.filter(Boolean)].join(" · ");
         return li;
       }),
     );

@@ -33,7 +33,7 @@
       tr.dataset.state = call.state;
       const link = document.createElement("a");
       link.href = `/calls/${call.id}/`;
-      link.textContent = call.connection_id;
+      link.textContent = call.connection_id || `ringing: ${call.caller_display_name || call.caller || "unknown caller"}`;
       const name = document.createElement("td");
       name.append(link);
       const badge = document.createElement("span");

@@ -81,3 +81,25 @@ def test_static_files_are_served_by_the_asgi_app(settings: Any) -> None:
         return int(start["status"])
 
     assert async_to_sync(fetch)() == 200
+
+
+def test_admin_shows_a_call_with_its_history(client: Client) -> None:
+    """Call history in the admin: the change page renders participants, utterances, events."""
+    from streaming.models import Call, CallEvent
+
+    admin = User.objects.create_superuser("root", password="root-password-123")
+    client.force_login(admin)
+    call = services.call_stream_opened(connection_id="admin-call")
+    CallEvent.objects.create(
+        call_id=call["id"],
+        event_id="e1",
+        type="MediaStreamingFailed",
+        is_failure=True,
+        result_code=400,
+        result_message="Transport url is not valid",
+    )
+    assert client.get("/admin/streaming/call/").status_code == 200
+    page = client.get(f"/admin/streaming/call/{call['id']}/change/")
+    assert page.status_code == 200
+    assert b"Transport url is not valid" in page.content
+    assert Call.objects.count() == 1
