@@ -136,6 +136,31 @@ CALLSITE_ACS_SHARED_SECRET = env_str("CALLSITE_ACS_SHARED_SECRET")
 # How many rejected frames one connection logs in full before logging only every 100th.
 CALLSITE_BAD_FRAME_LOG_LIMIT = env_int("CALLSITE_BAD_FRAME_LOG_LIMIT", 20, minimum=0)
 
+# A bearer token that lets a remote scraper read /metrics (loopback clients need none).
+CALLSITE_METRICS_TOKEN = env_str("CALLSITE_METRICS_TOKEN")
+
+# --- Audio path and speech recognition ---------------------------------------------------------
+
+# Which backend turns ACS audio into utterances: "sphinx" (pocketsphinx, offline, the default),
+# "azure" (Azure AI Speech), or "none" (audio is analysed for talk time, nothing is recognised;
+# for calls that use ACS's own transcription, and for load tests).
+CALLSITE_RECOGNIZER = env_str("CALLSITE_RECOGNIZER", "sphinx").lower()
+# The language recognisers are asked for (the sphinx backend's bundled model is en-US only).
+CALLSITE_RECOGNIZER_LOCALE = env_str("CALLSITE_RECOGNIZER_LOCALE", "en-US")
+# Worker processes that run pocketsphinx decoders (each holds many sessions); 0: one per core.
+CALLSITE_SPHINX_WORKERS = env_int("CALLSITE_SPHINX_WORKERS", 0, minimum=0)
+# Azure AI Speech: a key with either its region or a full endpoint URL.
+SPEECH_KEY = env_str("SPEECH_KEY")
+SPEECH_REGION = env_str("SPEECH_REGION")
+SPEECH_ENDPOINT = env_str("SPEECH_ENDPOINT")
+# Options of the scripted test recognizer ("script=hello|goodbye;fail_after=2").
+CALLSITE_FAKE_RECOGNIZER = env_str("CALLSITE_FAKE_RECOGNIZER")
+# A frame counts as speech when ACS does not mark it silent and its level is above this (dBFS).
+CALLSITE_VOICE_THRESHOLD_DBFS = env_int("CALLSITE_VOICE_THRESHOLD_DBFS", -50, minimum=-120)
+# Seconds of audio a recognition session may fall behind before its oldest audio is dropped
+# (and the gap marked on the call).
+CALLSITE_RECOGNIZER_BACKLOG_SECONDS = env_int("CALLSITE_RECOGNIZER_BACKLOG_SECONDS", 20, minimum=1)
+
 # --- Call Automation ---------------------------------------------------------------------------
 
 # "endpoint=https://<resource>.communication.azure.com/;accesskey=<key>". Empty: Callsite does

@@ -2,9 +2,12 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from streaming import views as streaming_views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("acs/", include("streaming.automation.urls")),
+    path("metrics", streaming_views.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("dashboard.urls")),

@@ -65,3 +65,60 @@ def check_acs_auth(app_configs: Any = None, **kwargs: Any) -> list[Warning | Err
                 )
             )
     return messages
+
+
+@register("callsite", deploy=False)
+def check_recognizer(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    """Refuse a recognizer that cannot run: unknown name, missing package, missing key."""
+    from streaming.recognizers import BACKENDS
+
+    name = settings.CALLSITE_RECOGNIZER.lower()
+    if name not in BACKENDS:
+        return [
+            Error(
+                f"CALLSITE_RECOGNIZER={name!r} is not a recognizer.",
+                hint=f"Choose one of: {', '.join(BACKENDS)}.",
+                id="callsite.E010",
+            )
+        ]
+    if name == "sphinx":
+        import importlib.util
+
+        if importlib.util.find_spec("pocketsphinx") is None:
+            return [
+                Error(
+                    "CALLSITE_RECOGNIZER=sphinx but pocketsphinx is not installed.",
+                    hint="pip install pocketsphinx (its wheel carries the model).",
+                    id="callsite.E011",
+                )
+            ]
+        if not settings.CALLSITE_RECOGNIZER_LOCALE.lower().startswith("en"):
+            return [
+                Warning(
+                    "The sphinx recognizer's bundled model is US English only.",
+                    hint=f"CALLSITE_RECOGNIZER_LOCALE is {settings.CALLSITE_RECOGNIZER_LOCALE!r};"
+                    " use the azure recognizer or ACS transcription for other languages.",
+                    id="callsite.W010",
+                )
+            ]
+    if name == "azure":
+        key, region = settings.SPEECH_KEY, settings.SPEECH_REGION
+        endpoint = settings.SPEECH_ENDPOINT
+        # A plain ws:// endpoint (a local container or stand-in) is the one that needs no key.
+        if not ((key and (region or endpoint)) or endpoint.startswith("ws://")):
+            return [
+                Error(
+                    "CALLSITE_RECOGNIZER=azure needs Azure AI Speech credentials.",
+                    hint="Set SPEECH_KEY with SPEECH_REGION, or SPEECH_KEY with SPEECH_ENDPOINT.",
+                    id="callsite.E012",
+                )
+            ]
+    if name == "fake" and not settings.DEBUG:
+        return [
+            Warning(
+                "CALLSITE_RECOGNIZER=fake produces scripted text, not transcripts.",
+                hint="It exists for tests; use sphinx, azure or none.",
+                id="callsite.W011",
+            )
+        ]
+    return []

@@ -8,18 +8,23 @@ the call.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from streaming import events, services
+from streaming.audio_path import CallAudio
 from streaming.auth import acs_socket_decision, call_connection_id, header
 from streaming.events import CaptionPayload, ParticipantPayload
+from streaming.metrics import INGEST
 from streaming.models import TranscriptSource
 from streaming.packets import (
     AudioData,
@@ -31,16 +36,37 @@ from streaming.packets import (
     TranscriptionMetadata,
     parse_packet,
 )
+from streaming.recognizers import RecognizerError, get_recognizer
 
 logger = logging.getLogger(__name__)
 
 MAX_REJECT_CATEGORIES = 50
+# Streams whose sockets closed and whose last results are still being stored.
+FINISHING: set[asyncio.Task[None]] = set()
 
 
 class AcsIngestConsumer(AsyncWebsocketConsumer):
     """Receives one ACS media or transcription stream for one call."""
 
     call_id: int | None = None
+    audio: CallAudio | None = None
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Read the socket in a plain loop.
+
+        Channels' default runs ``await_many_dispatch`` over the socket and a channel-layer
+        inbox, a new task and an ``asyncio.wait`` per message. ACS sockets never receive
+        channel-layer messages (events leave through ``group_send``), so the inbox and the
+        per-message task are pure cost on a path taken 50 times a second per participant.
+        """
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels closes stale database connections before every message, a thread hop per
@@ -56,7 +82,6 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         self.rejected: Counter[str] = Counter()
         self.frames = 0
         self.participants: dict[str, ParticipantPayload] = {}
-        self.audio_format: AudioMetadata | None = None
         # Verifying an ACS token may fetch signing keys over the network: off the event loop.
         decision = await sync_to_async(acs_socket_decision, thread_sensitive=False)(self.scope)
         client = self.scope.get("client")
@@ -78,11 +103,14 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         )
         self.call_id = call["id"]
         await self.accept()
+        INGEST.sockets_open += 1
+        INGEST.sockets_total += 1
         logger.info("ACS stream opened for call %s (%s)", self.connection_id, decision.reason)
 
     async def disconnect(self, code: int) -> None:
         if self.call_id is None:
             return
+        INGEST.sockets_open -= 1
         if self.rejected:
             logger.warning(
                 "call %s: %d of %d frames rejected: %s",
@@ -91,16 +119,42 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 self.frames,
                 dict(self.rejected.most_common(10)),
             )
+        # Flushing recognition can outlast the socket's instance (Daphne cancels an instance
+        # 10 s after its client left): the stream is finished by a task of its own, which
+        # the instance waits for while it may, and which goes on if the instance is cancelled.
+        finishing = asyncio.create_task(self.finish_stream(code), name=f"finish {self.call_id}")
+        FINISHING.add(finishing)
+        finishing.add_done_callback(FINISHING.discard)
+        await asyncio.shield(finishing)
+
+    async def finish_stream(self, code: int) -> None:
+        """Store the last finals and talk time, then record that the stream closed."""
+        assert self.call_id is not None
+        if self.audio is not None:
+            try:
+                await self.audio.close()
+            except Exception:
+                logger.exception("call %s: closing the audio path failed", self.connection_id)
         await database_sync_to_async(services.call_stream_closed)(call_id=self.call_id)
         logger.info("ACS stream closed for call %s (code %s)", self.connection_id, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.frames += 1
+        INGEST.frames += 1
         raw = text_data if text_data is not None else bytes_data
         try:
             packet = parse_packet(raw if raw is not None else b"")
         except PacketError as error:
             self.reject(error.reason)
+            return
+        if type(packet) is AudioData:  # the hot path: 50 frames a second per participant
+            INGEST.audio_frames += 1
+            if packet.timestamp is not None:
+                INGEST.observe_lag(packet.timestamp)
+            if self.audio is None:
+                self.reject("AudioData before a usable AudioMetadata")
+                return
+            await self.audio.frame(packet)
             return
         await self.handle_packet(packet)
 
@@ -114,6 +168,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         if category not in self.rejected and len(self.rejected) >= MAX_REJECT_CATEGORIES - 1:
             category = "other"
         self.rejected[category] += 1
+        INGEST.rejected += 1
         total = sum(self.rejected.values())
         limit = settings.CALLSITE_BAD_FRAME_LOG_LIMIT
         if total <= limit or total % 100 == 0:
@@ -137,12 +192,33 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 call_id=self.call_id, metadata=packet
             )
         elif isinstance(packet, AudioMetadata):
-            self.audio_format = packet
-        elif isinstance(packet, AudioData):
-            if self.audio_format is None:
-                self.reject("AudioData before AudioMetadata")
+            audio = await self.audio_path()
+            await audio.metadata(packet)
+        elif isinstance(packet, AudioData):  # pragma: no cover - handled in receive()
+            raise AssertionError("AudioData reaches handle_packet")
         elif isinstance(packet, DtmfData):
             logger.info("call %s: DTMF %r", self.connection_id, packet.data)
+            audio = await self.audio_path()
+            await audio.dtmf(packet)
+
+    async def audio_path(self) -> CallAudio:
+        """The socket's audio path, built on the first media packet."""
+        if self.audio is None:
+            assert self.call_id is not None
+            try:
+                recognizer = get_recognizer()
+            except RecognizerError as error:
+                logger.error(
+                    "call %s: no speech recognition: %s", self.connection_id, error.reason
+                )
+                recognizer = None
+            self.audio = CallAudio(
+                call_id=self.call_id,
+                label=f"call {self.connection_id}",
+                recognizer=recognizer,
+                reject=self.reject,
+            )
+        return self.audio
 
     async def record_final(self, packet: TranscriptionData) -> None:
         assert self.call_id is not None

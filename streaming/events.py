@@ -73,6 +73,7 @@ class WordPayload(TypedDict):
     text: str
     offset: int | None
     duration: int | None
+    confidence: float | None
 
 
 class CaptionPayload(TypedDict):

@@ -79,6 +79,14 @@ class Call(models.Model):
         max_length=20, choices=TranscriptSource.choices, default=TranscriptSource.NONE
     )
     locale = models.CharField(max_length=35, blank=True)
+    audio_origin = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Timestamp of the first audio frame: tick 0 of the call's audio timeline",
+    )
+    sample_rate = models.PositiveIntegerField(
+        null=True, blank=True, help_text="PCM sample rate of the call's audio stream (Hz)"
+    )
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -191,3 +199,35 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} ({self.event_id})"
+
+
+class TalkSecond(models.Model):
+    """One participant's audio in one second of the call, for talk-time analytics.
+
+    ``stream`` is the participant's raw id, or empty for mixed audio. Bit *i* of
+    ``voiced_mask`` is set when the 20 ms frame at ``i * 20`` ms into the second was speech
+    (not marked silent by ACS and louder than ``CALLSITE_VOICE_THRESHOLD_DBFS``).
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="talk_seconds")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, null=True, blank=True, related_name="talk_seconds"
+    )
+    stream = models.CharField(max_length=200, blank=True)
+    second = models.PositiveIntegerField(help_text="Seconds from the call's first audio frame")
+    frames = models.PositiveSmallIntegerField(default=0)
+    voiced_frames = models.PositiveSmallIntegerField(default=0)
+    voiced_mask = models.BigIntegerField(default=0)
+    mean_db = models.FloatField(help_text="Mean frame level, dBFS")
+    peak_db = models.FloatField(help_text="Loudest frame, dBFS")
+
+    class Meta:
+        ordering = ["call", "second", "stream"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call", "stream", "second"], name="talksecond_once_per_stream"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream or 'mixed'} @ {self.second}s: {self.voiced_frames}/{self.frames}"

@@ -115,6 +115,7 @@ class Word:
     text: str
     offset: int | None
     duration: int | None
+    confidence: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

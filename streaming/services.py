@@ -8,7 +8,9 @@ Services are synchronous and transactional; consumers call them through
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 
 from django.db import IntegrityError, transaction
@@ -17,8 +19,16 @@ from django.utils import timezone
 from streaming import events
 from streaming.events import CallPayload, CaptionPayload, ParticipantPayload, WordPayload
 from streaming.identities import identity_from_raw_id
-from streaming.models import Call, CallState, Participant, TranscriptSource, Utterance
-from streaming.packets import TranscriptionMetadata, Word
+from streaming.models import (
+    Call,
+    CallEvent,
+    CallState,
+    Participant,
+    TalkSecond,
+    TranscriptSource,
+    Utterance,
+)
+from streaming.packets import TICKS_PER_SECOND, TranscriptionMetadata, Word
 from streaming.selectors import call_payload, caption_payload, participant_payload
 
 
@@ -124,7 +134,10 @@ def utterance_dedupe_key(
 
 
 def words_payload(words: Sequence[Word]) -> list[WordPayload]:
-    return [{"text": w.text, "offset": w.offset, "duration": w.duration} for w in words]
+    return [
+        {"text": w.text, "offset": w.offset, "duration": w.duration, "confidence": w.confidence}
+        for w in words
+    ]
 
 
 def utterance_record(
@@ -182,3 +195,95 @@ def utterance_record(
             partial(events.send_event, (events.call_group(call_id),), events.caption_final(caption))
         )
     return caption, True
+
+
+@transaction.atomic
+def call_audio_started(*, call_id: int, sample_rate: int, origin: datetime) -> datetime:
+    """Record the audio format; fix the call's audio origin on its first frame ever.
+
+    Returns the origin in force: a stream that reconnects keeps the first one, so its frames
+    land at the same place on the call's timeline.
+    """
+    call = Call.objects.select_for_update().get(pk=call_id)
+    changed = []
+    if call.audio_origin is None:
+        call.audio_origin = origin
+        changed.append("audio_origin")
+    if call.sample_rate != sample_rate:
+        call.sample_rate = sample_rate
+        changed.append("sample_rate")
+    if changed:
+        call.save(update_fields=[*changed, "updated_at"])
+    assert call.audio_origin is not None
+    return call.audio_origin
+
+
+@transaction.atomic
+def call_recognizer_attached(*, call_id: int) -> None:
+    """A recognizer transcribes the call's audio (unless ACS transcription already does)."""
+    call = Call.objects.select_for_update().get(pk=call_id)
+    if call.transcript_source == TranscriptSource.NONE:
+        call.transcript_source = TranscriptSource.RECOGNIZER
+        call.save(update_fields=["transcript_source", "updated_at"])
+        call_broadcast_on_commit(call)
+
+
+def call_event_record(
+    *,
+    call_id: int,
+    type: str,
+    data: dict[str, object],
+    event_id: str | None = None,
+    is_failure: bool = False,
+    message: str = "",
+    time: datetime | None = None,
+) -> bool:
+    """Store an event on the call (a DTMF tone, a recognition gap); False if already stored.
+
+    ``event_id`` makes a replayed event a no-op; without one the event is always new.
+    """
+    with transaction.atomic():
+        _event, created = CallEvent.objects.get_or_create(
+            event_id=(event_id or f"callsite:{uuid.uuid4()}")[:200],
+            defaults={
+                "call_id": call_id,
+                "type": type[:120],
+                "data": data,
+                "is_failure": is_failure,
+                "result_message": message,
+                "time": time or timezone.now(),
+            },
+        )
+    return created
+
+
+def talk_seconds_store(rows: Sequence[TalkSecond]) -> int:
+    """Insert or refresh per-second talk buckets in one statement; returns the row count.
+
+    A bucket written again (a stream that reconnected inside the same second) is replaced
+    by the newer count, which holds the frames the new connection saw.
+    """
+    if not rows:
+        return 0
+    TalkSecond.objects.bulk_create(
+        rows,
+        update_conflicts=True,
+        unique_fields=["call", "stream", "second"],
+        update_fields=["frames", "voiced_frames", "voiced_mask", "mean_db", "peak_db"],
+        batch_size=500,
+    )
+    return len(rows)
+
+
+def stream_resume_point(*, call_id: int, stream: str) -> int | None:
+    """Where a reconnecting stream's new audio starts: the end of its last stored second.
+
+    Audio before it was received by an earlier connection; a replay of it is dropped.
+    """
+    last = (
+        TalkSecond.objects.filter(call_id=call_id, stream=stream)
+        .order_by("-second")
+        .values_list("second", flat=True)
+        .first()
+    )
+    return None if last is None else (last + 1) * TICKS_PER_SECOND

@@ -7,7 +7,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,61 +79,74 @@ class DaphneServer:
 
 
 @pytest.fixture
-def daphne_server(transactional_db: Any, tmp_path: Path) -> Iterator[DaphneServer]:
-    """Start ``daphne callsite.asgi:application`` against the test database.
+def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
+    """Start ``daphne callsite.asgi:application`` processes against the test database.
 
-    It shares the test database, so the test must use ``transactional_db``: data a test
-    creates is committed and visible to the server, and flushed afterwards.
+    They share the test database, so the test must use ``transactional_db``: data a test
+    creates is committed and visible to the server, and flushed afterwards. Keyword
+    arguments are environment variables for the server (``CALLSITE_RECOGNIZER="sphinx"``).
     """
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:"):
         pytest.fail("live-server tests need a file-backed SQLite test database")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "tests.settings",
-        "DATABASE_URL": _database_url(),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = tmp_path / "daphne.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "callsite.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    server = DaphneServer(port, process, log)
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None:
-            pytest.fail(f"daphne exited with {process.returncode}:\n{server.output()}")
+    started: list[DaphneServer] = []
+
+    def start(**environment: str) -> DaphneServer:
+        port = _free_port()
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DATABASE_URL": _database_url(),
+            "PYTHONUNBUFFERED": "1",
+            **environment,
+        }
+        log = tmp_path / f"daphne-{port}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "daphne",
+                    "-b",
+                    "127.0.0.1",
+                    "-p",
+                    str(port),
+                    "callsite.asgi:application",
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = DaphneServer(port, process, log)
+        started.append(server)
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"daphne exited with {process.returncode}:\n{server.output()}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), 0.2):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"daphne did not listen on {port} within 30 s:\n{server.output()}")
+                time.sleep(0.1)
+        return server
+
+    yield start
+    for server in started:
+        server.process.terminate()
         try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-        except OSError:
-            if time.monotonic() > deadline:
-                process.kill()
-                pytest.fail(f"daphne did not listen on {port} within 30 s:\n{server.output()}")
-            time.sleep(0.1)
-    try:
-        yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
+            server.process.wait(10)
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture
+def daphne_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
+    """One Daphne process with the test settings (recognizer: the scripted fake)."""
+    return daphne_factory()
 
 
 @pytest.fixture(autouse=True)

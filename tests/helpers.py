@@ -70,3 +70,66 @@ def acs_socket(
     if extra_query:
         query += f"&{extra_query}"
     return WebsocketCommunicator(application, f"/ws/acs/?{query}", headers=headers)
+
+
+ACS_EPOCH = "2024-11-15T19:16:12"
+
+
+def audio_metadata(sample_rate: int = 16000, *, encoding: str = "PCM", channels: int = 1) -> str:
+    return json.dumps(
+        {
+            "kind": "AudioMetadata",
+            "audioMetadata": {
+                "subscriptionId": "sub-audio",
+                "encoding": encoding,
+                "sampleRate": sample_rate,
+                "channels": channels,
+                "length": sample_rate // 50 * 2,
+            },
+        }
+    )
+
+
+def frame_timestamp(index: int, *, start_ms: int = 0) -> str:
+    """ACS-style timestamp of the ``index``-th 20 ms frame after the test call's origin."""
+    from datetime import datetime, timedelta
+
+    base = datetime.fromisoformat(ACS_EPOCH + "+00:00")
+    moment = base + timedelta(milliseconds=start_ms + 20 * index)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def audio_data(
+    pcm: bytes,
+    *,
+    index: int | None = None,
+    speaker: str | None = None,
+    silent: bool | None = None,
+    timestamp: str | None = None,
+) -> str:
+    import base64
+
+    data: dict[str, Any] = {"data": base64.b64encode(pcm).decode()}
+    if timestamp is not None:
+        data["timestamp"] = timestamp
+    elif index is not None:
+        data["timestamp"] = frame_timestamp(index)
+    if speaker is not None:
+        data["participantRawID"] = speaker
+    if silent is not None:
+        data["silent"] = silent
+    return json.dumps({"kind": "AudioData", "audioData": data})
+
+
+def tone_frame(sample_rate: int = 16000, *, amplitude: float = 0.3) -> bytes:
+    """20 ms of a 440 Hz tone: loud enough to count as speech."""
+    import numpy as np
+
+    samples = sample_rate // 50
+    t = np.arange(samples)
+    wave = amplitude * 32767 * np.sin(2 * np.pi * 440 * t / sample_rate)
+    return np.rint(wave).astype("<i2").tobytes()
+
+
+def quiet_frame(sample_rate: int = 16000) -> bytes:
+    return bytes(sample_rate // 50 * 2)

@@ -8,6 +8,8 @@ import os
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnop")
 os.environ.setdefault("CALLSITE_ACS_SHARED_SECRET", "tests-only-acs-secret-0123456789")
+# Deterministic recognition unless a test asks for a real backend.
+os.environ.setdefault("CALLSITE_RECOGNIZER", "fake")
 
 from callsite.settings import *  # noqa: F403
 

@@ -6,6 +6,7 @@ import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from django.conf import settings
@@ -13,7 +14,7 @@ from django.contrib.auth.models import User
 from django.db import connection
 
 from streaming.models import Call
-from streaming.simulator import load_script, stream_call
+from streaming.simulator import load_call_script, load_script, stream_call
 from tests.conftest import FIXTURES, ROOT, DaphneServer
 from tests.services import chromium_path, require
 
@@ -55,6 +56,16 @@ def _poll_call_inner(connection_id: str, timeout: float) -> Call:
     raise AssertionError(f"call {connection_id} never reached the server")
 
 
+def _log_in(page: Any, base_url: str, user: User) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(f"{base_url}/accounts/login/?next=/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "sup-password-123")
+    page.click("#login-submit")
+    expect(page.locator("#wall")).to_be_visible()
+
+
 def test_supervisor_sees_interim_then_final_captions(
     daphne_server: DaphneServer, supervisor: User
 ) -> None:
@@ -86,11 +97,7 @@ def test_supervisor_sees_interim_then_final_captions(
             executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         page = browser.new_page(viewport={"width": 1200, "height": 800})
-        page.goto(f"{daphne_server.http_url}/accounts/login/?next=/")
-        page.fill("#id_username", supervisor.username)
-        page.fill("#id_password", "sup-password-123")
-        page.click("#login-submit")
-        expect(page.locator("#wall")).to_be_visible()
+        _log_in(page, daphne_server.http_url, supervisor)
 
         simulator = threading.Thread(target=simulate)
         simulator.start()
@@ -121,5 +128,60 @@ def test_supervisor_sees_interim_then_final_captions(
         browser.close()
 
     simulator.join(30)
+    assert not simulator.is_alive()
+    assert not errors, errors
+
+
+def test_supervisor_sees_the_recognized_audio_call_live(
+    daphne_factory: Any, supervisor: User
+) -> None:
+    """The demo WAVs as unmixed ACS audio, recognized by pocketsphinx, captioned live."""
+    chromium = chromium_path()
+    require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    server = daphne_factory(CALLSITE_RECOGNIZER="sphinx", CALLSITE_SPHINX_WORKERS="1")
+    script = load_call_script(ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml")
+    errors: list[BaseException] = []
+
+    def simulate() -> None:
+        try:
+            asyncio.run(
+                stream_call(
+                    f"{server.ws_url}/ws/acs/",
+                    call_connection_id="browser-audio-call",
+                    script=script,
+                    token=settings.CALLSITE_ACS_SHARED_SECRET,
+                    speed=2.0,
+                )
+            )
+        except BaseException as error:
+            errors.append(error)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        _log_in(page, server.http_url, supervisor)
+        simulator = threading.Thread(target=simulate)
+        simulator.start()
+        call = _wait_for_call("browser-audio-call")
+        page.goto(f"{server.http_url}/calls/{call.pk}/")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+        # The agent's greeting appears while it is being spoken, then as a final.
+        expect(page.locator(".caption.interim").first).to_be_visible(timeout=15_000)
+        first_final = page.locator(".caption.final").first
+        expect(first_final.locator(".text")).to_contain_text("how can i help you", timeout=20_000)
+        expect(first_final.locator(".speaker")).to_contain_text("Agent")
+        # The customer's reply, under the caller's number.
+        reply = page.locator(".caption.final", has_text="internet connection")
+        expect(reply).to_be_visible(timeout=20_000)
+        expect(reply.locator(".speaker")).to_have_text("+15551230000")
+        simulator.join(60)
+        expect(page.locator(".caption.final", has_text="goodbye")).to_be_visible(timeout=20_000)
+        page.screenshot(path=str(SCREENSHOTS / "call-page-audio.png"), full_page=True)
+        browser.close()
     assert not simulator.is_alive()
     assert not errors, errors

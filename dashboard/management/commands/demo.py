@@ -1,7 +1,9 @@
 """Run Callsite on this machine with a simulated call, for a first look.
 
 Migrates the database, creates (or re-keys) a supervisor login with a fresh random password,
-starts Daphne and streams the demo conversation to it over and over until Ctrl-C.
+starts Daphne and streams the demo call to it over and over until Ctrl-C. By default that is
+the two-speaker audio call (one WAV per participant, as unmixed ACS audio) recognised by the
+configured recognizer, pocketsphinx unless ``CALLSITE_RECOGNIZER`` says otherwise.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from dashboard.permissions import SUPERVISORS_GROUP
 
 ROOT = Path(settings.BASE_DIR)
+DEMO_AUDIO = ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml"
 
 
 class Command(BaseCommand):
@@ -37,6 +40,12 @@ class Command(BaseCommand):
         parser.add_argument("--calls", type=int, default=1, help="concurrent simulated calls")
         parser.add_argument("--speed", type=float, default=1.0, help="1.0 = real time")
         parser.add_argument("--no-simulator", action="store_true", help="only run the server")
+        parser.add_argument(
+            "--script",
+            default=str(DEMO_AUDIO.relative_to(ROOT)),
+            help="call script to play (default: the two-speaker audio call; "
+            "streaming/demo/billing_call.toml plays ACS transcription packets instead)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
@@ -77,6 +86,8 @@ class Command(BaseCommand):
                     f"  Username  {options['username']}\n"
                     f"  Password  {password}   (new on every start)\n"
                     f"  History   http://{host}:{port}/admin/\n"
+                    f"  Playing   {options['script']}"
+                    f" (recognizer: {settings.CALLSITE_RECOGNIZER})\n"
                     "Press Ctrl-C to stop.\n"
                 )
             )
@@ -96,6 +107,8 @@ class Command(BaseCommand):
                         str(options["speed"]),
                         "--repeat",
                         "0",
+                        "--script",
+                        options["script"],
                     ],
                     cwd=ROOT,
                     env=env,

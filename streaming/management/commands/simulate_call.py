@@ -1,6 +1,7 @@
-"""``manage.py simulate_call``: stream scripted ACS transcription calls to a Callsite endpoint.
+"""``manage.py simulate_call``: stream simulated ACS calls to a Callsite endpoint.
 
-A thin wrapper around :func:`streaming.simulator.simulate_calls`; see ``docs/simulator.md``.
+A call is a transcription script, an audio script, or WAV files given with ``--wav``. A thin
+wrapper around :func:`streaming.simulator.simulate_calls`; see ``docs/simulator.md``.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from streaming.simulator import (
     DEFAULT_SCRIPT,
+    MIXED,
+    SAMPLE_RATES,
+    AudioScript,
     CallResult,
     CallsFailedError,
+    Script,
     ScriptError,
     SimulatorError,
-    load_script,
+    audio_script_from_wavs,
+    load_audio_script,
+    load_call_script,
+    script_kind,
     simulate_calls,
 )
 
@@ -30,9 +38,9 @@ TOKEN_ENV = "CALLSITE_ACS_SHARED_SECRET"
 
 
 class Command(BaseCommand):
-    """Parse options, load the script and run rounds of :func:`simulate_calls`."""
+    """Parse options, load the script or WAVs and run rounds of :func:`simulate_calls`."""
 
-    help = "Stream simulated ACS live-transcription calls to a Callsite WebSocket endpoint."
+    help = "Stream simulated ACS calls (transcription or audio) to a Callsite WebSocket endpoint."
     # A client of the server: the server's own configuration checks say nothing about it.
     requires_system_checks: list[str] = []
 
@@ -41,7 +49,35 @@ class Command(BaseCommand):
         parser.add_argument(
             "--token", help=f"shared secret sent as ?token= (default: ${TOKEN_ENV})"
         )
-        parser.add_argument("--script", default=str(DEFAULT_SCRIPT), help="TOML call script")
+        parser.add_argument(
+            "--script",
+            help=f"TOML call script, transcription or audio (default: {DEFAULT_SCRIPT.name})",
+        )
+        parser.add_argument(
+            "--wav",
+            action="append",
+            default=[],
+            help="16-bit mono WAV, one per participant (repeat); instead of --script",
+        )
+        parser.add_argument(
+            "--raw-id",
+            action="append",
+            default=[],
+            help="participantRawID for each --wav, in order (default: agent, then customers)",
+        )
+        parser.add_argument(
+            "--mixed", action="store_true", help="send one mixed stream instead of one per WAV"
+        )
+        parser.add_argument(
+            "--sample-rate",
+            type=int,
+            help="16000 or 24000 (default: the script's, or 16000); WAVs are resampled to it",
+        )
+        parser.add_argument(
+            "--no-resample",
+            action="store_true",
+            help="fail on a WAV at another rate instead of resampling it",
+        )
         parser.add_argument("--calls", type=int, default=1, help="concurrent calls per round")
         parser.add_argument(
             "--speed", type=float, default=1.0, help="1.0 = real time, 0 = as fast as possible"
@@ -63,19 +99,23 @@ class Command(BaseCommand):
             raise CommandError("--speed must be a number")
         if not (stagger >= 0 and math.isfinite(stagger)):
             raise CommandError("--stagger must be a number of seconds >= 0")
-        try:
-            script = load_script(options["script"])
-        except ScriptError as exc:
-            raise CommandError(str(exc)) from exc
+        script = self._load(options)
         token = options["token"] or os.environ.get(TOKEN_ENV) or None
         if token is None:
             self.stderr.write(f"No --token and no ${TOKEN_ENV}: connecting without a token.")
 
         rounds = itertools.count(1) if repeat == 0 else range(1, repeat + 1)
-        self._completed = self._finals = self._packets = 0
+        self._completed = self._finals = self._frames = self._packets = 0
         self._started = time.monotonic()
+        if isinstance(script, AudioScript):
+            what = (
+                f"audio, {script.mode}, {len(script.tracks)} stream(s) at {script.sample_rate} Hz, "
+                f"{script.duration:.1f} s"
+            )
+        else:
+            what = f"{len(script.turns)} turns"
         self.stdout.write(
-            f"Streaming {script.title!r} ({len(script.turns)} turns) to {options['url']}: "
+            f"Streaming {script.title!r} ({what}) to {options['url']}: "
             f"{calls} call(s) per round, speed {speed:g}"
         )
         try:
@@ -104,6 +144,42 @@ class Command(BaseCommand):
             self.stdout.write("Interrupted.")
         self._summary()
 
+    def _load(self, options: dict[str, Any]) -> Script | AudioScript:
+        """The call to play: WAVs, or a script of either kind, with the audio options applied."""
+        wavs, raw_ids, rate = options["wav"], options["raw_id"], options["sample_rate"]
+        mixed, no_resample = options["mixed"], options["no_resample"]
+        if rate is not None and rate not in SAMPLE_RATES:
+            raise CommandError("--sample-rate must be 16000 or 24000")
+        try:
+            if wavs:
+                if options["script"]:
+                    raise CommandError("give either --script or --wav, not both")
+                return audio_script_from_wavs(
+                    wavs,
+                    mixed=mixed,
+                    sample_rate=rate or SAMPLE_RATES[0],
+                    resample=not no_resample,
+                    raw_ids=raw_ids or None,
+                )
+            if raw_ids:
+                raise CommandError("--raw-id names the participants of --wav files")
+            path = options["script"] or DEFAULT_SCRIPT
+            if mixed or rate or no_resample:
+                if script_kind(path) != "audio":
+                    raise CommandError(
+                        "--mixed, --sample-rate and --no-resample are for audio calls; "
+                        f"{path} is a transcription script"
+                    )
+                return load_audio_script(
+                    path,
+                    mode=MIXED if mixed else None,
+                    sample_rate=rate,
+                    resample=False if no_resample else None,
+                )
+            return load_call_script(path)
+        except ScriptError as exc:
+            raise CommandError(str(exc)) from exc
+
     def _reporter(self, prefix: str) -> Callable[[str], None]:
         def report(line: str) -> None:
             self.stdout.write(prefix + line)
@@ -114,12 +190,14 @@ class Command(BaseCommand):
         # Running totals rather than a list: the demo loop may run for days.
         self._completed += len(results)
         self._finals += sum(r.finals_sent for r in results)
+        self._frames += sum(r.frames_sent for r in results)
         self._packets += sum(r.packets_sent for r in results)
 
     def _summary(self) -> None:
         self.stdout.write(
             self.style.SUCCESS(
                 f"{self._completed} call(s) completed: {self._finals} finals, "
+                f"{self._frames} audio frames, "
                 f"{self._packets} packets in {time.monotonic() - self._started:.1f} s"
             )
         )
