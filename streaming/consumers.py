@@ -72,8 +72,9 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         # Channels closes stale database connections before every message, a thread hop per
         # frame that caps ingest at a fraction of what the event loop can do. Services reach
         # the database through database_sync_to_async, which does that housekeeping itself.
+        # Frames go straight to receive(), one coroutine fewer than websocket_receive().
         if message["type"] == "websocket.receive":
-            await self.websocket_receive(message)
+            await self.receive(message.get("text"), message.get("bytes"))
         else:
             await super().dispatch(message)
 
@@ -154,7 +155,9 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             if self.audio is None:
                 self.reject("AudioData before a usable AudioMetadata")
                 return
-            await self.audio.frame(packet)
+            pending = self.audio.frame_now(packet)
+            if pending is not None:
+                await pending
             return
         await self.handle_packet(packet)
 
