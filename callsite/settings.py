@@ -125,6 +125,12 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+STATICFILES_FINDERS = [
+    "django.contrib.staticfiles.finders.FileSystemFinder",
+    "django.contrib.staticfiles.finders.AppDirectoriesFinder",
+    # plotly/plotly.min.js from the installed plotly package: no CDN, no copy in the repository.
+    "dashboard.staticfinders.PlotlyFinder",
+]
 # Freeze the objects loaded at start-up out of the garbage collector's scans (shorter pauses).
 CALLSITE_GC_FREEZE = env_bool("CALLSITE_GC_FREEZE", True)
 
@@ -163,6 +169,15 @@ CALLSITE_VOICE_THRESHOLD_DBFS = env_int("CALLSITE_VOICE_THRESHOLD_DBFS", -50, mi
 # Seconds of audio a recognition session may fall behind before its oldest audio is dropped
 # (and the gap marked on the call).
 CALLSITE_RECOGNIZER_BACKLOG_SECONDS = env_int("CALLSITE_RECOGNIZER_BACKLOG_SECONDS", 20, minimum=1)
+
+# --- Live analytics and the dashboard ----------------------------------------------------------
+
+# A connected call with no packet for this many seconds is flagged as stuck on the call wall.
+CALLSITE_STUCK_SECONDS = env_int("CALLSITE_STUCK_SECONDS", 10, minimum=1)
+# How often a live call's talk-time figures are saved (they are sent to browsers every second).
+CALLSITE_ANALYTICS_SAVE_SECONDS = env_int("CALLSITE_ANALYTICS_SAVE_SECONDS", 5, minimum=1)
+# Caption words recognized with less confidence than this (percent) are marked on the call page.
+CALLSITE_LOW_CONFIDENCE_PERCENT = env_int("CALLSITE_LOW_CONFIDENCE_PERCENT", 60, minimum=0)
 
 # --- Call Automation ---------------------------------------------------------------------------
 

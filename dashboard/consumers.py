@@ -1,29 +1,87 @@
 """The supervisor's live socket: a snapshot from the database, then deltas.
 
 The consumer joins its group *before* reading the snapshot, so nothing that commits in
-between is missed; an event that is also in the snapshot arrives twice, and the browser
-applies it idempotently (by utterance id).
+between is missed.
+
+Stored events of a call (finals and alerts) carry the call's sequence number ``seq``. A
+call-page socket sends them strictly in ``seq`` order, each once:
+
+* a browser that reconnects passes ``?after=<seq>``, the last one it has, and gets only
+  what it missed;
+* an event that arrives over the channel layer with a ``seq`` already sent (it was in the
+  snapshot) is dropped;
+* an event that arrives after a hole (the channel layer is best-effort and may drop a
+  message) first fills the hole from the database.
+
+Interim captions, call state, analytics and health are state, not history: each message
+replaces what the page shows, so they carry no ``seq``.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
 
+from dashboard import charts
 from dashboard.permissions import can_view_calls
 from streaming import selectors
-from streaming.events import OVERVIEW_GROUP, call_group
+from streaming.events import OVERVIEW_GROUP, AnalyticsPayload, call_group
+from streaming.live import analytics_from_history
+from streaming.models import CallState
 
 logger = logging.getLogger(__name__)
+
+
+def _after(scope: dict[str, Any]) -> int | None:
+    """The ``?after=`` sequence number a reconnecting page passes, if any."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    try:
+        value = int(query.get("after", [""])[0])
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def analytics_message(analytics: AnalyticsPayload, *, full: bool) -> dict[str, Any]:
+    """What the browser gets: the figures without their raw timeline, and the charts."""
+    summary = {k: v for k, v in analytics.items() if k != "timeline"}
+    if full:
+        return {"type": "analytics", "analytics": summary, "charts": charts.figures(analytics)}
+    return {
+        "type": "analytics.updated",
+        "analytics": summary,
+        "charts": charts.live_update(analytics),
+    }
+
+
+def empty_analytics(call_id: int) -> AnalyticsPayload:
+    return {
+        "call_id": call_id,
+        "source": "none",
+        "final": False,
+        "duration_ms": 0,
+        "talk_ms": 0,
+        "overlap_ms": 0,
+        "silence_ms": 0,
+        "longest_silence_ms": 0,
+        "current_silence_ms": 0,
+        "interruptions": 0,
+        "speakers": [],
+        "timeline": {"since_ms": 0, "rows": {}},
+    }
 
 
 class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     """Feeds the call wall (no call id) or one call page (``call_id`` in the route)."""
 
     group: str | None = None
+    call_id: int | None = None
+    last_seq = 0
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -37,12 +95,18 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
             if call is None:
                 await self.close()
                 return
+            self.call_id = call_id
             self.group = call_group(call_id)
         else:
             self.group = OVERVIEW_GROUP
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        await self.send_json(await self.snapshot(call_id))
+        if call_id is None:
+            await self.send_json(await self.wall_snapshot())
+        else:
+            snapshot, analytics = await self.call_snapshot(call_id, _after(self.scope))
+            await self.send_json(snapshot)
+            await self.send_json(analytics_message(analytics, full=True))
 
     async def disconnect(self, code: int) -> None:
         if self.group is not None:
@@ -52,14 +116,82 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         """Browsers only listen; anything they send is ignored."""
 
     @database_sync_to_async
-    def snapshot(self, call_id: int | None) -> dict[str, Any]:
-        if call_id is None:
-            return {"type": "snapshot", "calls": selectors.call_list()}
+    def wall_snapshot(self) -> dict[str, Any]:
+        calls = selectors.call_list()
         return {
             "type": "snapshot",
-            "call": selectors.call_get(call_id=call_id),
-            "captions": selectors.call_captions(call_id=call_id),
+            "calls": calls,
+            "summaries": selectors.wall_summaries(call_ids=[c["id"] for c in calls]),
+            "stuck_seconds": settings.CALLSITE_STUCK_SECONDS,
         }
+
+    @database_sync_to_async
+    def call_snapshot(
+        self, call_id: int, after: int | None
+    ) -> tuple[dict[str, Any], AnalyticsPayload]:
+        call = selectors.call_get(call_id=call_id)
+        if after is None:
+            captions = selectors.call_captions(call_id=call_id)
+            alerts = selectors.call_alerts(call_id=call_id)
+        else:
+            captions = selectors.call_captions_after(call_id=call_id, after_seq=after)
+            alerts = selectors.call_alerts(call_id=call_id, after_seq=after)
+        seqs = [c["seq"] for c in captions if c["seq"]] + [a["seq"] for a in alerts if a["seq"]]
+        self.last_seq = max([after or 0, *seqs])
+        analytics = selectors.stored_analytics(call_id=call_id)
+        if analytics is None and call is not None and call["state"] == CallState.ENDED:
+            analytics = analytics_from_history(call_id=call_id, final=True)
+        if analytics is None:  # a call that has just begun: empty charts until the first tick
+            analytics = empty_analytics(call_id)
+        snapshot = {
+            "type": "snapshot",
+            "resume": after is not None,
+            "call": call,
+            "captions": captions,
+            "alerts": alerts,
+            "last_seq": self.last_seq,
+            "low_confidence": settings.CALLSITE_LOW_CONFIDENCE_PERCENT / 100,
+        }
+        return snapshot, analytics
+
+    # --- stored events, in seq order -----------------------------------------------------------
+
+    async def _in_order(self, seq: int | None, event: dict[str, Any]) -> None:
+        if self.call_id is None or seq is None:  # the wall: no ordering to keep
+            await self.send_json(event)
+            return
+        if seq <= self.last_seq:
+            return  # already sent (in the snapshot, or filled in)
+        if seq > self.last_seq + 1:
+            missing = await database_sync_to_async(self._missing)(self.call_id, self.last_seq)
+            for fill_seq, fill in missing:
+                if fill_seq < seq:
+                    await self.send_json(fill)
+            logger.info(
+                "call %s: filled a hole of %d events before seq %d",
+                self.call_id,
+                seq - self.last_seq - 1,
+                seq,
+            )
+        self.last_seq = seq
+        await self.send_json(event)
+
+    @staticmethod
+    def _missing(call_id: int, after: int) -> list[tuple[int, dict[str, Any]]]:
+        found: list[tuple[int, dict[str, Any]]] = []
+        for caption in selectors.call_captions_after(call_id=call_id, after_seq=after):
+            found.append((caption["seq"] or 0, {"type": "caption.final", "caption": caption}))
+        for alert in selectors.call_alerts(call_id=call_id, after_seq=after):
+            found.append((alert["seq"] or 0, {"type": "alert.fired", "alert": alert}))
+        return sorted(found, key=lambda item: item[0])
+
+    async def caption_final(self, event: dict[str, Any]) -> None:
+        await self._in_order(event["caption"].get("seq"), event)
+
+    async def alert_fired(self, event: dict[str, Any]) -> None:
+        await self._in_order(event["alert"].get("seq"), event)
+
+    # --- state ---------------------------------------------------------------------------------
 
     async def call_updated(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
@@ -67,5 +199,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     async def caption_interim(self, event: dict[str, Any]) -> None:
         await self.send_json(event)
 
-    async def caption_final(self, event: dict[str, Any]) -> None:
+    async def analytics_updated(self, event: dict[str, Any]) -> None:
+        await self.send_json(analytics_message(event["analytics"], full=False))
+
+    async def calls_health(self, event: dict[str, Any]) -> None:
         await self.send_json(event)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from django.contrib import admin
 from django.http import HttpRequest
 
-from streaming.models import Call, CallEvent, Participant, Utterance
+from streaming.models import (
+    Alert,
+    AlertRule,
+    Call,
+    CallAnalytics,
+    CallEvent,
+    Participant,
+    Utterance,
+)
 
 
 class ParticipantInline(admin.TabularInline):
@@ -45,6 +53,70 @@ class CallEventInline(admin.TabularInline):
         return False
 
 
+class AlertInline(admin.TabularInline):
+    model = Alert
+    extra = 0
+    fields = ("at_ms", "kind", "message", "participant", "fired_at")
+    readonly_fields = fields
+    ordering = ("at_ms", "pk")
+
+    def has_add_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+
+class CallAnalyticsInline(admin.StackedInline):
+    model = CallAnalytics
+    extra = 0
+    can_delete = False
+    fields = (
+        "source",
+        "final",
+        "duration_ms",
+        "talk_ms",
+        "overlap_ms",
+        "silence_ms",
+        "longest_silence_ms",
+        "longest_monologue_ms",
+        "interruptions",
+        "agent_talk_ratio",
+        "speakers",
+        "updated_at",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Call | None = None) -> bool:
+        return False
+
+
+@admin.register(AlertRule)
+class AlertRuleAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "enabled", "phrase", "seconds", "percent", "speaker_role")
+    list_editable = ("enabled",)
+    list_filter = ("kind", "enabled")
+    search_fields = ("name", "phrase")
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "enabled")}),
+        ("Keyword", {"fields": ("phrase",)}),
+        ("Thresholds", {"fields": ("seconds", "percent")}),
+        ("Who", {"fields": ("speaker_role",)}),
+    )
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    """Fired alerts are records of what happened: they can be read and deleted, not edited."""
+
+    list_display = ("fired_at", "call", "kind", "message")
+    list_filter = ("kind", "fired_at")
+    search_fields = ("message", "call__connection_id")
+    list_select_related = ("call",)
+    readonly_fields = ("call", "rule", "kind", "message", "participant", "at_ms", "seq", "fired_at")
+    exclude = ("episode",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
 @admin.register(Call)
 class CallAdmin(admin.ModelAdmin):
     list_display = (
@@ -74,7 +146,13 @@ class CallAdmin(admin.ModelAdmin):
         "updated_at",
     )
     date_hierarchy = "created_at"
-    inlines = (ParticipantInline, UtteranceInline, CallEventInline)
+    inlines = (
+        CallAnalyticsInline,
+        ParticipantInline,
+        AlertInline,
+        UtteranceInline,
+        CallEventInline,
+    )
 
 
 @admin.register(Participant)

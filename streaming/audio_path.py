@@ -32,9 +32,9 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -47,6 +47,7 @@ from streaming.audio import (
     SILENCE_DBFS,
     SUPPORTED_RATES,
     TICKS_PER_SECOND,
+    ActivitySecond,
     ActivityTracker,
     FramePlacement,
     FrameVerdict,
@@ -69,6 +70,11 @@ from streaming.recognizers.base import (
 from streaming.talk_writer import TalkWriter, talk_writer
 
 logger = logging.getLogger(__name__)
+
+# Completed talk seconds of a stream (its key, its participant) and a stored final with the
+# time its speech ended: what the live analytics are told.
+ActivityHook = Callable[[str, ParticipantPayload | None, list[ActivitySecond]], None]
+FinalHook = Callable[[CaptionPayload, datetime | None], Awaitable[None]]
 
 MAX_RESTARTS_PER_MINUTE = 5
 CLOSE_TIMEOUT = 30.0
@@ -131,6 +137,8 @@ class CallAudio:
         locale: str | None = None,
         threshold_db: float | None = None,
         backlog_seconds: int | None = None,
+        on_activity: ActivityHook | None = None,
+        on_final: FinalHook | None = None,
     ) -> None:
         self.call_id = call_id
         self.label = label
@@ -148,6 +156,8 @@ class CallAudio:
         self.streams: dict[str, AudioStream] = {}
         self.counts: Counter[str] = Counter()
         self.announced_recognizer = False
+        self.on_activity = on_activity
+        self.on_final = on_final
 
     # --- packets -----------------------------------------------------------------------------
 
@@ -230,6 +240,8 @@ class CallAudio:
         done = stream.activity.add(placement.start, level, silent)
         if done:
             self.writer.add(self.call_id, stream.participant_id, stream.key, done)
+            if self.on_activity is not None:
+                self.on_activity(stream.key, stream.participant, done)
         if placement.verdict is FrameVerdict.GAP:
             self._gap_seen(stream, placement.start, placement.gap)
         if self.recognizer is None or stream.disabled:
@@ -438,6 +450,7 @@ class CallAudio:
             "duration_ticks": result.duration,
             "words": services.words_payload(words),
             "final": False,
+            "seq": None,
         }
         await events.asend_event(
             (events.call_group(self.call_id),), events.caption_interim(caption)
@@ -448,7 +461,7 @@ class CallAudio:
     ) -> None:
         for attempt in range(1, STORE_ATTEMPTS + 1):
             try:
-                await database_sync_to_async(services.utterance_record)(
+                caption, created = await database_sync_to_async(services.utterance_record)(
                     call_id=self.call_id,
                     participant_raw_id=raw_id,
                     text=result.text,
@@ -459,7 +472,6 @@ class CallAudio:
                     source=TranscriptSource.RECOGNIZER,
                 )
                 self.counts["final stored"] += 1
-                return
             except Exception:
                 if attempt == STORE_ATTEMPTS:
                     logger.exception(
@@ -471,6 +483,18 @@ class CallAudio:
                     self.counts["final lost"] += 1
                     return
                 await asyncio.sleep(0.2 * 2**attempt)
+                continue
+            if created and self.on_final is not None:
+                end = offset + result.duration
+                speech_end: datetime | None = None
+                if self.origin is not None:
+                    with contextlib.suppress(OverflowError):  # a wild timestamp
+                        speech_end = self.origin + timedelta(microseconds=end / 10)
+                try:
+                    await self.on_final(caption, speech_end)
+                except Exception:
+                    logger.exception("%s: handling a stored final failed", self.label)
+            return
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -506,6 +530,8 @@ class CallAudio:
             leftover = stream.activity.drain()
             if leftover:
                 self.writer.add(self.call_id, stream.participant_id, stream.key, leftover)
+                if self.on_activity is not None:
+                    self.on_activity(stream.key, stream.participant, leftover)
         await self._end_sessions()
         await self.writer.flush()
         if self.counts:

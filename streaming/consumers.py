@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -24,9 +25,11 @@ from streaming import events, services
 from streaming.audio_path import CallAudio
 from streaming.auth import acs_socket_decision, call_connection_id, header
 from streaming.events import CaptionPayload, ParticipantPayload
+from streaming.live import LIVE, MAX_CALL_SECONDS, LiveCall
 from streaming.metrics import INGEST
 from streaming.models import TranscriptSource
 from streaming.packets import (
+    TICKS_PER_SECOND,
     AudioData,
     AudioMetadata,
     DtmfData,
@@ -50,6 +53,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
 
     call_id: int | None = None
     audio: CallAudio | None = None
+    live: LiveCall | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Read the socket in a plain loop.
@@ -103,6 +107,8 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             connection_id=self.connection_id, correlation_id=correlation_id
         )
         self.call_id = call["id"]
+        self.opened_at = datetime.now(UTC)
+        self.live = await LIVE.attach(self.call_id, f"call {self.connection_id}")
         await self.accept()
         INGEST.sockets_open += 1
         INGEST.sockets_total += 1
@@ -136,12 +142,19 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 await self.audio.close()
             except Exception:
                 logger.exception("call %s: closing the audio path failed", self.connection_id)
+        if self.live is not None:
+            try:
+                await LIVE.detach(self.live)
+            except Exception:
+                logger.exception("call %s: saving the final figures failed", self.connection_id)
         await database_sync_to_async(services.call_stream_closed)(call_id=self.call_id)
         logger.info("ACS stream closed for call %s (code %s)", self.connection_id, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         self.frames += 1
         INGEST.frames += 1
+        if self.live is not None:
+            self.live.packets += 1
         raw = text_data if text_data is not None else bytes_data
         try:
             packet = parse_packet(raw if raw is not None else b"")
@@ -220,12 +233,14 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 label=f"call {self.connection_id}",
                 recognizer=recognizer,
                 reject=self.reject,
+                on_activity=self.live.add_activity if self.live else None,
+                on_final=self.final_stored,
             )
         return self.audio
 
     async def record_final(self, packet: TranscriptionData) -> None:
         assert self.call_id is not None
-        caption, _created = await database_sync_to_async(services.utterance_record)(
+        caption, created = await database_sync_to_async(services.utterance_record)(
             call_id=self.call_id,
             participant_raw_id=packet.participant_raw_id,
             text=packet.text,
@@ -237,6 +252,18 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         )
         if caption["participant"] is not None:
             self.participants[caption["participant"]["raw_id"]] = caption["participant"]
+        if created:
+            # ACS counts offsets from the start of its transcription stream: this socket.
+            speech_end = None
+            end = (packet.offset or 0) + (packet.duration or 0)
+            if packet.offset is not None and 0 <= end <= MAX_CALL_SECONDS * TICKS_PER_SECOND:
+                speech_end = self.opened_at + timedelta(microseconds=end / 10)
+            await self.final_stored(caption, speech_end)
+
+    async def final_stored(self, caption: CaptionPayload, speech_end: datetime | None) -> None:
+        """A new final is stored: the live analytics count it and check the keyword rules."""
+        if self.live is not None:
+            await LIVE.final_stored(self.live, caption, speech_end)
 
     async def relay_interim(self, packet: TranscriptionData) -> None:
         """Broadcast an intermediate result; it is never stored."""
@@ -260,6 +287,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             "duration_ticks": packet.duration,
             "words": services.words_payload(packet.words),
             "final": False,
+            "seq": None,
         }
         await events.asend_event(
             (events.call_group(self.call_id),), events.caption_interim(caption)

@@ -86,6 +86,76 @@ class CaptionPayload(TypedDict):
     duration_ticks: int | None
     words: list[WordPayload]
     final: bool
+    seq: int | None  # finals: order among the call's stored events; interims: None
+
+
+class SpeakerStatsPayload(TypedDict):
+    """One speaker's talk-time figures so far."""
+
+    key: str  # participant raw id ("speaker:Guest-1" for a diarized speaker of mixed audio)
+    label: str
+    role: str
+    talk_ms: int
+    share: float  # of the call's duration, 0..1
+    ratio: float  # of all talk (the talk ratio), 0..1; the speakers' ratios sum to 1
+    longest_monologue_ms: int
+    current_monologue_ms: int  # 0 unless this speaker holds the floor right now
+    interruptions: int  # times this speaker started while another was talking
+    words: int
+    wpm: float | None  # words per minute of their own talk time; None before any talk
+
+
+class TimelinePayload(TypedDict):
+    """Who spoke when, as [start_ms, end_ms) segments per row.
+
+    Rows are keyed by speaker key, plus ``"overlap"`` for stretches with two or more talking.
+    A browser drops its segments of each row that end after ``since_ms`` and appends these:
+    ``since_ms == 0`` is the whole timeline.
+    """
+
+    since_ms: int
+    rows: dict[str, list[list[int]]]
+
+
+class AnalyticsPayload(TypedDict):
+    """A call's live (or final) talk-time analytics; every figure is for the whole call so far."""
+
+    call_id: int
+    source: str  # "audio" (unmixed frames), "utterances" (result timings) or "none"
+    final: bool  # the call has ended and these are its stored figures
+    duration_ms: int
+    talk_ms: int  # someone talking
+    overlap_ms: int  # two or more talking
+    silence_ms: int  # nobody talking
+    longest_silence_ms: int
+    current_silence_ms: int
+    interruptions: int
+    speakers: list[SpeakerStatsPayload]
+    timeline: TimelinePayload
+
+
+class AlertPayload(TypedDict):
+    id: int
+    call_id: int
+    seq: int | None
+    kind: str
+    rule: str
+    message: str
+    at_ms: int
+    speaker: str | None  # participant raw id the alert is about
+    fired_at: str
+
+
+class HealthPayload(TypedDict):
+    """How one live call's stream is doing, as its ingest process sees it."""
+
+    call_id: int
+    frames_per_second: float  # packets received over the last few seconds
+    last_packet_ms: int  # age of the newest packet
+    caption_lag_ms: int | None  # speech end to supervisors, newest final
+    stuck: bool  # connected, but no packet for CALLSITE_STUCK_SECONDS
+    talk: list[dict[str, object]]  # [{key, label, role, ratio}] talk ratio per speaker
+    alerts: int
 
 
 class CallUpdatedEvent(TypedDict):
@@ -103,9 +173,38 @@ class CaptionFinalEvent(TypedDict):
     caption: CaptionPayload
 
 
-Event = CallUpdatedEvent | CaptionInterimEvent | CaptionFinalEvent
+class AnalyticsUpdatedEvent(TypedDict):
+    type: Literal["analytics.updated"]
+    analytics: AnalyticsPayload
 
-EVENT_TYPES: tuple[str, ...] = ("call.updated", "caption.interim", "caption.final")
+
+class AlertFiredEvent(TypedDict):
+    type: Literal["alert.fired"]
+    alert: AlertPayload
+
+
+class CallsHealthEvent(TypedDict):
+    type: Literal["calls.health"]
+    calls: list[HealthPayload]
+
+
+Event = (
+    CallUpdatedEvent
+    | CaptionInterimEvent
+    | CaptionFinalEvent
+    | AnalyticsUpdatedEvent
+    | AlertFiredEvent
+    | CallsHealthEvent
+)
+
+EVENT_TYPES: tuple[str, ...] = (
+    "call.updated",
+    "caption.interim",
+    "caption.final",
+    "analytics.updated",
+    "alert.fired",
+    "calls.health",
+)
 
 
 def call_updated(call: CallPayload) -> CallUpdatedEvent:
@@ -118,6 +217,18 @@ def caption_interim(caption: CaptionPayload) -> CaptionInterimEvent:
 
 def caption_final(caption: CaptionPayload) -> CaptionFinalEvent:
     return {"type": "caption.final", "caption": caption}
+
+
+def analytics_updated(analytics: AnalyticsPayload) -> AnalyticsUpdatedEvent:
+    return {"type": "analytics.updated", "analytics": analytics}
+
+
+def alert_fired(alert: AlertPayload) -> AlertFiredEvent:
+    return {"type": "alert.fired", "alert": alert}
+
+
+def calls_health(calls: list[HealthPayload]) -> CallsHealthEvent:
+    return {"type": "calls.health", "calls": calls}
 
 
 def groups_for_call(call_id: int) -> tuple[str, ...]:

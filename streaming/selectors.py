@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from django.db.models import Count, Prefetch
 
-from streaming.events import CallPayload, CaptionPayload, ParticipantPayload, ProblemPayload
-from streaming.models import Call, CallEvent, CallState, Participant, Utterance
+from streaming.alerts import Rule
+from streaming.events import (
+    AlertPayload,
+    AnalyticsPayload,
+    CallPayload,
+    CaptionPayload,
+    ParticipantPayload,
+    ProblemPayload,
+)
+from streaming.models import (
+    Alert,
+    AlertRule,
+    Call,
+    CallAnalytics,
+    CallEvent,
+    CallState,
+    Participant,
+    TalkSecond,
+    Utterance,
+)
 
 PROBLEMS_SHOWN = 10
 
@@ -74,6 +92,7 @@ def caption_payload(utterance: Utterance, participant: Participant | None) -> Ca
         "duration_ticks": utterance.duration_ticks,
         "words": utterance.words,
         "final": True,
+        "seq": utterance.seq,
     }
 
 
@@ -108,3 +127,119 @@ def call_captions(*, call_id: int) -> list[CaptionPayload]:
         .order_by("offset_ticks", "pk")
     )
     return [caption_payload(u, u.participant) for u in utterances]
+
+
+def alert_payload(alert: Alert) -> AlertPayload:
+    return {
+        "id": alert.pk,
+        "call_id": alert.call_id,
+        "seq": alert.seq,
+        "kind": alert.kind,
+        "rule": alert.rule.name if alert.rule_id and alert.rule else "",
+        "message": alert.message,
+        "at_ms": alert.at_ms,
+        "speaker": alert.participant.raw_id if alert.participant else None,
+        "fired_at": alert.fired_at.isoformat(),
+    }
+
+
+def call_alerts(*, call_id: int, after_seq: int | None = None) -> list[AlertPayload]:
+    """A call's alerts in the order they fired (only those after ``after_seq`` if given)."""
+    alerts = Alert.objects.filter(call_id=call_id).select_related("rule", "participant")
+    if after_seq is not None:
+        alerts = alerts.filter(seq__gt=after_seq)
+    return [alert_payload(a) for a in alerts.order_by("seq", "pk")]
+
+
+def call_alert_count(*, call_id: int) -> int:
+    return Alert.objects.filter(call_id=call_id).count()
+
+
+def wall_summaries(*, call_ids: list[int]) -> dict[int, dict[str, object]]:
+    """Talk ratio per speaker and alert count of each call, for the call wall's first paint."""
+    found: dict[int, dict[str, object]] = {i: {"talk": [], "alerts": 0} for i in call_ids}
+    for call_id, speakers in CallAnalytics.objects.filter(call_id__in=call_ids).values_list(
+        "call_id", "speakers"
+    ):
+        found[call_id]["talk"] = [
+            {"key": s["key"], "label": s["label"], "role": s["role"], "ratio": s["ratio"]}
+            for s in speakers
+        ]
+    counts = (
+        Alert.objects.filter(call_id__in=call_ids)
+        .values_list("call_id")
+        .annotate(n=Count("pk"))
+        .values_list("call_id", "n")
+    )
+    for call_id, n in counts:
+        found[call_id]["alerts"] = n
+    return found
+
+
+def call_captions_after(*, call_id: int, after_seq: int) -> list[CaptionPayload]:
+    """The finals stored after sequence number ``after_seq``, in that order."""
+    utterances = (
+        Utterance.objects.filter(call_id=call_id, seq__gt=after_seq)
+        .select_related("participant")
+        .order_by("seq")
+    )
+    return [caption_payload(u, u.participant) for u in utterances]
+
+
+def call_last_seq(*, call_id: int) -> int:
+    return Call.objects.filter(pk=call_id).values_list("last_seq", flat=True).first() or 0
+
+
+def active_alert_rules() -> list[Rule]:
+    return [Rule.from_model(r) for r in AlertRule.objects.filter(enabled=True)]
+
+
+def stored_analytics(*, call_id: int) -> AnalyticsPayload | None:
+    """The figures last saved for a call, or None if none were."""
+    row = CallAnalytics.objects.filter(call_id=call_id).first()
+    if row is None:
+        return None
+    return {
+        "call_id": call_id,
+        "source": row.source,
+        "final": row.final,
+        "duration_ms": row.duration_ms,
+        "talk_ms": row.talk_ms,
+        "overlap_ms": row.overlap_ms,
+        "silence_ms": row.silence_ms,
+        "longest_silence_ms": row.longest_silence_ms,
+        "current_silence_ms": 0,
+        "interruptions": row.interruptions,
+        "speakers": row.speakers,
+        "timeline": {"since_ms": 0, "rows": row.timeline},
+    }
+
+
+class AnalyticsInputs:
+    """What a call's figures are computed from, as stored."""
+
+    def __init__(self) -> None:
+        self.masks: dict[str, dict[int, int]] = {}  # stream key -> {second: voiced mask}
+        self.utterances: list[tuple[str, int, int, int]] = []  # (key, start, end ticks, words)
+        self.speakers: dict[str, tuple[str, str]] = {}  # key -> (label, role)
+
+
+def analytics_inputs(*, call_id: int) -> AnalyticsInputs:
+    """Talk seconds and utterance timings of a call, to rebuild its figures."""
+    found = AnalyticsInputs()
+    for p in Participant.objects.filter(call_id=call_id):
+        found.speakers[p.raw_id] = (p.display_label, p.role)
+    rows = TalkSecond.objects.filter(call_id=call_id).values_list("stream", "second", "voiced_mask")
+    for stream, second, mask in rows.iterator():
+        found.masks.setdefault(stream, {})[second] = mask
+    utterances = (
+        Utterance.objects.filter(call_id=call_id, offset_ticks__isnull=False)
+        .select_related("participant")
+        .order_by("offset_ticks")
+    )
+    for u in utterances:
+        key = u.participant.raw_id if u.participant else ""
+        start = u.offset_ticks or 0
+        count = len(u.words) if u.words else len(u.text.split())
+        found.utterances.append((key, start, start + (u.duration_ticks or 0), count))
+    return found

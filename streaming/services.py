@@ -14,13 +14,23 @@ from datetime import datetime
 from functools import partial
 
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from streaming import events
-from streaming.events import CallPayload, CaptionPayload, ParticipantPayload, WordPayload
+from streaming.events import (
+    AlertPayload,
+    AnalyticsPayload,
+    CallPayload,
+    CaptionPayload,
+    ParticipantPayload,
+    WordPayload,
+)
 from streaming.identities import identity_from_raw_id
 from streaming.models import (
+    Alert,
     Call,
+    CallAnalytics,
     CallEvent,
     CallState,
     Participant,
@@ -29,7 +39,12 @@ from streaming.models import (
     Utterance,
 )
 from streaming.packets import TICKS_PER_SECOND, TranscriptionMetadata, Word
-from streaming.selectors import call_payload, caption_payload, participant_payload
+from streaming.selectors import (
+    alert_payload,
+    call_payload,
+    caption_payload,
+    participant_payload,
+)
 
 
 def call_broadcast_on_commit(call: Call) -> None:
@@ -116,6 +131,16 @@ def _participant_get_or_create(*, call_id: int, raw_id: str) -> tuple[Participan
     )
 
 
+def _next_seq(call_id: int) -> int:
+    """The call's next event sequence number, inside the caller's transaction.
+
+    The update locks the call's row until commit, so a call's events commit in ``seq`` order
+    and a browser resuming after ``seq`` *n* misses nothing that commits later.
+    """
+    Call.objects.filter(pk=call_id).update(last_seq=F("last_seq") + 1)
+    return Call.objects.filter(pk=call_id).values_list("last_seq", flat=True).get()
+
+
 def utterance_dedupe_key(
     *, source: str, participant_raw_id: str | None, offset_ticks: int | None, text: str
 ) -> str:
@@ -174,7 +199,9 @@ def utterance_record(
             # The savepoint keeps the outer transaction usable if a concurrent writer (a
             # reconnected stream replaying the same packet) inserted the row first.
             with transaction.atomic():
+                seq = _next_seq(call_id)
                 utterance = Utterance.objects.create(
+                    seq=seq,
                     call_id=call_id,
                     participant=participant,
                     text=text,
@@ -287,3 +314,70 @@ def stream_resume_point(*, call_id: int, stream: str) -> int | None:
         .first()
     )
     return None if last is None else (last + 1) * TICKS_PER_SECOND
+
+
+def call_analytics_store(payloads: Sequence[AnalyticsPayload]) -> None:
+    """Save calls' latest figures (the live ticker batches them every few seconds)."""
+    with transaction.atomic():
+        for a in payloads:
+            agents = [s["ratio"] for s in a["speakers"] if s["role"] == "agent"]
+            CallAnalytics.objects.update_or_create(
+                call_id=a["call_id"],
+                defaults={
+                    "source": a["source"],
+                    "final": a["final"],
+                    "duration_ms": a["duration_ms"],
+                    "talk_ms": a["talk_ms"],
+                    "overlap_ms": a["overlap_ms"],
+                    "silence_ms": a["silence_ms"],
+                    "longest_silence_ms": a["longest_silence_ms"],
+                    "longest_monologue_ms": max(
+                        (s["longest_monologue_ms"] for s in a["speakers"]), default=0
+                    ),
+                    "interruptions": a["interruptions"],
+                    "agent_talk_ratio": round(sum(agents), 4) if agents else None,
+                    "speakers": a["speakers"],
+                    "timeline": a["timeline"]["rows"],
+                },
+            )
+
+
+def alert_record(
+    *,
+    call_id: int,
+    rule_id: int | None,
+    kind: str,
+    message: str,
+    at_ms: int,
+    episode: str,
+    participant_raw_id: str | None = None,
+) -> AlertPayload | None:
+    """Store a fired alert once per episode and broadcast it; None if it was already stored."""
+    with transaction.atomic():
+        if Alert.objects.filter(call_id=call_id, episode=episode[:400]).exists():
+            return None
+        participant = None
+        if participant_raw_id:
+            participant = Participant.objects.filter(
+                call_id=call_id, raw_id=participant_raw_id
+            ).first()
+        try:
+            with transaction.atomic():
+                alert = Alert.objects.create(
+                    call_id=call_id,
+                    rule_id=rule_id,
+                    kind=kind,
+                    message=message[:500],
+                    at_ms=max(0, at_ms),
+                    episode=episode[:400],
+                    participant=participant,
+                    seq=_next_seq(call_id),
+                )
+        except IntegrityError:
+            return None
+        alert.participant = participant
+        payload = alert_payload(alert)
+        transaction.on_commit(
+            partial(events.send_event, events.groups_for_call(call_id), events.alert_fired(payload))
+        )
+    return payload

@@ -158,3 +158,11 @@ async def _fresh_channel_layer() -> Any:
     yield
     if layer is not None and hasattr(layer, "flush"):
         await layer.flush()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_alert_rules() -> None:
+    """Each test's alert rules are its own: the process-wide cache reloads them."""
+    from streaming.live import LIVE
+
+    LIVE.rules_changed()

@@ -133,3 +133,75 @@ def tone_frame(sample_rate: int = 16000, *, amplitude: float = 0.3) -> bytes:
 
 def quiet_frame(sample_rate: int = 16000) -> bytes:
     return bytes(sample_rate // 50 * 2)
+
+
+# Messages a dashboard socket receives on a clock (every second per live call), not in
+# answer to what a test does.
+PERIODIC_EVENTS = frozenset({"analytics", "analytics.updated", "calls.health"})
+
+
+async def next_event(
+    socket: Any, *, within: float = 5, skip: frozenset[str] = PERIODIC_EVENTS
+) -> Any:
+    """The next message on a dashboard socket that is not a periodic one."""
+    while True:
+        message = await socket.receive_json_from(timeout=within)
+        if message.get("type") not in skip:
+            return message
+
+
+async def wait_for_event(socket: Any, accept: Any, *, within: float = 10) -> Any:
+    """Read a dashboard socket until ``accept(message)`` is true; fail after ``within`` s."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    seen: list[str] = []
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"no matching message within {within} s; saw {seen[-20:]}")
+        try:
+            message = await socket.receive_json_from(timeout=left)
+        except TimeoutError:
+            raise AssertionError(
+                f"no matching message within {within} s; saw {seen[-20:]}"
+            ) from None
+        figures = message.get("analytics")
+        seen.append(f"{message.get('type')}" + (f" {figures['duration_ms']}ms" if figures else ""))
+        if accept(message):
+            return message
+
+
+def asgi_get(path: str) -> tuple[int, dict[bytes, bytes], bytes]:
+    """GET ``path`` from the project's ASGI application: status, headers and body."""
+    from asgiref.sync import async_to_sync
+    from asgiref.testing import ApplicationCommunicator
+
+    from callsite.asgi import application
+
+    async def fetch() -> tuple[int, dict[bytes, bytes], bytes]:
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": path,
+            "query_string": b"",
+            "headers": [],
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("testserver", 80),
+        }
+        communicator = ApplicationCommunicator(application, scope)
+        await communicator.send_input({"type": "http.request", "body": b""})
+        start = await communicator.receive_output(5)
+        body = b""
+        while True:
+            message = await communicator.receive_output(5)
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        await communicator.wait(5)
+        return int(start["status"]), dict(start["headers"]), body
+
+    return async_to_sync(fetch)()

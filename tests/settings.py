@@ -15,3 +15,12 @@ from callsite.settings import *  # noqa: F403
 
 # Fast hashing: the suite creates users in many tests.
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+# One test database per pytest process, so two runs on one machine never share one.
+_default = DATABASES["default"]  # noqa: F405
+_test_name = str(_default.get("TEST", {}).get("NAME") or f"test_{_default['NAME']}")
+_default.setdefault("TEST", {})["NAME"] = (
+    _test_name.replace(".sqlite3", f"_{os.getpid()}.sqlite3")
+    if _test_name.endswith(".sqlite3")
+    else f"{_test_name}_{os.getpid()}"
+)

@@ -1,13 +1,22 @@
-// One call's page: participants, then captions. Finals are keyed by utterance id, so a caption
-// seen twice (snapshot and delta) is drawn once; each speaker has at most one interim line,
-// replaced in place until their final arrives.
+// One call's page: participants, captions, alerts and talk-time charts.
+//
+// Finals and alerts carry the call's sequence number `seq`; the page remembers the highest it
+// has and reconnects with ?after=<seq>, so it gets exactly what it missed. Finals are also
+// keyed by utterance id, so a caption seen twice is drawn once. Each speaker has at most one
+// interim line, replaced in place until their final arrives.
 (function () {
   "use strict";
   const root = document.getElementById("call");
   const callId = root.dataset.callId;
   const captions = document.getElementById("captions");
   const empty = document.getElementById("captions-empty");
+  const followButton = document.getElementById("follow");
+  const alertList = document.getElementById("alerts");
   let call = null;
+  let lastSeq = 0;
+  let lowConfidence = 0.6;
+  let following = true;
+  let chartsMounted = false;
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -17,8 +26,59 @@
     return ticks == null ? "" : window.formatDuration(ticks / 1e7);
   }
 
-  function nearBottom() {
-    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  function msToClock(ms) {
+    return window.formatDuration(ms / 1000);
+  }
+
+  // --- captions -------------------------------------------------------------------------
+
+  function atBottom() {
+    return captions.scrollTop + captions.clientHeight >= captions.scrollHeight - 40;
+  }
+
+  captions.addEventListener("scroll", function () {
+    following = atBottom();
+    followButton.hidden = following;
+  });
+
+  followButton.addEventListener("click", function () {
+    following = true;
+    followButton.hidden = true;
+    captions.scrollTop = captions.scrollHeight;
+  });
+
+  function bare(token) {
+    return token.toLocaleLowerCase().replace(/[^\p{L}\p{N}']/gu, "");
+  }
+
+  // The caption's text, with words recognized below the confidence threshold marked. Words
+  // are matched to the display text in order, so punctuation and capitals are kept.
+  function textWithConfidence(caption) {
+    const p = document.createElement("p");
+    p.className = "text";
+    const words = (caption.words || []).filter((w) => w.confidence != null);
+    if (!words.length) {
+      p.textContent = caption.text;
+      return p;
+    }
+    let next = 0;
+    const tokens = caption.text.split(/(\s+)/);
+    for (const token of tokens) {
+      const word = words[next];
+      if (word && token.trim() && bare(token) === bare(word.text)) {
+        next += 1;
+        if (word.confidence < lowConfidence) {
+          const mark = document.createElement("mark");
+          mark.className = "low-confidence";
+          mark.title = `confidence ${Math.round(word.confidence * 100)} %`;
+          mark.textContent = token;
+          p.append(mark);
+          continue;
+        }
+      }
+      p.append(document.createTextNode(token));
+    }
+    return p;
   }
 
   function buildCaption(caption) {
@@ -35,10 +95,18 @@
     when.className = "time";
     when.textContent = ticksToClock(caption.offset_ticks);
     meta.append(who, when);
-    const text = document.createElement("p");
-    text.className = "text";
-    text.textContent = caption.text;
-    el.append(meta, text);
+    if (!caption.final) {
+      const tag = document.createElement("span");
+      tag.className = "tag";
+      tag.textContent = "speaking…";
+      meta.append(tag);
+    } else if (caption.confidence != null) {
+      const conf = document.createElement("span");
+      conf.className = "confidence";
+      conf.textContent = `${Math.round(caption.confidence * 100)} %`;
+      meta.append(conf);
+    }
+    el.append(meta, textWithConfidence(caption));
     return el;
   }
 
@@ -56,6 +124,7 @@
   }
 
   function showFinal(caption) {
+    if (caption.seq) lastSeq = Math.max(lastSeq, caption.seq);
     const key = speakerKey(caption);
     const interim = captions.querySelector(`.caption.interim[data-speaker="${CSS.escape(key)}"]`);
     if (interim) interim.remove();
@@ -74,6 +143,75 @@
     if (existing) existing.replaceWith(el);
     else captions.append(el);
   }
+
+  // --- alerts ---------------------------------------------------------------------------
+
+  function showAlert(alert) {
+    if (alert.seq) lastSeq = Math.max(lastSeq, alert.seq);
+    if (alertList.querySelector(`[data-alert="${alert.id}"]`)) return;
+    alertList.querySelector(".empty")?.remove();
+    const li = document.createElement("li");
+    li.dataset.alert = alert.id;
+    li.dataset.kind = alert.kind;
+    const when = document.createElement("span");
+    when.className = "time";
+    when.textContent = msToClock(alert.at_ms);
+    li.append(when, document.createTextNode(` ${alert.message}`));
+    // Newest first.
+    const later = [...alertList.children].find((other) => Number(other.dataset.at) < alert.at_ms);
+    li.dataset.at = alert.at_ms;
+    alertList.insertBefore(li, later || null);
+    document.getElementById("alert-count").textContent = alertList.querySelectorAll("[data-alert]").length;
+  }
+
+  // --- analytics ------------------------------------------------------------------------
+
+  function renderFigures(a) {
+    const rows = [
+      ["Duration", msToClock(a.duration_ms)],
+      ["Silence", `${msToClock(a.silence_ms)}${a.current_silence_ms >= 3000 ? ` (now ${Math.round(a.current_silence_ms / 1000)} s)` : ""}`],
+      ["Overlap", msToClock(a.overlap_ms)],
+      ["Interruptions", String(a.interruptions)],
+    ];
+    for (const s of a.speakers) {
+      const parts = [`${Math.round(s.ratio * 100)} % of talk`, `longest monologue ${msToClock(s.longest_monologue_ms)}`];
+      if (s.wpm != null) parts.push(`${Math.round(s.wpm)} wpm`);
+      if (s.interruptions) parts.push(`${s.interruptions} interruptions`);
+      rows.push([s.label, parts.join(" · ")]);
+    }
+    const list = document.getElementById("figures");
+    list.replaceChildren(
+      ...rows.flatMap(([term, value]) => {
+        const dt = document.createElement("dt");
+        dt.textContent = term;
+        const dd = document.createElement("dd");
+        dd.textContent = value;
+        return [dt, dd];
+      }),
+    );
+    list.dataset.source = a.source;
+    list.dataset.final = a.final ? "true" : "false";
+  }
+
+  const chartElements = {
+    talk_time: document.getElementById("chart-talk-time"),
+    talk_ratio: document.getElementById("chart-talk-ratio"),
+    timeline: document.getElementById("chart-timeline"),
+  };
+
+  // The socket sends the full charts ("analytics") first, then live updates to apply.
+  function showAnalytics(event) {
+    renderFigures(event.analytics);
+    if (!window.CallsiteCharts) return;
+    if (event.type === "analytics") {
+      window.CallsiteCharts.mount(chartElements, event.charts);
+      chartsMounted = true;
+    } else if (chartsMounted) {
+      window.CallsiteCharts.update(event.charts);
+    }
+  }
+
+  // --- the call -------------------------------------------------------------------------
 
   function renderCall() {
     if (!call) return;
@@ -108,22 +246,35 @@
     );
   }
 
-  window.connectLive(`/ws/dashboard/calls/${callId}/`, function (event) {
-    const follow = nearBottom();
+  function socketPath() {
+    const base = `/ws/dashboard/calls/${callId}/`;
+    return lastSeq ? `${base}?after=${lastSeq}` : base;
+  }
+
+  window.connectLive(socketPath, function (event) {
+    const follow = following && atBottom();
     if (event.type === "snapshot") {
       call = event.call;
+      lowConfidence = event.low_confidence ?? lowConfidence;
       captions.querySelectorAll(".caption.interim").forEach((el) => el.remove());
       for (const caption of event.captions) showFinal(caption);
+      for (const alert of event.alerts) showAlert(alert);
+      lastSeq = Math.max(lastSeq, event.last_seq || 0);
     } else if (event.type === "call.updated") {
       call = event.call;
     } else if (event.type === "caption.final") {
       showFinal(event.caption);
     } else if (event.type === "caption.interim") {
       showInterim(event.caption);
+    } else if (event.type === "alert.fired") {
+      showAlert(event.alert);
+    } else if (event.type === "analytics" || event.type === "analytics.updated") {
+      showAnalytics(event);
     }
+    root.dataset.lastSeq = lastSeq;
     empty.hidden = captions.querySelector(".caption") !== null;
     renderCall();
-    if (follow) window.scrollTo(0, document.body.scrollHeight);
+    if (follow) captions.scrollTop = captions.scrollHeight;
   });
   window.setInterval(renderCall, 1000);
 })();

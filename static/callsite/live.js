@@ -1,5 +1,7 @@
 // A self-healing WebSocket: reconnects with backoff and tells the page when it is live.
 // Every (re)connection starts with a snapshot from the server, so the page re-syncs itself.
+// `path` may be a function, asked again on every reconnect (a call page resumes from the
+// last event it has: ?after=<seq>).
 (function () {
   "use strict";
 
@@ -15,7 +17,8 @@
     let delay = 500;
     function open() {
       const scheme = window.location.protocol === "https:" ? "wss" : "ws";
-      const socket = new WebSocket(`${scheme}://${window.location.host}${path}`);
+      const where = typeof path === "function" ? path() : path;
+      const socket = new WebSocket(`${scheme}://${window.location.host}${where}`);
       socket.onopen = function () {
         delay = 500;
         setStatus("live", "live");

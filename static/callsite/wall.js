@@ -1,8 +1,80 @@
 // The call wall: one row per call, kept in sync from the overview socket.
+//
+// Besides call state, each ingest process sends `calls.health` once a second for its live
+// calls: packets per second, age of the newest packet, caption lag, talk ratio and alert
+// count. The page ages that health itself between messages, so a call whose ingest process
+// went silent is flagged as stuck too.
 (function () {
   "use strict";
   const calls = new Map();
+  const health = new Map(); // call id -> {payload, at}
+  const alerts = new Map(); // call id -> {count, latest}
+  let stuckSeconds = 10;
   const rows = document.getElementById("wall-rows");
+  const COLUMNS = 9;
+
+  function healthOf(call) {
+    const entry = health.get(call.id);
+    if (!entry || call.state === "ended") return null;
+    const age = Date.now() - entry.at;
+    const lastPacket = entry.payload.last_packet_ms + age;
+    return {
+      fps: entry.payload.frames_per_second,
+      lastPacket,
+      lag: entry.payload.caption_lag_ms,
+      stuck: entry.payload.stuck || lastPacket >= stuckSeconds * 1000,
+    };
+  }
+
+  function ratioCell(call) {
+    const td = document.createElement("td");
+    const talk = (health.get(call.id)?.payload.talk) || call.summary?.talk || [];
+    if (!talk.length) return td;
+    const bar = document.createElement("div");
+    bar.className = "ratio";
+    for (const s of talk) {
+      const span = document.createElement("span");
+      span.dataset.role = s.role;
+      span.style.width = `${Math.round(s.ratio * 100)}%`;
+      span.title = `${s.label}: ${Math.round(s.ratio * 100)} %`;
+      bar.append(span);
+    }
+    const label = document.createElement("div");
+    label.className = "ratio-label";
+    label.textContent = talk.map((s) => `${s.label} ${Math.round(s.ratio * 100)}%`).join(" · ");
+    td.append(bar, label);
+    return td;
+  }
+
+  function healthCell(call) {
+    const td = document.createElement("td");
+    td.className = "health";
+    const h = healthOf(call);
+    if (!h) return td;
+    td.dataset.stuck = h.stuck ? "true" : "false";
+    const parts = [`${h.fps.toFixed(0)} pkt/s`, `last ${(h.lastPacket / 1000).toFixed(1)} s ago`];
+    if (h.lag != null) parts.push(`caption lag ${h.lag} ms`);
+    td.textContent = parts.join(" · ");
+    return td;
+  }
+
+  function alertCell(call) {
+    const td = document.createElement("td");
+    const a = alerts.get(call.id);
+    const count = Math.max(a?.count || 0, health.get(call.id)?.payload.alerts || 0);
+    if (!count) return td;
+    const badge = document.createElement("span");
+    badge.className = "badge alert";
+    badge.textContent = `${count} alert${count === 1 ? "" : "s"}`;
+    td.append(badge);
+    if (a?.latest) {
+      const latest = document.createElement("div");
+      latest.className = "latest-alert";
+      latest.textContent = a.latest;
+      td.append(latest);
+    }
+    return td;
+  }
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -22,7 +94,7 @@
       const tr = document.createElement("tr");
       tr.className = "empty";
       const td = cell("Waiting for calls…");
-      td.colSpan = 6;
+      td.colSpan = COLUMNS;
       tr.append(td);
       rows.append(tr);
       return;
@@ -42,6 +114,15 @@
       badge.textContent = call.state;
       const state = document.createElement("td");
       state.append(badge);
+      const h = healthOf(call);
+      if (h && h.stuck) {
+        const stuck = document.createElement("span");
+        stuck.className = "badge stuck";
+        stuck.textContent = "stuck";
+        stuck.title = `no packet for ${(h.lastPacket / 1000).toFixed(0)} s`;
+        state.append(" ", stuck);
+        tr.dataset.stuck = "true";
+      }
       tr.append(
         name,
         state,
@@ -49,6 +130,9 @@
         cell(window.callDuration(call), "duration"),
         cell(call.participants.map((p) => `${p.label} (${p.role})`).join(", ")),
         cell(call.transcript_source),
+        ratioCell(call),
+        healthCell(call),
+        alertCell(call),
       );
       rows.append(tr);
     }
@@ -57,9 +141,25 @@
   window.connectLive("/ws/dashboard/", function (event) {
     if (event.type === "snapshot") {
       calls.clear();
-      for (const call of event.calls) calls.set(call.id, call);
+      stuckSeconds = event.stuck_seconds || stuckSeconds;
+      for (const call of event.calls) {
+        call.summary = event.summaries ? event.summaries[call.id] : null;
+        calls.set(call.id, call);
+        const known = alerts.get(call.id);
+        alerts.set(call.id, { count: call.summary?.alerts || 0, latest: known?.latest || "" });
+      }
     } else if (event.type === "call.updated") {
+      const previous = calls.get(event.call.id);
+      event.call.summary = previous ? previous.summary : null;
       calls.set(event.call.id, event.call);
+    } else if (event.type === "calls.health") {
+      const at = Date.now();
+      for (const payload of event.calls) health.set(payload.call_id, { payload, at });
+    } else if (event.type === "alert.fired") {
+      const a = alerts.get(event.alert.call_id) || { count: 0, latest: "" };
+      a.count += 1;
+      a.latest = event.alert.message;
+      alerts.set(event.alert.call_id, a);
     }
     render();
   });

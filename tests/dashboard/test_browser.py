@@ -66,6 +66,29 @@ def _log_in(page: Any, base_url: str, user: User) -> None:
     expect(page.locator("#wall")).to_be_visible()
 
 
+def _simulate(url: str, connection_id: str, script: Any, speed: float) -> tuple[Any, list[Any]]:
+    """Stream ``script`` to ``url`` from a thread; returns the thread and its errors."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(
+                stream_call(
+                    f"{url}/ws/acs/",
+                    call_connection_id=connection_id,
+                    script=script,
+                    token=settings.CALLSITE_ACS_SHARED_SECRET,
+                    speed=speed,
+                )
+            )
+        except BaseException as error:  # surfaced in the test thread
+            errors.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors
+
+
 def test_supervisor_sees_interim_then_final_captions(
     daphne_server: DaphneServer, supervisor: User
 ) -> None:
@@ -75,21 +98,6 @@ def test_supervisor_sees_interim_then_final_captions(
     from playwright.sync_api import expect, sync_playwright
 
     script = load_script(FIXTURES / "scripts" / "browser_call.toml")
-    errors: list[BaseException] = []
-
-    def simulate() -> None:
-        try:
-            asyncio.run(
-                stream_call(
-                    f"{daphne_server.ws_url}/ws/acs/",
-                    call_connection_id="browser-call",
-                    script=script,
-                    token=settings.CALLSITE_ACS_SHARED_SECRET,
-                    speed=1.0,
-                )
-            )
-        except BaseException as error:  # surfaced in the test thread below
-            errors.append(error)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -99,8 +107,7 @@ def test_supervisor_sees_interim_then_final_captions(
         page = browser.new_page(viewport={"width": 1200, "height": 800})
         _log_in(page, daphne_server.http_url, supervisor)
 
-        simulator = threading.Thread(target=simulate)
-        simulator.start()
+        simulator, errors = _simulate(daphne_server.ws_url, "browser-call", script, 1.0)
         call = _wait_for_call("browser-call")
         # The wall learns of the new call live, without a reload.
         expect(page.locator(f'tr[data-call-id="{call.pk}"]')).to_be_visible(timeout=10_000)
@@ -142,21 +149,6 @@ def test_supervisor_sees_the_recognized_audio_call_live(
 
     server = daphne_factory(CALLSITE_RECOGNIZER="sphinx", CALLSITE_SPHINX_WORKERS="1")
     script = load_call_script(ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml")
-    errors: list[BaseException] = []
-
-    def simulate() -> None:
-        try:
-            asyncio.run(
-                stream_call(
-                    f"{server.ws_url}/ws/acs/",
-                    call_connection_id="browser-audio-call",
-                    script=script,
-                    token=settings.CALLSITE_ACS_SHARED_SECRET,
-                    speed=2.0,
-                )
-            )
-        except BaseException as error:
-            errors.append(error)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -165,8 +157,7 @@ def test_supervisor_sees_the_recognized_audio_call_live(
         )
         page = browser.new_page(viewport={"width": 1200, "height": 900})
         _log_in(page, server.http_url, supervisor)
-        simulator = threading.Thread(target=simulate)
-        simulator.start()
+        simulator, errors = _simulate(server.ws_url, "browser-audio-call", script, 2.0)
         call = _wait_for_call("browser-audio-call")
         page.goto(f"{server.http_url}/calls/{call.pk}/")
         expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
@@ -184,4 +175,93 @@ def test_supervisor_sees_the_recognized_audio_call_live(
         page.screenshot(path=str(SCREENSHOTS / "call-page-audio.png"), full_page=True)
         browser.close()
     assert not simulator.is_alive()
+    assert not errors, errors
+
+
+def _chart_data(page: Any, element_id: str) -> Any:
+    """What plotly is drawing in a chart (plotly keeps it on the element)."""
+    return page.evaluate(
+        "(id) => { const el = document.getElementById(id);"
+        " return el && el.data ? JSON.parse(JSON.stringify(el.data)) : null; }",
+        element_id,
+    )
+
+
+def _timeline_seconds(page: Any) -> float:
+    data = _chart_data(page, "chart-timeline") or []
+    return sum(sum(trace.get("x") or []) for trace in data)
+
+
+def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, supervisor: User) -> None:
+    """The demo call streamed as unmixed audio: the talk-time charts move while it runs,
+    the hold in the middle fires the dead-air alert, and the finished call keeps its charts."""
+    chromium = chromium_path()
+    require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from streaming.models import AlertRule
+
+    # Exactly one rule (the default rules may or may not be there, depending on test order).
+    AlertRule.objects.all().delete()
+    AlertRule.objects.create(name="Dead air over 5 s", kind="dead_air", seconds=5)
+    server = daphne_factory(CALLSITE_RECOGNIZER="none")
+    script = load_call_script(ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        _log_in(page, server.http_url, supervisor)
+        simulator, errors = _simulate(server.ws_url, "browser-charts-call", script, 2.0)
+        call = _wait_for_call("browser-charts-call")
+        page.goto(f"{server.http_url}/calls/{call.pk}/")
+        expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+
+        # plotly.js is served from the installed package and draws the three charts.
+        for chart in ("chart-talk-time", "chart-talk-ratio", "chart-timeline"):
+            expect(page.locator(f"#{chart} .main-svg").first).to_be_attached(timeout=10_000)
+        # The timeline grows while the call runs, without a reload.
+        page.wait_for_function(
+            "() => (document.getElementById('chart-timeline').data || [])"
+            ".some((t) => (t.x || []).length > 0)",
+            timeout=15_000,
+        )
+        early = _timeline_seconds(page)
+        page.wait_for_timeout(3000)
+        later = _timeline_seconds(page)
+        assert later > early, (early, later)
+        talk = _chart_data(page, "chart-talk-time")
+        assert talk is not None
+        assert any(sum(trace.get("x") or []) > 0 for trace in talk)
+
+        # The agent's 7 s hold (22.5-29.5 s into the call) is dead air.
+        alert = page.locator('#alerts li[data-kind="dead_air"]')
+        expect(alert).to_be_visible(timeout=25_000)
+        expect(alert).to_contain_text("Dead air over 5 s")
+        expect(page.locator("#alert-count")).to_have_text("1")
+        page.screenshot(path=str(SCREENSHOTS / "call-page-charts.png"), full_page=True)
+
+        # The wall shows the call's talk ratio, health and alert.
+        page.goto(f"{server.http_url}/")
+        row = page.locator(f'tr[data-call-id="{call.pk}"]')
+        expect(row.locator(".ratio span").first).to_be_attached(timeout=10_000)
+        expect(row.locator(".health")).to_contain_text("pkt/s", timeout=10_000)
+        expect(row.locator(".badge.alert")).to_have_text("1 alert")
+        page.screenshot(path=str(SCREENSHOTS / "call-wall-live.png"), full_page=True)
+
+        simulator.join(60)
+        assert not simulator.is_alive()
+        # The finished call keeps its figures and charts.
+        page.goto(f"{server.http_url}/calls/{call.pk}/")
+        expect(page.locator("#figures")).to_have_attribute("data-final", "true", timeout=15_000)
+        expect(page.locator('#alerts li[data-kind="dead_air"]')).to_have_count(1)
+        page.wait_for_function(
+            "() => (document.getElementById('chart-timeline').data || [])"
+            ".some((t) => (t.x || []).length > 0)",
+            timeout=10_000,
+        )
+        page.screenshot(path=str(SCREENSHOTS / "call-page-finished.png"), full_page=True)
+        browser.close()
     assert not errors, errors

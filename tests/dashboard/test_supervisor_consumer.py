@@ -14,7 +14,7 @@ from callsite.asgi import application
 from streaming import services
 from streaming.models import Call
 from streaming.packets import Word
-from tests.helpers import acs_socket, transcription_data
+from tests.helpers import acs_socket, next_event, transcription_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -88,18 +88,18 @@ async def test_call_wall_gets_snapshot_then_updates(supervisor: User) -> None:
     await _call_with_caption("existing-call", "Earlier words.")
     wall = await _dashboard("/ws/dashboard/", supervisor)
     assert (await wall.connect())[0]
-    snapshot = await wall.receive_json_from()
+    snapshot = await next_event(wall)
     assert snapshot["type"] == "snapshot"
     assert [c["connection_id"] for c in snapshot["calls"]] == ["existing-call"]
 
     acs = acs_socket("new-call")
     assert (await acs.connect())[0]
-    update = await wall.receive_json_from()
+    update = await next_event(wall)
     assert update["type"] == "call.updated"
     assert update["call"]["connection_id"] == "new-call"
     assert update["call"]["state"] == "connected"
     await acs.disconnect()
-    ended = await wall.receive_json_from()
+    ended = await next_event(wall)
     assert ended["call"]["connection_id"] == "new-call"
     assert ended["call"]["state"] == "ended"
     await wall.disconnect()
@@ -110,28 +110,28 @@ async def test_call_page_gets_captions_snapshot_then_interim_and_final(superviso
     call_id = await _call_with_caption("live-call", "Earlier words.")
     page = await _dashboard(f"/ws/dashboard/calls/{call_id}/", supervisor)
     assert (await page.connect())[0]
-    snapshot = await page.receive_json_from()
+    snapshot = await next_event(page)
     assert snapshot["call"]["connection_id"] == "live-call"
     assert [c["text"] for c in snapshot["captions"]] == ["Earlier words."]
     assert snapshot["captions"][0]["participant"]["role"] == "agent"
 
     acs = acs_socket("live-call")
     assert (await acs.connect())[0]
-    assert (await page.receive_json_from())["type"] == "call.updated"
+    assert (await next_event(page))["type"] == "call.updated"
 
     await acs.send_to(
         text_data=transcription_data("can you", status="Intermediate", offset=20_000_000)
     )
-    messages = [await page.receive_json_from()]
+    messages = [await next_event(page)]
     if messages[0]["type"] == "call.updated":  # a new participant joined the call
-        messages.append(await page.receive_json_from())
+        messages.append(await next_event(page))
     interim = messages[-1]
     assert interim["type"] == "caption.interim"
     assert interim["caption"]["text"] == "can you"
     assert interim["caption"]["participant"]["raw_id"] == "4:+15555550123"
 
     await acs.send_to(text_data=transcription_data("Can you hear me?", offset=20_000_000))
-    final = await page.receive_json_from()
+    final = await next_event(page)
     assert final["type"] == "caption.final"
     assert final["caption"]["text"] == "Can you hear me?"
     assert final["caption"]["utterance_id"] is not None
@@ -144,7 +144,8 @@ async def test_other_calls_captions_do_not_reach_a_call_page(supervisor: User) -
     call_id = await _call_with_caption("watched", "Hi.")
     page = await _dashboard(f"/ws/dashboard/calls/{call_id}/", supervisor)
     assert (await page.connect())[0]
-    await page.receive_json_from()
+    assert (await page.receive_json_from())["type"] == "snapshot"
+    assert (await page.receive_json_from())["type"] == "analytics"
     acs = acs_socket("other-call")
     assert (await acs.connect())[0]
     await acs.send_to(text_data=transcription_data("Not for you."))

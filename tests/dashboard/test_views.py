@@ -57,30 +57,9 @@ def test_pages_use_no_external_assets(client: Client, supervisor: User) -> None:
 
 def test_static_files_are_served_by_the_asgi_app(settings: Any) -> None:
     """Daphne serves /static/ itself when CALLSITE_SERVE_STATIC is on (the default)."""
-    from asgiref.sync import async_to_sync
-    from asgiref.testing import ApplicationCommunicator
+    from tests.helpers import asgi_get
 
-    from callsite.asgi import application
-
-    async def fetch() -> int:
-        scope = {
-            "type": "http",
-            "method": "GET",
-            "path": "/static/callsite/live.js",
-            "query_string": b"",
-            "headers": [],
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("testserver", 80),
-        }
-        communicator = ApplicationCommunicator(application, scope)
-        await communicator.send_input({"type": "http.request", "body": b""})
-        start = await communicator.receive_output(5)
-        await communicator.wait(5)
-        return int(start["status"])
-
-    assert async_to_sync(fetch)() == 200
+    assert asgi_get("/static/callsite/live.js")[0] == 200
 
 
 def test_admin_shows_a_call_with_its_history(client: Client) -> None:

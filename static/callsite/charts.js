@@ -1,0 +1,157 @@
+// The supervisor's talk-time charts. dashboard/charts.py builds the figures; this file draws
+// them with Plotly and keeps the timeline up to date from live deltas (docs/charts.md).
+//
+//   CallsiteCharts.mount({talk_time, talk_ratio, timeline}, figures)  // DOM elements, figures()
+//   CallsiteCharts.update(liveUpdate)                                  // live_update()
+//
+// Missing elements, a missing Plotly or a missing figure are skipped, never thrown.
+(function () {
+  "use strict";
+
+  const CONFIG = { displayModeBar: false, responsive: true };
+  const EPSILON = 0.0005; // seconds: half a millisecond, finer than the payload's ms
+  // The same tick spacings as dashboard/charts.py, so zoomed ticks stay m:ss.
+  const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
+  const TARGET_TICKS = 8;
+
+  let elements = {};
+  let timeline = null; // the timeline figure as last drawn: {data, layout}
+  const listening = new WeakSet();
+
+  function plotly() {
+    return window.Plotly && typeof window.Plotly.react === "function" ? window.Plotly : null;
+  }
+
+  function draw(el, figure) {
+    const Plotly = plotly();
+    if (!Plotly || !el || !figure) return Promise.resolve(false);
+    try {
+      return Promise.resolve(Plotly.react(el, figure.data || [], figure.layout || {}, CONFIG))
+        .then(() => true, warn);
+    } catch (error) {
+      return Promise.resolve(warn(error));
+    }
+  }
+
+  function warn(error) {
+    if (window.console) window.console.warn("callsite charts:", error);
+    return false;
+  }
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
+  }
+
+  function ticks(lo, hi) {
+    lo = Math.max(lo, 0);
+    const span = Math.max(hi - lo, 1);
+    const last = TICK_STEPS[TICK_STEPS.length - 1];
+    const step = TICK_STEPS.find((s) => span / s <= TARGET_TICKS) ||
+      last * Math.ceil(span / (last * TARGET_TICKS));
+    const tickvals = [];
+    for (let t = Math.ceil(lo / step) * step; t <= Math.max(hi, lo); t += step) tickvals.push(t);
+    return { tickvals, ticktext: tickvals.map(clock) };
+  }
+
+  // m:ss ticks for the time range on screen (after a zoom, a pan or new data).
+  function retick() {
+    const el = elements.timeline;
+    const axis = el && el._fullLayout && el._fullLayout.xaxis;
+    if (!timeline || !axis || !Array.isArray(axis.range)) return;
+    const next = ticks(Number(axis.range[0]), Number(axis.range[1]));
+    const xaxis = (timeline.layout.xaxis = timeline.layout.xaxis || {});
+    if (String(xaxis.tickvals) === String(next.tickvals)) return;
+    xaxis.tickmode = "array";
+    xaxis.tickvals = next.tickvals;
+    xaxis.ticktext = next.ticktext;
+    draw(el, timeline);
+  }
+
+  function drawTimeline() {
+    const el = elements.timeline;
+    return draw(el, timeline).then((drawn) => {
+      if (!drawn) return;
+      if (typeof el.on === "function" && !listening.has(el)) {
+        listening.add(el);
+        el.on("plotly_relayout", retick);
+      }
+      retick();
+    });
+  }
+
+  // Drop every row's segments that end after since_ms (all when it is 0), append the new ones.
+  function applyDelta(figure, delta) {
+    const since = Number(delta.since_ms) || 0;
+    const cutoff = since / 1000 + EPSILON;
+    const rows = delta.rows || {};
+    figure.data.forEach((trace) => {
+      if (trace.meta === undefined) return;
+      const base = trace.base || [];
+      const x = trace.x || [];
+      const keep = since > 0 ? base.map((b, i) => i).filter((i) => base[i] + x[i] <= cutoff) : [];
+      trace.base = keep.map((i) => base[i]);
+      trace.x = keep.map((i) => x[i]);
+      trace.y = keep.map((i) => (trace.y || [])[i]);
+    });
+    Object.keys(rows).forEach((key) => {
+      const row = rows[key];
+      let trace = figure.data.find((t) => t.meta === key);
+      if (!trace) {
+        trace = { type: "bar", orientation: "h", base: [], x: [], y: [] };
+        figure.data.push(trace);
+      }
+      const base = trace.base.concat(row.base || []);
+      const x = trace.x.concat(row.x || []);
+      // The row's current style (a speaker whose role became known changes colour), and its
+      // label on every segment (a renamed speaker moves all their bars).
+      Object.assign(trace, row.trace || {}, {
+        meta: key, name: row.label, base, x, y: base.map(() => row.label),
+      });
+    });
+    const layout = figure.layout;
+    if (Array.isArray(delta.categories)) {
+      layout.yaxis = Object.assign({}, layout.yaxis, { categoryarray: delta.categories });
+    }
+    if (delta.height) layout.height = delta.height;
+    layout.datarevision = (Number(layout.datarevision) || 0) + 1; // new arrays, and say so
+  }
+
+  function copy(figure) {
+    return figure ? JSON.parse(JSON.stringify(figure)) : null;
+  }
+
+  window.CallsiteCharts = {
+    // Draw the three charts; figures is dashboard.charts.figures() for the call.
+    mount(els, figures) {
+      elements = els || {};
+      const f = figures || {};
+      draw(elements.talk_time, f.talk_time);
+      draw(elements.talk_ratio, f.talk_ratio);
+      timeline = copy(f.timeline);
+      if (timeline) {
+        timeline.data = timeline.data || [];
+        timeline.layout = timeline.layout || {};
+      }
+      return drawTimeline();
+    },
+
+    // Apply dashboard.charts.live_update(): redraw two charts, extend the timeline.
+    update(live) {
+      const u = live || {};
+      draw(elements.talk_time, u.talk_time);
+      draw(elements.talk_ratio, u.talk_ratio);
+      if (!timeline || !u.timeline_delta) return Promise.resolve();
+      try {
+        applyDelta(timeline, u.timeline_delta);
+      } catch (error) {
+        warn(error);
+        return Promise.resolve();
+      }
+      return drawTimeline();
+    },
+  };
+})();

@@ -1,0 +1,127 @@
+"""Alert rules: what fires, once per episode."""
+
+from __future__ import annotations
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from streaming.alerts import AlertWatch, Firing, Rule, contains_phrase, keyword_firings
+from streaming.analytics import FRAMES_PER_SECOND, CallFigures, analyse, track_from_intervals
+from streaming.models import AlertRule
+
+F = FRAMES_PER_SECOND
+DEAD_AIR = Rule(id=1, name="Dead air", kind="dead_air", seconds=5)
+MONOLOGUE = Rule(id=2, name="Monologue", kind="monologue", seconds=10, speaker_role="agent")
+OVERTALK = Rule(id=3, name="Overtalk", kind="overtalk", seconds=10, percent=30)
+
+
+def figures(duration_s: float, **spans: list[tuple[float, float]]) -> CallFigures:
+    length = round(duration_s * F)
+    tracks = {
+        key: track_from_intervals([(round(a * F), round(b * F)) for a, b in s], length)
+        for key, s in spans.items()
+    }
+    return analyse(tracks, length)
+
+
+@pytest.mark.parametrize(
+    ("text", "phrase", "found"),
+    [
+        ("I want to cancel my account.", "cancel my account", True),
+        ("CANCEL   my\naccount!", "cancel my account", True),
+        ("cancel, my account", "cancel my account", True),
+        ("I'll cancel my accountant", "cancel my account", False),
+        ("cancellation of my account", "cancel my account", False),
+        ("Ich möchte kündigen", "KÜNDIGEN", True),
+        ("anything", "  ", False),
+    ],
+)
+def test_phrases_match_whole_words(text: str, phrase: str, found: bool) -> None:
+    assert contains_phrase(text, phrase) is found
+
+
+def test_keyword_rules_respect_the_speaker_role() -> None:
+    agents_only = Rule(
+        id=9, name="Promise", kind="keyword", phrase="guarantee", speaker_role="agent"
+    )
+    def fire(role: str) -> list[Firing]:
+        return keyword_firings(
+            [agents_only],
+            text="I guarantee it",
+            speaker="x",
+            speaker_label="Dana",
+            role=role,
+            at_ms=1000,
+            utterance="1",
+        )
+
+    assert fire("customer") == []
+    [fired] = fire("agent")
+    assert fired.episode == "r9|said|1"
+    assert "Dana" in fired.message
+
+
+def test_dead_air_fires_once_per_silence() -> None:
+    watch = AlertWatch()
+    assert watch.check([DEAD_AIR], figures(6, a=[(0, 2)]), {}, {}) == []  # 4 s quiet
+    [first] = watch.check([DEAD_AIR], figures(8, a=[(0, 2)]), {}, {})
+    assert first.at_ms == 7000
+    assert watch.check([DEAD_AIR], figures(12, a=[(0, 2)]), {}, {}) == []  # same silence
+    [second] = watch.check([DEAD_AIR], figures(20, a=[(0, 2), (12, 13)]), {}, {})
+    assert second.at_ms == 18_000
+    assert second.episode != first.episode
+
+
+def test_a_fresh_watch_names_the_same_episode_the_same_way() -> None:
+    """A reconnected stream rebuilds its watch; the store dedupes by episode."""
+    f = figures(8, a=[(0, 2)])
+    assert AlertWatch().check([DEAD_AIR], f, {}, {})[0].episode == (
+        AlertWatch().check([DEAD_AIR], f, {}, {})[0].episode
+    )
+
+
+def test_monologue_fires_for_the_role_it_watches() -> None:
+    watch = AlertWatch()
+    roles = {"agent": "agent", "customer": "customer"}
+    labels = {"agent": "Dana"}
+    assert watch.check([MONOLOGUE], figures(12, customer=[(0, 12)]), labels, roles) == []
+    [fired] = watch.check([MONOLOGUE], figures(12, agent=[(0, 12)]), labels, roles)
+    assert (fired.speaker, fired.at_ms) == ("agent", 10_000)
+    assert "Dana" in fired.message
+    assert watch.check([MONOLOGUE], figures(14, agent=[(0, 14)]), labels, roles) == []
+
+
+def test_overtalk_fires_when_rising_past_the_threshold_and_rearms() -> None:
+    watch = AlertWatch()
+    # Not before the window is full.
+    assert watch.check([OVERTALK], figures(5, a=[(0, 5)], b=[(0, 5)]), {}, {}) == []
+    [fired] = watch.check([OVERTALK], figures(10, a=[(0, 10)], b=[(6, 10)]), {}, {})
+    assert "40 %" in fired.message
+    # Still above: no repeat.
+    assert watch.check([OVERTALK], figures(11, a=[(0, 11)], b=[(6, 11)]), {}, {}) == []
+    # Below, then above again: a new alert.
+    calm = figures(25, a=[(0, 25)], b=[(6, 11)])
+    assert watch.check([OVERTALK], calm, {}, {}) == []
+    again = figures(30, a=[(0, 30)], b=[(6, 11), (25, 30)])
+    assert len(watch.check([OVERTALK], again, {}, {})) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "error_field"),
+    [
+        ({"kind": "keyword", "phrase": " "}, "phrase"),
+        ({"kind": "dead_air"}, "seconds"),
+        ({"kind": "overtalk", "seconds": 30}, "percent"),
+        ({"kind": "overtalk", "seconds": 30, "percent": 150}, "percent"),
+    ],
+)
+def test_rules_missing_their_threshold_are_refused(fields: dict, error_field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        AlertRule(name="x", **fields).full_clean()
+    assert error_field in error.value.message_dict
+
+
+@pytest.mark.django_db
+def test_the_default_rules_exist_after_migrating() -> None:
+    kinds = set(AlertRule.objects.values_list("kind", flat=True))
+    assert {"dead_air", "monologue", "overtalk", "keyword"} <= kinds
