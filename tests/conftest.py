@@ -161,8 +161,10 @@ async def _fresh_channel_layer() -> Any:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_alert_rules() -> None:
-    """Each test's alert rules are its own: the process-wide cache reloads them."""
+def _fresh_live_calls() -> Iterator[None]:
+    """Each test's alert rules and live calls are its own (the registry is process-wide)."""
     from streaming.live import LIVE
 
     LIVE.rules_changed()
+    yield
+    LIVE.calls.clear()

@@ -265,3 +265,132 @@ def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, superviso
         page.screenshot(path=str(SCREENSHOTS / "call-page-finished.png"), full_page=True)
         browser.close()
     assert not errors, errors
+
+
+def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a database function off Playwright's event loop thread."""
+
+    def run() -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def _store_finals(call_id: int, first: int, count: int) -> None:
+    from streaming import services
+    from streaming.packets import Word
+
+    for n in range(first, first + count):
+        services.utterance_record(
+            call_id=call_id,
+            participant_raw_id="4:+15555550199" if n % 2 else "8:acs:agent-0001",
+            text=f"Line {n}: the parcel is on its way, and it should arrive by Friday.",
+            confidence=0.9,
+            offset_ticks=n * 30_000_000,
+            duration_ticks=20_000_000,
+            words=[
+                Word(text="Line", offset=n * 30_000_000, duration=2_000_000, confidence=0.95),
+                Word(
+                    text=f"{n}",
+                    offset=n * 30_000_000 + 2_000_000,
+                    duration=1_000_000,
+                    confidence=0.95,
+                ),
+                Word(
+                    text="the",
+                    offset=n * 30_000_000 + 3_000_000,
+                    duration=1_000_000,
+                    confidence=0.95,
+                ),
+                Word(
+                    text="parcel",
+                    offset=n * 30_000_000 + 4_000_000,
+                    duration=3_000_000,
+                    confidence=0.31,
+                ),
+            ],
+            source="recognizer",
+        )
+
+
+# Records every WebSocket the page opens, so a test can drop one.
+RECORD_SOCKETS = """
+(() => {
+  const Native = window.WebSocket;
+  window.__sockets = [];
+  window.WebSocket = function (url, protocols) {
+    const socket = new Native(url, protocols);
+    window.__sockets.push(socket);
+    return socket;
+  };
+  window.WebSocket.prototype = Native.prototype;
+})();
+"""
+
+
+def test_call_page_marks_doubtful_words_keeps_the_reader_s_place_and_resumes(
+    daphne_server: DaphneServer, supervisor: User
+) -> None:
+    """Low-confidence words are marked; scrolling up stops auto-scroll; a dropped socket
+    reconnects with ?after=<seq> and the page ends with every final exactly once."""
+    chromium = chromium_path()
+    require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    from streaming import services
+
+    call = _in_thread(services.call_stream_opened, connection_id="resume-call")
+    _in_thread(_store_finals, call["id"], 1, 30)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
+        )
+        page = browser.new_page(viewport={"width": 1300, "height": 800})
+        page.add_init_script(RECORD_SOCKETS)
+        _log_in(page, daphne_server.http_url, supervisor)
+        page.goto(f"{daphne_server.http_url}/calls/{call['id']}/")
+        finals = page.locator(".caption.final")
+        expect(finals).to_have_count(30)
+
+        # "parcel" was recognized with 31 % confidence: marked, with the figure on hover.
+        doubtful = finals.first.locator("mark.low-confidence")
+        expect(doubtful).to_have_text("parcel")
+        expect(doubtful).to_have_attribute("title", "confidence 31 %")
+        expect(finals.first.locator(".text")).to_have_text(
+            "Line 1: the parcel is on its way, and it should arrive by Friday."
+        )
+
+        # The page followed the captions to the bottom; the supervisor scrolls up to read.
+        pane = page.locator("#captions")
+        assert pane.evaluate("(el) => el.scrollHeight > el.clientHeight + 100")
+        assert pane.evaluate("(el) => el.scrollTop + el.clientHeight >= el.scrollHeight - 40")
+        pane.evaluate("(el) => { el.scrollTop = 0; el.dispatchEvent(new Event('scroll')); }")
+        expect(page.locator("#follow")).to_be_visible()
+
+        # Two finals are stored, then the socket drops: the page comes back with ?after=.
+        _in_thread(_store_finals, call["id"], 31, 2)
+        page.evaluate("() => window.__sockets.at(-1).close()")
+        page.wait_for_function(
+            "() => window.__sockets.length === 2 && window.__sockets[1].readyState === 1",
+            timeout=10_000,
+        )
+        expect(finals).to_have_count(32, timeout=10_000)
+        urls = page.evaluate("() => window.__sockets.map((s) => s.url)")
+        assert "after=" not in urls[-2]
+        assert urls[-1].split("after=")[1] in {"30", "32"}, urls
+        texts = finals.locator(".text").all_inner_texts()
+        assert texts == [
+            f"Line {n}: the parcel is on its way, and it should arrive by Friday."
+            for n in range(1, 33)
+        ]
+        # The reader's place is kept until they ask to go back to live.
+        assert pane.evaluate("(el) => el.scrollTop") < 50
+        page.click("#follow")
+        assert pane.evaluate("(el) => el.scrollTop + el.clientHeight >= el.scrollHeight - 40")
+        expect(page.locator("#follow")).to_be_hidden()
+        page.screenshot(path=str(SCREENSHOTS / "call-page-resumed.png"), full_page=True)
+        browser.close()
