@@ -28,7 +28,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
 from dashboard import charts
-from dashboard.permissions import can_view_calls
+from dashboard.permissions import can_view_call, can_view_calls, sees_all_calls, visible_calls
 from streaming import selectors
 from streaming.events import OVERVIEW_GROUP, AnalyticsPayload, call_group
 from streaming.live import analytics_from_history
@@ -82,6 +82,10 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     call_id: int | None = None
     last_seq = 0
+    # The wall of a supervisor who sees only their teams' calls: the ids they may see (None:
+    # every call). The overview group carries every call, so the wall filters what it relays.
+    visible: set[int] | None = None
+    hidden: set[int]
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -90,8 +94,11 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
             await self.close()
             return
         call_id = self.scope["url_route"]["kwargs"].get("call_id")
+        self.hidden = set()
         if call_id is not None:
-            call = await database_sync_to_async(selectors.call_get)(call_id=call_id)
+            call = None
+            if await database_sync_to_async(can_view_call)(user, call_id):
+                call = await database_sync_to_async(selectors.call_get)(call_id=call_id)
             if call is None:
                 await self.close()
                 return
@@ -117,7 +124,11 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def wall_snapshot(self) -> dict[str, Any]:
-        calls = selectors.call_list()
+        user = self.scope["user"]
+        scoped = None if sees_all_calls(user) else visible_calls(user)
+        calls = selectors.call_list(calls=scoped)
+        if scoped is not None:
+            self.visible = set(scoped.values_list("pk", flat=True))
         return {
             "type": "snapshot",
             "calls": calls,
@@ -156,9 +167,27 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
 
     # --- stored events, in seq order -----------------------------------------------------------
 
+    async def _may_see(self, call_id: int) -> bool:
+        """On a team-scoped wall: whether this call is one of the user's teams' calls.
+
+        A call can become visible (a team's number joins it), never the other way round, so
+        only calls not yet known to be visible are checked, each at most once a call update.
+        """
+        if self.visible is None or call_id in self.visible:
+            return True
+        if call_id in self.hidden:
+            return False
+        if await database_sync_to_async(can_view_call)(self.scope["user"], call_id):
+            self.visible.add(call_id)
+            return True
+        self.hidden.add(call_id)
+        return False
+
     async def _in_order(self, seq: int | None, event: dict[str, Any]) -> None:
         if self.call_id is None or seq is None:  # the wall: no ordering to keep
-            await self.send_json(event)
+            call_id = event.get("alert", event.get("caption", {})).get("call_id")
+            if call_id is None or await self._may_see(call_id):
+                await self.send_json(event)
             return
         if seq <= self.last_seq:
             return  # already sent (in the snapshot, or filled in)
@@ -194,6 +223,11 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     # --- state ---------------------------------------------------------------------------------
 
     async def call_updated(self, event: dict[str, Any]) -> None:
+        if self.call_id is None and self.visible is not None:
+            call_id = event["call"]["id"]
+            self.hidden.discard(call_id)  # participants may have joined: ask again
+            if not await self._may_see(call_id):
+                return
         await self.send_json(event)
 
     async def caption_interim(self, event: dict[str, Any]) -> None:
@@ -203,4 +237,9 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(analytics_message(event["analytics"], full=False))
 
     async def calls_health(self, event: dict[str, Any]) -> None:
+        if self.visible is not None:
+            rows = [row for row in event["calls"] if await self._may_see(row["call_id"])]
+            if not rows:
+                return
+            event = {**event, "calls": rows}
         await self.send_json(event)

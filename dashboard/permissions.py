@@ -1,8 +1,16 @@
-"""Who may watch calls. The pages and the live socket ask the same question here."""
+"""Who may see which calls: the one rule the pages, the live socket, the admin and the API use.
+
+* Users with ``streaming.view_call`` (the Supervisors group) may watch calls at all.
+* Of those, users with ``streaming.view_all_calls`` (the Staff group) and superusers see
+  every call; everyone else sees the calls of their teams: calls where one of the team's
+  addresses (an ACS raw id or a phone number) is a participant, the caller or the callee.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 SUPERVISORS_GROUP = "Supervisors"
 VIEW_CALL_PERMISSION = "streaming.view_call"
@@ -16,6 +24,42 @@ def can_view_calls(user: Any) -> bool:
         and user.is_active
         and user.has_perm(VIEW_CALL_PERMISSION)
     )
+
+
+VIEW_ALL_CALLS_PERMISSION = "streaming.view_all_calls"
+STAFF_GROUP = "Staff"
+
+
+def sees_all_calls(user: Any) -> bool:
+    return can_view_calls(user) and (
+        user.is_superuser or bool(user.has_perm(VIEW_ALL_CALLS_PERMISSION))
+    )
+
+
+def visible_calls(user: Any) -> QuerySet[Any]:
+    """The calls ``user`` may see, as a queryset to filter further (no duplicates)."""
+    from dashboard.models import TeamAddress
+    from streaming.models import Call, Participant
+
+    if not can_view_calls(user):
+        return Call.objects.none()
+    if sees_all_calls(user):
+        return Call.objects.all()
+    addresses = TeamAddress.objects.filter(team__members=user)
+    raw_ids = addresses.values("raw_id")
+    numbers = addresses.exclude(number="").values("number")
+    in_call = Participant.objects.filter(call=OuterRef("pk"), raw_id__in=raw_ids)
+    return Call.objects.filter(
+        Q(Exists(in_call))
+        | Q(caller__in=raw_ids)
+        | Q(caller__in=numbers)
+        | Q(callee__in=raw_ids)
+        | Q(callee__in=numbers)
+    )
+
+
+def can_view_call(user: Any, call_id: int) -> bool:
+    return visible_calls(user).filter(pk=call_id).exists()
 
 
 CONTROL_CALL_PERMISSION = "streaming.control_call"

@@ -13,7 +13,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.permissions import can_control_calls, can_view_calls
+from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
 from streaming.automation import lifecycle
 from streaming.automation.client import CallAutomationError
 from streaming.selectors import call_get
@@ -41,8 +41,8 @@ def call_wall(request: HttpRequest) -> HttpResponse:
 @supervisor_required
 def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     """One call's captions, live or finished."""
-    call = call_get(call_id=call_id)
-    if call is None:
+    call = call_get(call_id=call_id) if can_view_call(request.user, call_id) else None
+    if call is None:  # another team's call is as absent as one that does not exist
         raise Http404("No such call")
     context = {
         "call": call,
@@ -60,7 +60,7 @@ def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse
         raise PermissionDenied("You are not allowed to control calls.")
     if action not in lifecycle.CALL_ACTIONS:
         raise Http404("No such action")
-    if call_get(call_id=call_id) is None:
+    if not can_view_call(request.user, call_id):
         raise Http404("No such call")
     label = lifecycle.CALL_ACTIONS[action][0]
     try:

@@ -100,6 +100,7 @@ class Call(models.Model):
         indexes = [models.Index(fields=["state", "-created_at"], name="call_state_created")]
         permissions = [
             ("control_call", "Can start and stop streaming or transcription, and hang up"),
+            ("view_all_calls", "Can see every call, not only those of their teams"),
         ]
 
     def __str__(self) -> str:

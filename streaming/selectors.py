@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Prefetch, QuerySet
 
 from streaming.alerts import Rule
 from streaming.events import (
@@ -102,9 +102,12 @@ def call_get(*, call_id: int) -> CallPayload | None:
     return call_payload(call) if call else None
 
 
-def call_list(*, limit: int = 100) -> list[CallPayload]:
-    """Live calls first, then the most recent finished ones, for the call wall."""
-    calls = Call.objects.prefetch_related(
+def call_list(*, limit: int = 100, calls: QuerySet[Call] | None = None) -> list[CallPayload]:
+    """Live calls first, then the most recent finished ones, for the call wall.
+
+    ``calls`` narrows the choice (a user's visible calls); all calls by default.
+    """
+    calls = (calls if calls is not None else Call.objects.all()).prefetch_related(
         Prefetch("participants", queryset=Participant.objects.order_by("created_at", "pk")),
         Prefetch(
             "events",

@@ -15,7 +15,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connection
 
-from dashboard.permissions import SUPERVISORS_GROUP
+from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
 from tests.standins.call_automation import call_automation_standin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,9 +43,12 @@ def _close_worker_thread_connections(
 
 @pytest.fixture
 def supervisor(db: Any) -> User:
-    """A user in the Supervisors group (created by the dashboard app after migrate)."""
+    """A supervisor who sees every call: in the Supervisors and Staff groups (both created
+    by the dashboard app after migrate). Team-scoped supervisors are in test_teams.py."""
     user = User.objects.create_user("sup", password="sup-password-123")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
+    user.groups.add(
+        Group.objects.get(name=SUPERVISORS_GROUP), Group.objects.get(name=STAFF_GROUP)
+    )
     return user
 
 
