@@ -49,6 +49,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     "streaming",
     "dashboard",
 ]
@@ -208,6 +211,49 @@ CALLSITE_ACS_JWKS_URL = env_str(
 )
 # A local JWKS file used instead of the URL (offline or pinned keys).
 CALLSITE_ACS_JWKS_FILE = env_str("CALLSITE_ACS_JWKS_FILE")
+
+# --- REST API (/api/, docs/api.md) -------------------------------------------------------------
+
+# Requests per user per period: "600/min" (the period is s, min, hour or day).
+CALLSITE_API_RATE = env_str("CALLSITE_API_RATE", "600/min")
+_api_count, _api_slash, _api_period = CALLSITE_API_RATE.partition("/")
+if not (
+    _api_count.isdigit()
+    and int(_api_count) > 0
+    and _api_period in {"s", "sec", "second", "m", "min", "minute", "h", "hour", "d", "day"}
+):
+    raise ImproperlyConfigured(
+        "CALLSITE_API_RATE must be requests per period, such as 600/min "
+        f"(periods: s, min, hour, day), got {CALLSITE_API_RATE!r}"
+    )
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous request is answered 401 with "WWW-Authenticate: Token".
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["dashboard.api.permissions.CanViewCalls"],
+    "DEFAULT_THROTTLE_CLASSES": ["dashboard.api.throttling.ApiUserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": CALLSITE_API_RATE},
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "dashboard.api.pagination.CallsitePagination",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Callsite API",
+    "DESCRIPTION": "Read-only access to calls, their transcripts and analytics (docs/api.md).",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["dashboard.api.permissions.CanViewCalls"],
+    "SCHEMA_PATH_PREFIX": "/api/",
+    "ENUM_NAME_OVERRIDES": {
+        "TranscriptSourceEnum": "streaming.models.TranscriptSource",
+        "StreamStateEnum": "streaming.models.StreamState",
+        "AnalyticsSourceEnum": "streaming.models.CallAnalytics.Source",
+    },
+}
 
 # --- Logging -----------------------------------------------------------------------------------
 

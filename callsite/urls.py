@@ -7,6 +7,7 @@ from streaming import views as streaming_views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("acs/", include("streaming.automation.urls")),
+    path("api/", include("dashboard.api.urls")),
     path("metrics", streaming_views.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

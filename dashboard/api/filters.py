@@ -1,0 +1,133 @@
+"""Filters of the call list: the query parameters, their validation and the queryset they give.
+
+``CallFilters`` validates the query string (a bad value is a 400 naming the parameter) and is
+also what the OpenAPI schema lists as the list's parameters; ``filter_calls`` applies the
+validated values to a queryset of calls the user may see.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from streaming.models import Alert, CallState, Participant
+from streaming.search import calls_matching
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class MomentField(serializers.Field):
+    """An ISO 8601 date (``2025-03-04``) or date and time (``2025-03-04T10:00:00+01:00``).
+
+    A time without an offset is in the server's time zone (``CALLSITE_TIME_ZONE``), and so is
+    the midnight a date stands for: the start of the day, or with ``end_of_day`` the start of
+    the next one. Gives an aware datetime in UTC.
+    """
+
+    default_error_messages = {
+        "invalid": "Enter an ISO 8601 date (2025-03-04) or date and time (2025-03-04T10:00:00Z)."
+    }
+
+    def __init__(self, *, end_of_day: bool = False, **kwargs: Any) -> None:
+        self.end_of_day = end_of_day
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> datetime:
+        try:
+            moment = self._parse(str(data).strip())
+        except (ValueError, OverflowError):  # 2025-02-30, or out of range once in UTC
+            moment = None
+        if moment is None:
+            self.fail("invalid")
+        return moment
+
+    def _parse(self, text: str) -> datetime | None:
+        day = parse_date(text)
+        if day is not None:
+            moment = datetime.combine(day + timedelta(days=1) if self.end_of_day else day, time.min)
+        else:
+            found = parse_datetime(text)
+            if found is None:
+                return None
+            moment = found
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment)
+        return moment.astimezone(UTC)
+
+    def to_representation(self, value: Any) -> str:
+        return str(value)
+
+
+class CallFilters(serializers.Serializer[dict[str, Any]]):
+    """The call list's query parameters (all optional; given ones must all hold)."""
+
+    state = serializers.ChoiceField(
+        choices=CallState.choices, required=False, help_text="Only calls in this state."
+    )
+    started_after = MomentField(
+        required=False,
+        help_text=(
+            "Calls started at or after this moment: an ISO 8601 date or date and time; a date "
+            "is midnight at its start, a time without an offset is in the server's time zone."
+        ),
+    )
+    started_before = MomentField(
+        end_of_day=True,
+        required=False,
+        help_text=(
+            "Calls started before this moment; a date includes the whole of that day "
+            "(started_after=2025-03-04&started_before=2025-03-04 is that day's calls)."
+        ),
+    )
+    participant = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text=(
+            "Calls with a participant whose ACS raw id is exactly this (4:+15551230000, "
+            "8:acs:...) or whose label contains it (case-insensitive)."
+        ),
+    )
+    has_alerts = serializers.BooleanField(
+        required=False,
+        help_text="true: only calls on which an alert fired; false: only calls without.",
+    )
+    q = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=500,
+        help_text=(
+            "Calls in which this was said. PostgreSQL: full-text search (words in any order, "
+            '"a quoted phrase" in order, -word to exclude); SQLite: the phrase as a '
+            "case-insensitive substring."
+        ),
+    )
+
+
+def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]:
+    """``calls`` narrowed by validated ``CallFilters`` data."""
+    if filters.get("state"):
+        calls = calls.filter(state=filters["state"])
+    if filters.get("started_after"):
+        calls = calls.filter(started_at__gte=filters["started_after"])
+    if filters.get("started_before"):
+        calls = calls.filter(started_at__lt=filters["started_before"])
+    who = (filters.get("participant") or "").strip()
+    if who:
+        people = Participant.objects.filter(
+            Q(raw_id=who) | Q(display_label__icontains=who), call=OuterRef("pk")
+        )
+        calls = calls.filter(Exists(people))
+    if filters.get("has_alerts") is not None:
+        fired = Exists(Alert.objects.filter(call=OuterRef("pk")))
+        calls = calls.filter(fired if filters["has_alerts"] else ~fired)
+    phrase = (filters.get("q") or "").strip()
+    if phrase:
+        calls = calls_matching(calls, phrase)
+    return calls

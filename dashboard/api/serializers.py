@@ -1,0 +1,310 @@
+"""What the API returns for calls, participants, analytics and utterances.
+
+(Fields named ``label`` shadow ``Field.label`` for type checkers only: DRF moves declared
+fields out of the class, hence their ``type: ignore``.)
+
+Figures computed in the database (talk ratio, mean confidence, alert count) come from the
+annotations of ``dashboard.api.queries.annotated_calls``. JSON holds no NaN or infinity, so
+every float that could be one is returned as ``null`` instead.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from streaming.models import Call, CallAnalytics, Participant, Utterance
+
+
+def finite(value: Any) -> float | None:
+    """A finite float, or ``None`` (for ``None``, NaN, infinities and non-numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def whole(value: Any) -> int | None:
+    """An integer that is not a bool, or ``None``."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A read-only float that is ``null`` when unknown or not finite."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(read_only=True, allow_null=True, **kwargs)
+
+    def to_representation(self, value: Any) -> float | None:  # type: ignore[override]
+        return finite(value)
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """An error: 401, 403, 404, 405, 406 or 429."""
+
+    detail = serializers.CharField()
+
+
+# ------------------------------------------------------------------------------ participants
+
+
+class ParticipantBriefSerializer(serializers.ModelSerializer[Participant]):
+    label = serializers.CharField(source="display_label", read_only=True)  # type: ignore[assignment]
+
+    class Meta:
+        model = Participant
+        fields = ["raw_id", "label", "role", "kind"]
+        read_only_fields = fields
+
+
+class ParticipantSerializer(serializers.ModelSerializer[Participant]):
+    label = serializers.CharField(source="display_label", read_only=True)  # type: ignore[assignment]
+
+    class Meta:
+        model = Participant
+        fields = ["id", "raw_id", "label", "role", "kind", "is_muted", "is_on_hold", "in_call"]
+        read_only_fields = fields
+
+
+# ------------------------------------------------------------------------------------ calls
+
+
+class CallListSerializer(serializers.ModelSerializer[Call]):
+    """One row of the call list."""
+
+    duration_seconds = serializers.SerializerMethodField(
+        help_text="From start to end; null until the call has ended."
+    )
+    participants: serializers.BaseSerializer[Any] = ParticipantBriefSerializer(
+        many=True, read_only=True
+    )
+    agent_talk_ratio = FiniteFloatField(
+        help_text="Agents' share of all talk (0-1), from the call's analytics; null if none."
+    )
+    mean_confidence = FiniteFloatField(
+        help_text="Mean recognition confidence of the call's utterances (0-1); null if none."
+    )
+    alert_count = serializers.IntegerField(read_only=True, help_text="Alerts fired on the call.")
+
+    class Meta:
+        model = Call
+        fields = [
+            "id",
+            "connection_id",
+            "state",
+            "started_at",
+            "ended_at",
+            "duration_seconds",
+            "participants",
+            "agent_talk_ratio",
+            "mean_confidence",
+            "alert_count",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.FloatField(allow_null=True))
+    def get_duration_seconds(self, call: Call) -> float | None:
+        if call.started_at is None or call.ended_at is None:
+            return None
+        return max(0.0, (call.ended_at - call.started_at).total_seconds())
+
+
+class SpeakerSerializer(serializers.Serializer[dict[str, Any]]):
+    """One speaker's share of the talk and their figures."""
+
+    key = serializers.CharField(help_text="Participant raw id")
+    label = serializers.CharField()  # type: ignore[assignment]
+    role = serializers.CharField()
+    talk_ms = serializers.IntegerField()
+    ratio = serializers.FloatField(allow_null=True, help_text="Share of all talk, 0-1")
+    share = serializers.FloatField(allow_null=True, help_text="Share of the call's duration, 0-1")
+    interruptions = serializers.IntegerField(help_text="Times they started over someone")
+    longest_monologue_ms = serializers.IntegerField()
+    words = serializers.IntegerField()
+    wpm = serializers.FloatField(allow_null=True, help_text="Words per minute of their talk")
+
+
+def speaker_summary(stored: Any) -> dict[str, Any] | None:
+    """A stored speaker entry with the types the schema promises, or None if it is no entry."""
+    if not isinstance(stored, dict):
+        return None
+    return {
+        "key": str(stored.get("key", "")),
+        "label": str(stored.get("label", "")),
+        "role": str(stored.get("role", "")),
+        "talk_ms": whole(stored.get("talk_ms")) or 0,
+        "ratio": finite(stored.get("ratio")),
+        "share": finite(stored.get("share")),
+        "interruptions": whole(stored.get("interruptions")) or 0,
+        "longest_monologue_ms": whole(stored.get("longest_monologue_ms")) or 0,
+        "words": whole(stored.get("words")) or 0,
+        "wpm": finite(stored.get("wpm")),
+    }
+
+
+class AnalyticsSerializer(serializers.ModelSerializer[CallAnalytics]):
+    """A call's talk-time figures, as last saved (final once the call has ended)."""
+
+    agent_talk_ratio = FiniteFloatField(help_text="Agents' share of all talk (0-1)")
+    speakers = serializers.SerializerMethodField(help_text="Talk ratio and figures per speaker")
+
+    class Meta:
+        model = CallAnalytics
+        fields = [
+            "source",
+            "final",
+            "duration_ms",
+            "talk_ms",
+            "silence_ms",
+            "overlap_ms",
+            "longest_silence_ms",
+            "longest_monologue_ms",
+            "interruptions",
+            "agent_talk_ratio",
+            "speakers",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(SpeakerSerializer(many=True))
+    def get_speakers(self, analytics: CallAnalytics) -> list[dict[str, Any]]:
+        stored = analytics.speakers if isinstance(analytics.speakers, list) else []
+        return [s for s in (speaker_summary(x) for x in stored) if s is not None]
+
+
+class CallDetailSerializer(CallListSerializer):
+    """One call: the list's row, its participants in full and its analytics."""
+
+    participants: serializers.BaseSerializer[Any] = ParticipantSerializer(many=True, read_only=True)
+    analytics = serializers.SerializerMethodField(
+        help_text="Talk-time figures, or null when none were computed for the call."
+    )
+
+    class Meta(CallListSerializer.Meta):
+        fields = [
+            *CallListSerializer.Meta.fields,
+            "correlation_id",
+            "caller",
+            "caller_display_name",
+            "callee",
+            "managed",
+            "locale",
+            "transcript_source",
+            "media_state",
+            "transcription_state",
+            "analytics",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(AnalyticsSerializer(allow_null=True))
+    def get_analytics(self, call: Call) -> dict[str, Any] | None:
+        try:
+            analytics = call.analytics
+        except CallAnalytics.DoesNotExist:
+            return None
+        return dict(AnalyticsSerializer(analytics, context=self.context).data)
+
+
+# ------------------------------------------------------------------------------- utterances
+
+
+class WordSerializer(serializers.Serializer[dict[str, Any]]):
+    text = serializers.CharField()
+    offset = serializers.IntegerField(allow_null=True, help_text="100-ns ticks")
+    duration = serializers.IntegerField(allow_null=True, help_text="100-ns ticks")
+    confidence = serializers.FloatField(allow_null=True)
+
+
+class SpeakerRefSerializer(serializers.Serializer[dict[str, Any]]):
+    key = serializers.CharField(help_text="Participant raw id")
+    label = serializers.CharField()  # type: ignore[assignment]
+    role = serializers.CharField()
+
+
+def word_summary(stored: Any) -> dict[str, Any] | None:
+    if not isinstance(stored, dict):
+        return None
+    return {
+        "text": str(stored.get("text", "")),
+        "offset": whole(stored.get("offset")),
+        "duration": whole(stored.get("duration")),
+        "confidence": finite(stored.get("confidence")),
+    }
+
+
+class UtteranceSerializer(serializers.ModelSerializer[Utterance]):
+    """A final utterance: who said what, when (100-ns ticks from the stream's start)."""
+
+    speaker = serializers.SerializerMethodField(help_text="null: an unknown speaker")
+    confidence = FiniteFloatField()
+    words = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Utterance
+        fields = [
+            "id",
+            "seq",
+            "speaker",
+            "text",
+            "confidence",
+            "offset_ticks",
+            "duration_ticks",
+            "words",
+            "source",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    @extend_schema_field(SpeakerRefSerializer(allow_null=True))
+    def get_speaker(self, utterance: Utterance) -> dict[str, str] | None:
+        person = utterance.participant
+        if person is None:
+            return None
+        return {"key": person.raw_id, "label": person.display_label, "role": person.role}
+
+    @extend_schema_field(WordSerializer(many=True))
+    def get_words(self, utterance: Utterance) -> list[dict[str, Any]]:
+        stored = utterance.words if isinstance(utterance.words, list) else []
+        return [w for w in (word_summary(x) for x in stored) if w is not None]
+
+
+# ------------------------------------------------------------ the JSON transcript (schema only)
+
+
+class TranscriptCallSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    connection_id = serializers.CharField(allow_null=True)
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True)
+    locale = serializers.CharField()
+
+
+class TranscriptParticipantSerializer(serializers.Serializer[Any]):
+    key = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]
+    role = serializers.CharField()
+
+
+class TranscriptLineSerializer(serializers.Serializer[Any]):
+    start_ticks = serializers.IntegerField(allow_null=True)
+    end_ticks = serializers.IntegerField(allow_null=True)
+    start_seconds = serializers.FloatField(allow_null=True)
+    end_seconds = serializers.FloatField(allow_null=True)
+    speaker_key = serializers.CharField()
+    speaker = serializers.CharField()
+    role = serializers.CharField()
+    text = serializers.CharField()
+    confidence = serializers.FloatField(allow_null=True)
+    words = WordSerializer(many=True)
+
+
+class TranscriptSerializer(serializers.Serializer[Any]):
+    """The JSON transcript (docs/exports.md), as `streaming.exports.render_json` writes it."""
+
+    call = TranscriptCallSerializer()
+    ticks_per_second = serializers.IntegerField()
+    participants = TranscriptParticipantSerializer(many=True)
+    lines = TranscriptLineSerializer(many=True)

@@ -1,0 +1,52 @@
+"""/api/: calls, one call, its utterances, its transcript, and the OpenAPI schema."""
+
+from __future__ import annotations
+
+from django.urls import path, re_path, register_converter
+from drf_spectacular.views import SpectacularAPIView
+
+from dashboard.api import views
+from dashboard.api.renderers import TRANSCRIPT_FORMATS
+
+
+class CallIdConverter:
+    """Any integer, so that every id a client may send is answered by the API (a JSON 404
+    for one that names no call) and not by Django's HTML page for unknown URLs."""
+
+    regex = "-?[0-9]+"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(value)
+
+
+class TranscriptFormatConverter:
+    regex = "|".join(TRANSCRIPT_FORMATS)
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(CallIdConverter, "call_id")
+register_converter(TranscriptFormatConverter, "transcript_format")
+
+app_name = "api"
+
+urlpatterns = [
+    path("calls/", views.CallListView.as_view(), name="calls"),
+    path("calls/<call_id:pk>/", views.CallDetailView.as_view(), name="call"),
+    path("calls/<call_id:pk>/utterances/", views.CallUtterancesView.as_view(), name="utterances"),
+    path("calls/<call_id:pk>/transcript/", views.CallTranscriptView.as_view(), name="transcript"),
+    path(
+        "calls/<call_id:pk>/transcript.<transcript_format:fmt>",
+        views.CallTranscriptFileView.as_view(),
+        name="transcript-file",
+    ),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    re_path(r"", views.not_found),
+]
