@@ -44,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -483,15 +483,28 @@ def core_busy_seconds(cpu: int) -> float:
 class Server:
     """One fresh server process pinned to SERVER_CPU."""
 
-    def __init__(self, kind: str, workdir: Path, template_db: Path, secret: str) -> None:
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        template_db: Path | None,
+        secret: str,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        """Start the server. Callsite gets a fresh copy of ``template_db``.
+
+        With ``template_db`` None, ``extra_env`` must name the database (``DATABASE_URL``).
+        ``extra_env`` is applied last, over the benchmark's environment.
+        """
         self.kind = kind
         self.port = free_port()
         self.log_path = workdir / f"{kind}-{self.port}.log"
         env = base_env(secret)
         if kind == "callsite":
-            db = workdir / f"bench-{self.port}.sqlite3"
-            shutil.copyfile(template_db, db)
-            env["DATABASE_URL"] = f"sqlite:///{db}"
+            if template_db is not None:
+                db = workdir / f"bench-{self.port}.sqlite3"
+                shutil.copyfile(template_db, db)
+                env["DATABASE_URL"] = f"sqlite:///{db}"
             command = [
                 str(Path(sys.executable).with_name("daphne")),
                 "-b",
@@ -502,6 +515,7 @@ class Server:
             ]
         else:
             command = [sys.executable, "-m", "bench.bare_server", "--port", str(self.port)]
+        env.update(extra_env or {})
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             ["taskset", "-c", str(SERVER_CPU), *command],
