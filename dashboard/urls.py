@@ -6,6 +6,7 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.call_wall, name="wall"),
+    path("history/", views.call_history, name="history"),
     path("calls/<int:call_id>/", views.call_detail, name="call"),
     path("calls/<int:call_id>/actions/<slug:action>/", views.call_action, name="call-action"),
 ]

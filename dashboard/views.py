@@ -3,20 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.queries import newest_first, user_calls
 from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
 from streaming.automation import lifecycle
 from streaming.automation.client import CallAutomationError
+from streaming.exports import FORMATS
+from streaming.models import CallState
 from streaming.selectors import call_get
+
+# The call page's download links: format, label (in FORMATS' order).
+DOWNLOAD_LABELS = {"json": "JSON", "csv": "CSV", "txt": "Text", "srt": "SRT", "vtt": "WebVTT"}
 
 
 def supervisor_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -48,6 +59,7 @@ def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
         "call": call,
         "can_control": can_control_calls(request.user) and call["managed"],
         "actions": [(slug, label) for slug, (label, _) in lifecycle.CALL_ACTIONS.items()],
+        "downloads": [(fmt, DOWNLOAD_LABELS[fmt]) for fmt in FORMATS],
     }
     return render(request, "dashboard/call.html", context)
 
@@ -72,3 +84,72 @@ def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse
     else:
         messages.success(request, f"{label}: requested.")
     return redirect("dashboard:call", call_id=call_id)
+
+
+HISTORY_PAGE_SIZE = 25
+HISTORY_FILTERS = ("q", "state", "started_after", "started_before", "participant")
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One past or live call in the history list, with what the table shows."""
+
+    id: int
+    connection_id: str | None
+    state: str
+    started_at: datetime | None
+    duration: str
+    participants: str
+    agent_talk: str
+    mean_confidence: str
+    alerts: int
+
+
+def _history_row(call: Any) -> HistoryRow:
+    start, end = call.started_at, call.ended_at
+    if start is not None and end is not None:
+        seconds = max(0, int((end - start).total_seconds()))
+        duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    else:
+        duration = ""
+    ratio, confidence = call.agent_talk_ratio, call.mean_confidence
+    return HistoryRow(
+        id=call.pk,
+        connection_id=call.connection_id,
+        state=call.state,
+        started_at=start,
+        duration=duration,
+        participants=", ".join(p.display_label for p in call.participants.all()),
+        agent_talk="" if ratio is None else f"{ratio:.0%}",
+        mean_confidence="" if confidence is None else f"{confidence:.0%}",
+        alerts=call.alert_count,
+    )
+
+
+@supervisor_required
+def call_history(request: HttpRequest) -> HttpResponse:
+    """Every call the supervisor may see, newest first, searchable by what was said in it.
+
+    The filters are the API's (``/api/calls/``): the same parameters, the same validation and
+    the same queryset, narrowed from the calls of the supervisor's teams.
+    """
+    given = {k: v for k in HISTORY_FILTERS if (v := request.GET.get(k, "").strip())}
+    filters = CallFilters(data=given)
+    errors: dict[str, list[str]] = {}
+    calls = user_calls(request.user)
+    if filters.is_valid():
+        calls = filter_calls(calls, filters.validated_data)
+    else:
+        errors = {field: [str(e) for e in problems] for field, problems in filters.errors.items()}
+        calls = calls.none()
+    page = Paginator(newest_first(calls), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "rows": [_history_row(call) for call in page.object_list],
+        "given": given,
+        "errors": errors,
+        "states": CallState.choices,
+        "query": urlencode(given),
+        "searched": bool(given),
+    }
+    return render(request, "dashboard/history.html", context)
