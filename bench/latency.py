@@ -24,7 +24,8 @@ at most 10% of the server's core (otherwise it is marked noisy)::
 
     python -m bench.latency --calls 100 --supervisors 20 --seconds 30 --runs 3 --json out.json
 
-``--layer redis-pubsub`` (channels-redis's pub/sub layer, via ``bench/pubsub_settings.py``)
+``--layer redis`` is Callsite's default Redis layer (channels-redis's pub/sub layer);
+``--layer redis-list`` (channels-redis's inbox-per-process layer, ``CALLSITE_REDIS_LAYER=list``)
 and ``--layer memory`` (the in-process layer) run the same load for comparison, and
 ``--no-audio`` leaves the audio out.
 """
@@ -639,7 +640,8 @@ class Run:
     generator_cpu: float = math.nan
     redis_cpu: float = math.nan
     connect_s: float = math.nan  # time to open every supervisor page
-    inbox: int = -1  # --layer redis: messages waiting in the server's inbox at the window's end
+    # --layer redis-list: messages waiting in the server's inbox at the window's end
+    inbox: int = -1
     # p50 of the captions sent in each 5 s of the window: flat when the server keeps up
     trend_p50_ms: list[float] = field(default_factory=list)
     log_problems: list[str] = field(default_factory=list)
@@ -710,8 +712,7 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
     }
     if args.layer != "memory":
         extra["REDIS_URL"] = args.redis_url
-    if args.layer == "redis-pubsub":
-        extra["DJANGO_SETTINGS_MODULE"] = "bench.pubsub_settings"
+    extra["CALLSITE_REDIS_LAYER"] = "list" if args.layer == "redis-list" else "pubsub"
     load = Load(0, calls, args.secret, f"r{run}-{secrets.token_hex(3)}", not args.no_audio)
     pages: list[PageSocket] = []
     driver: asyncio.Task[None] | None = None
@@ -790,7 +791,7 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
         srv1, core1 = cpu_seconds(server.pid), core_busy_seconds(SERVER_CPU)
         redis1 = process_cpu(redis)
         after = await read_metrics(port)
-        if args.layer == "redis":
+        if args.layer == "redis-list":
             result.inbox = await redis_inbox(args.redis_url, prefix)
 
         # The load goes on while the window's last captions arrive.
@@ -1033,10 +1034,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the layer")
     parser.add_argument(
         "--layer",
-        choices=["redis", "redis-pubsub", "memory"],
+        choices=["redis", "redis-list", "memory"],
         default="redis",
-        help="channel layer: Callsite's Redis layer, or for comparison channels-redis's pub/sub"
-        " layer (bench/pubsub_settings.py) or the in-process layer",
+        help="channel layer: Callsite's Redis layer (pub/sub), or for comparison channels-redis's"
+        " inbox-per-process layer (CALLSITE_REDIS_LAYER=list) or the in-process layer",
     )
     parser.add_argument(
         "--no-audio", action="store_true", help="send transcription only (to compare)"

@@ -134,12 +134,26 @@ def sqlite_database(path: Path) -> dict[str, Any]:
     }
 
 
-def channel_layers_from_url(url: str, *, prefix: str = "callsite") -> dict[str, Any]:
+REDIS_LAYERS = {
+    "pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+    "list": "channels_redis.core.RedisChannelLayer",
+}
+
+
+def channel_layers_from_url(
+    url: str, *, prefix: str = "callsite", kind: str = "pubsub"
+) -> dict[str, Any]:
     """Build ``CHANNEL_LAYERS``: Redis for a ``redis://`` URL, in-memory for an empty one.
 
-    ``capacity`` is raised above channels-redis's default of 100 because a burst of captions to
-    a supervisor must not be dropped silently by ``group_send``; ``group_expiry`` stays at a
-    day, which is Daphne's default WebSocket timeout.
+    ``kind`` picks channels-redis's layer. ``pubsub`` (the default) publishes each group
+    message once and every process hands it to its own listening sockets: no per-process inbox
+    to drain, no capacity at which messages are dropped silently. Its contract is best effort
+    with nothing kept for a socket that is not listening, which is what Callsite's events
+    assume: the database holds the truth and pages re-sync from it (``?after=<seq>``).
+    ``list`` is the layer with a per-process inbox in Redis; at 100 calls per process that
+    inbox fills and drops most captions (docs/benchmarks.md, "Caption latency"). Its
+    ``capacity`` is raised above the default of 100 and ``group_expiry`` stays at a day,
+    Daphne's default WebSocket timeout.
     """
     if not url:
         return {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -148,15 +162,11 @@ def channel_layers_from_url(url: str, *, prefix: str = "callsite") -> dict[str, 
         raise ImproperlyConfiguredEnv(
             f"REDIS_URL scheme {scheme!r} is not supported (use redis://, rediss:// or unix://)"
         )
-    return {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [url],
-                "prefix": prefix,
-                "capacity": 1000,
-                "expiry": 60,
-                "group_expiry": 86400,
-            },
-        }
-    }
+    if kind not in REDIS_LAYERS:
+        raise ImproperlyConfiguredEnv(
+            f"CALLSITE_REDIS_LAYER {kind!r} is not one of {', '.join(sorted(REDIS_LAYERS))}"
+        )
+    config: dict[str, Any] = {"hosts": [url], "prefix": prefix}
+    if kind == "list":
+        config.update(capacity=1000, expiry=60, group_expiry=86400)
+    return {"default": {"BACKEND": REDIS_LAYERS[kind], "CONFIG": config}}

@@ -102,7 +102,9 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Real time ---------------------------------------------------------------------------------
 
 CHANNEL_LAYERS = channel_layers_from_url(
-    env_str("REDIS_URL"), prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite")
+    env_str("REDIS_URL"),
+    prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite"),
+    kind=env_str("CALLSITE_REDIS_LAYER", "pubsub"),
 )
 
 # --- Auth --------------------------------------------------------------------------------------

@@ -13,9 +13,7 @@ class DashboardConfig(AppConfig):
     def ready(self) -> None:
         # Sent once per app with models; streaming's permissions exist once it has been sent
         # for streaming (auth's handler, connected earlier, creates them first).
-        post_migrate.connect(
-            _ensure_supervisors_group, sender=apps.get_app_config("streaming")
-        )
+        post_migrate.connect(_ensure_supervisors_group, sender=apps.get_app_config("streaming"))
 
 
 def _ensure_supervisors_group(using: str = "default", **kwargs: Any) -> None:

@@ -19,10 +19,12 @@ replaces what the page shows, so they carry no ``seq``.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -59,6 +61,34 @@ def analytics_message(analytics: AnalyticsPayload, *, full: bool) -> dict[str, A
     }
 
 
+class _LatestText:
+    """Each call's latest live analytics message, encoded once for every page of the process.
+
+    Every page watching a call gets the same ``analytics.updated`` once a second; building
+    its charts and JSON once instead of once per page saves most of that work. A tick is
+    known by the call's duration and whether it is final, which change from one to the next.
+    """
+
+    MAX_CALLS = 2000
+
+    def __init__(self) -> None:
+        self.latest: dict[int, tuple[tuple[int, bool, int], str]] = {}
+
+    def get(self, analytics: AnalyticsPayload) -> str:
+        key = (analytics["duration_ms"], analytics["final"], analytics["timeline"]["since_ms"])
+        found = self.latest.get(analytics["call_id"])
+        if found is not None and found[0] == key:
+            return found[1]
+        text = json.dumps(analytics_message(analytics, full=False))
+        if len(self.latest) >= self.MAX_CALLS:
+            self.latest.clear()
+        self.latest[analytics["call_id"]] = (key, text)
+        return text
+
+
+LIVE_ANALYTICS = _LatestText()
+
+
 def empty_analytics(call_id: int) -> AnalyticsPayload:
     return {
         "call_id": call_id,
@@ -86,6 +116,19 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     # every call). The overview group carries every call, so the wall filters what it relays.
     visible: set[int] | None = None
     hidden: set[int]
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """Channels' dispatch without its per-message database housekeeping.
+
+        Channels hands every message to the database thread first to close stale connections
+        (``aclose_old_connections``). On this socket that is a thread hop per caption, queued
+        behind the finals' transactions on the same thread. Every database call here goes
+        through ``database_sync_to_async``, which does the same housekeeping itself.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -234,7 +277,7 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def analytics_updated(self, event: dict[str, Any]) -> None:
-        await self.send_json(analytics_message(event["analytics"], full=False))
+        await self.send(text_data=LIVE_ANALYTICS.get(event["analytics"]))
 
     async def calls_health(self, event: dict[str, Any]) -> None:
         if self.visible is not None:

@@ -1,12 +1,14 @@
 """The live calls of this process: talk-time figures, alerts and stream health, every second.
 
 Each ingest socket attaches its call here (two sockets of one call share it). The audio
-path reports completed talk seconds and stored finals; once a second one task per process
-computes every live call's figures (:mod:`streaming.analytics`), checks the alert rules,
-sends ``analytics.updated`` to the call's page and one ``calls.health`` to the call wall,
-and every few seconds saves the figures in one transaction. Computing a call's figures
-takes well under a millisecond for a typical call; the task yields to the event loop after
-each call so frames are never held up behind a whole sweep.
+path reports completed talk seconds and stored finals. One task per process ticks every
+live call once a second: it computes the call's figures (:mod:`streaming.analytics`),
+checks the alert rules and sends ``analytics.updated`` to the call's pages. The calls are
+dealt into ten slices ticked a tenth of a second apart, so the work (and the messages to
+pages) is spread over the second instead of arriving as one burst that captions would
+queue behind; the task also yields to the event loop after each call. Once a second it
+sends one ``calls.health`` to the call wall and saves the figures that are due (every
+few seconds per call) in one transaction.
 
 When the last socket of a call closes, its final figures are computed and saved. A socket
 that reconnects rebuilds the figures from what is stored (talk seconds and utterances), so
@@ -53,6 +55,7 @@ from streaming.packets import TICKS_PER_SECOND
 logger = logging.getLogger(__name__)
 
 TICK_SECONDS = 1.0
+TICK_SLICES = 10  # each call is ticked once a second, in one of this many slices of it
 RULES_REFRESH_SECONDS = 15.0
 TAIL_FRAMES = 30 * FRAMES_PER_SECOND  # each update re-sends at least the last 30 s
 FULL_TIMELINE_EVERY = 30  # ticks
@@ -115,6 +118,8 @@ class LiveCall:
         self.caption_lag_ms: int | None = None
         self.dirty_from: int | None = 0
         self.ticks = 0
+        self.slot = 0  # which slice of each second ticks this call
+        self.last_payload: AnalyticsPayload | None = None
         self.alerts = 0
         self.watch = AlertWatch()
         self.saved_at = 0.0
@@ -299,6 +304,8 @@ class LiveRegistry:
         self.rules_at = float("-inf")
         self.task: asyncio.Task[None] | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.next_slot = 0
+        self.to_save: list[AnalyticsPayload] = []
 
     async def attach(self, call_id: int, label: str) -> LiveCall:
         live = self.calls.get(call_id)
@@ -306,6 +313,8 @@ class LiveRegistry:
             live.refs += 1
             return live
         live = LiveCall(call_id, label)
+        live.slot = self.next_slot
+        self.next_slot = (self.next_slot + 1) % TICK_SLICES
         self.calls[call_id] = live
         try:
             await self._seed(live)
@@ -394,43 +403,68 @@ class LiveRegistry:
             self.task = loop.create_task(self._run(), name="live call analytics")
 
     async def _run(self) -> None:
+        """Tick one slice of the calls every ``TICK_SECONDS / TICK_SLICES``, on a fixed beat.
+
+        A sweep of every call at once is a burst of work (figures, alerts, one message per
+        watching page) that captions queue behind; slices spread it over the second. A beat
+        that fell behind by more than a second starts again from now instead of catching up.
+        """
+        loop = asyncio.get_running_loop()
+        step = TICK_SECONDS / TICK_SLICES
+        beat = loop.time()
+        slot = 0
         while self.calls:
-            await asyncio.sleep(TICK_SECONDS)
+            beat += step
+            delay = beat - loop.time()
+            if delay < -TICK_SECONDS:
+                beat, delay = loop.time(), 0.0
+            await asyncio.sleep(max(0.0, delay))
             try:
-                await self.tick()
+                await self.tick(slot)
             except Exception:
                 logger.exception("live call analytics: a tick failed")
+            slot = (slot + 1) % TICK_SLICES
 
-    async def tick(self) -> None:
-        """Figures, alerts and health for every live call; see the module docstring."""
-        try:
-            await self._refresh_rules()
-        except Exception:
-            logger.exception("could not reload the alert rules; keeping the previous ones")
-        health: list[HealthPayload] = []
-        to_save: list[AnalyticsPayload] = []
+    async def tick(self, slot: int | None = None) -> None:
+        """Figures and alerts for the live calls of ``slot`` (all of them: ``None``).
+
+        The last slot of each second (and a tick of all calls) also sends the wall every live
+        call's health and saves the figures that are due, each in one message or transaction.
+        """
+        if slot is None or slot == 0:
+            try:
+                await self._refresh_rules()
+            except Exception:
+                logger.exception("could not reload the alert rules; keeping the previous ones")
         save_every = settings.CALLSITE_ANALYTICS_SAVE_SECONDS
         for live in list(self.calls.values()):
-            if live.ended:
+            if live.ended or (slot is not None and live.slot != slot):
                 continue
             now = time.monotonic()
             figures = live.figures(now)
             live.ticks += 1
             payload = live.payload(figures, final=False, full=live.ticks % FULL_TIMELINE_EVERY == 1)
             live.dirty_from = None
+            live.last_payload = payload
             await events.asend_event(
                 (events.call_group(live.call_id),), events.analytics_updated(payload)
             )
             labels = {k: v[0] for k, v in live.speakers.items()}
             roles = {k: v[1] for k, v in live.speakers.items()}
             await self._store(live, live.watch.check(self.rules, figures, labels, roles))
-            health.append(live.health(now, payload))
             if now - live.saved_at >= save_every:
                 live.saved_at = now
-                to_save.append(live.payload(figures, final=False, full=True))
+                self.to_save.append(live.payload(figures, final=False, full=True))
             await asyncio.sleep(0)
+        if slot is not None and slot != TICK_SLICES - 1:
+            return
+        now = time.monotonic()
+        health = [
+            live.health(now, live.last_payload) for live in self.calls.values() if not live.ended
+        ]
         if health:
             await events.asend_event((events.OVERVIEW_GROUP,), events.calls_health(health))
+        to_save, self.to_save = self.to_save, []
         if to_save:
             try:
                 await database_sync_to_async(services.call_analytics_store)(to_save)

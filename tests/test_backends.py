@@ -32,7 +32,7 @@ def test_database_engine_matches_the_pass() -> None:
 async def test_channel_layer_matches_the_pass() -> None:
     """Redis in the production pass, in-memory otherwise; a group message makes the trip."""
     layer = get_channel_layer()
-    expected = "RedisChannelLayer" if "redis" in EXPECTED else "InMemoryChannelLayer"
+    expected = "RedisPubSubChannelLayer" if "redis" in EXPECTED else "InMemoryChannelLayer"
     assert type(layer).__name__ == expected
     channel = await layer.new_channel()
     group = f"probe.{uuid.uuid4().hex}"

@@ -103,9 +103,12 @@ def test_channel_layers() -> None:
     """No URL means the in-memory layer; a redis:// URL means channels-redis with a prefix."""
     assert channel_layers_from_url("")["default"]["BACKEND"].endswith("InMemoryChannelLayer")
     redis = channel_layers_from_url("redis://127.0.0.1:6379/2", prefix="cs")["default"]
-    assert redis["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert redis["CONFIG"]["hosts"] == ["redis://127.0.0.1:6379/2"]
-    assert redis["CONFIG"]["prefix"] == "cs"
-    assert redis["CONFIG"]["capacity"] >= 1000
+    assert redis["BACKEND"] == "channels_redis.pubsub.RedisPubSubChannelLayer"
+    assert redis["CONFIG"] == {"hosts": ["redis://127.0.0.1:6379/2"], "prefix": "cs"}
+    listed = channel_layers_from_url("redis://h:6379/0", kind="list")["default"]
+    assert listed["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    assert listed["CONFIG"]["capacity"] >= 1000
     with pytest.raises(ImproperlyConfiguredEnv, match="REDIS_URL"):
         channel_layers_from_url("amqp://x")
+    with pytest.raises(ImproperlyConfiguredEnv, match="CALLSITE_REDIS_LAYER"):
+        channel_layers_from_url("redis://h:6379/0", kind="streams")

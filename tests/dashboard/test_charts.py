@@ -6,6 +6,7 @@ through ``plotly.graph_objects.Figure``, which rejects any attribute plotly.js d
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
@@ -473,3 +474,23 @@ def test_daphne_serves_plotly_js() -> None:
     assert b"javascript" in headers[b"Content-Type"]
     assert b"plotly.js v" in body[:200]
     assert len(body) > 1_000_000
+
+
+def test_a_tick_s_analytics_message_is_built_once_for_every_page() -> None:
+    """Pages of one process share the encoded message of a tick; the next tick is new."""
+    from dashboard.consumers import LIVE_ANALYTICS, analytics_message
+
+    tick = copy.deepcopy(TWO_SPEAKERS)
+    tick["call_id"] = 987_654
+    first = LIVE_ANALYTICS.get(copy.deepcopy(tick))
+    assert LIVE_ANALYTICS.get(copy.deepcopy(tick)) is first  # another page, same tick
+    assert json.loads(first) == json.loads(json.dumps(analytics_message(tick, full=False)))
+    later = copy.deepcopy(tick)
+    later["duration_ms"] += 1000
+    later["talk_ms"] += 1000
+    text = LIVE_ANALYTICS.get(later)
+    assert text is not first
+    assert json.loads(text)["analytics"]["talk_ms"] == tick["talk_ms"] + 1000
+    final = copy.deepcopy(later)
+    final["final"] = True
+    assert json.loads(LIVE_ANALYTICS.get(final))["analytics"]["final"] is True
