@@ -120,11 +120,15 @@ def sqlite_database(path: Path) -> dict[str, Any]:
 
     WAL lets supervisors read while ingest writes; ``IMMEDIATE`` transactions take the write
     lock up front, so two writers queue on ``timeout`` instead of failing with "database is
-    locked" halfway through a transaction.
+    locked" halfway through a transaction. Connections persist (``CONN_MAX_AGE``) as they do
+    for PostgreSQL: with Django's default of 0, every ``database_sync_to_async`` call opens
+    the file and runs the PRAGMAs again.
     """
     return {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": path,
+        "CONN_MAX_AGE": 600,
+        "CONN_HEALTH_CHECKS": True,
         "OPTIONS": {
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             "transaction_mode": "IMMEDIATE",
@@ -170,3 +174,20 @@ def channel_layers_from_url(
     if kind == "list":
         config.update(capacity=1000, expiry=60, group_expiry=86400)
     return {"default": {"BACKEND": REDIS_LAYERS[kind], "CONFIG": config}}
+
+
+def cache_from_url(url: str, *, prefix: str = "callsite") -> dict[str, Any]:
+    """Build ``CACHES``: Django's Redis cache for a ``redis://`` URL, per-process memory without.
+
+    The channel layer and the cache share the Redis server; keys are kept apart by
+    ``KEY_PREFIX`` (the channel prefix plus ``.cache``).
+    """
+    if not url:
+        return {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": f"{prefix}.cache",
+        }
+    }

@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from callsite.env import (
+    cache_from_url,
     channel_layers_from_url,
     database_from_url,
     env_bool,
@@ -105,6 +106,15 @@ CHANNEL_LAYERS = channel_layers_from_url(
     env_str("REDIS_URL"),
     prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite"),
     kind=env_str("CALLSITE_REDIS_LAYER", "pubsub"),
+)
+# How many server processes share this database and channel layer (all machines together);
+# `manage.py serve --workers N` sets it. More than one needs Redis (a system check says so).
+CALLSITE_WORKERS = env_int("CALLSITE_WORKERS", 1, minimum=1)
+
+# The cache holds the API's per-user request counts: in Redis they are shared by every worker,
+# so a user's rate is the same whichever process answers.
+CACHES = cache_from_url(
+    env_str("REDIS_URL"), prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite")
 )
 
 # --- Auth --------------------------------------------------------------------------------------

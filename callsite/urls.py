@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from callsite import health
 from streaming import views as streaming_views
 
 urlpatterns = [
@@ -9,6 +10,8 @@ urlpatterns = [
     path("acs/", include("streaming.automation.urls")),
     path("api/", include("dashboard.api.urls")),
     path("metrics", streaming_views.metrics, name="metrics"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("dashboard.urls")),

@@ -122,3 +122,32 @@ def check_recognizer(app_configs: Any = None, **kwargs: Any) -> list[Warning | E
             )
         ]
     return []
+
+
+@register("callsite", deploy=False)
+def check_workers(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    """More than one server process needs a shared channel layer (and wants PostgreSQL)."""
+    workers = settings.CALLSITE_WORKERS
+    if workers <= 1:
+        return []
+    messages: list[Warning | Error] = []
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    if backend.endswith("InMemoryChannelLayer") or not backend:
+        messages.append(
+            Error(
+                f"CALLSITE_WORKERS={workers} with the in-memory channel layer.",
+                hint="Each process would have its own layer: a supervisor would see only the "
+                "calls whose ACS socket landed on the same process. Set REDIS_URL.",
+                id="callsite.E020",
+            )
+        )
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        messages.append(
+            Warning(
+                f"CALLSITE_WORKERS={workers} share one SQLite file.",
+                hint="SQLite serialises every worker's writes and cannot be shared between "
+                "machines; use PostgreSQL (DATABASE_URL=postgres://...).",
+                id="callsite.W020",
+            )
+        )
+    return messages

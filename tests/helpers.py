@@ -205,3 +205,27 @@ def asgi_get(path: str) -> tuple[int, dict[bytes, bytes], bytes]:
         return int(start["status"]), dict(start["headers"]), body
 
     return async_to_sync(fetch)()
+
+
+def clear_cache() -> None:
+    """Empty the default cache: only this test process's keys when the cache is Redis.
+
+    ``cache.clear()`` on Django's Redis cache empties the whole Redis database, which may
+    hold a developer's other data; the test settings give the cache a per-process prefix.
+    """
+    from django.conf import settings
+    from django.core.cache import cache
+
+    conf = settings.CACHES["default"]
+    if not conf["BACKEND"].endswith("RedisCache"):
+        cache.clear()
+        return
+    import redis
+
+    client = redis.Redis.from_url(conf["LOCATION"])
+    try:
+        keys = list(client.scan_iter(match=f"{conf['KEY_PREFIX']}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

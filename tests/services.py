@@ -41,3 +41,13 @@ def chromium_path() -> str | None:
     if os.path.exists(CHROMIUM):
         return CHROMIUM
     return shutil.which("chromium")
+
+
+REDIS_TEST_URL = os.environ.get("CALLSITE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def nginx_path() -> str | None:
+    for candidate in ("/usr/sbin/nginx", shutil.which("nginx")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None

@@ -24,3 +24,7 @@ _default.setdefault("TEST", {})["NAME"] = (
     if _test_name.endswith(".sqlite3")
     else f"{_test_name}_{os.getpid()}"
 )
+
+# The cache's keys (API throttle counts) are this process's own, so tests can delete them
+# without touching anything else in the Redis database (see tests.helpers.clear_cache).
+CACHES["default"]["KEY_PREFIX"] = f"callsite-test-{os.getpid()}.cache"  # noqa: F405

@@ -90,6 +90,7 @@ def test_sqlite_urls_are_wal_mode() -> None:
     assert absolute["NAME"] == Path("/data/x.sqlite3")
     assert "journal_mode=WAL" in absolute["OPTIONS"]["init_command"]
     assert absolute["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert absolute["CONN_MAX_AGE"] == 600  # not reopened and re-PRAGMA'd per query
 
 
 @pytest.mark.parametrize("url", ["mysql://u@h/d", "postgres://u@h/", "sqlite://"])

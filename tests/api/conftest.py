@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
@@ -24,6 +23,7 @@ from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
 from streaming import services
 from streaming.models import Call, CallAnalytics
 from streaming.packets import TICKS_PER_SECOND, Word
+from tests.helpers import clear_cache
 
 TEAM_LINE = "+15551230000"
 OTHER_LINE = "+15559990000"
@@ -33,9 +33,9 @@ AGENT = "8:acs:resource_agent-1"
 @pytest.fixture(autouse=True)
 def _fresh_throttle_counts() -> Iterator[None]:
     """Throttle counts live in the default cache: each test starts with none."""
-    cache.clear()
+    clear_cache()
     yield
-    cache.clear()
+    clear_cache()
 
 
 def user_in(name: str, *groups: str) -> User:

@@ -1,0 +1,75 @@
+"""Health endpoints for load balancers and orchestrators.
+
+``/healthz`` (liveness) answers as long as the process serves requests: it touches nothing
+else, so a database outage does not get every worker restarted. ``/readyz`` (readiness) checks
+what a worker needs to do its job, the database and the channel layer, and answers 503 naming
+what failed, so a load balancer stops sending it new sockets until they are back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.db import connection
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+logger = logging.getLogger(__name__)
+
+CHECK_TIMEOUT = 2.0
+PROBE_GROUP = "callsite.readyz"
+
+
+@never_cache
+async def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def _database() -> None:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    finally:
+        # A probe thread of its own: close what it opened.
+        connection.close()
+
+
+async def _channel_layer() -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        raise RuntimeError("no channel layer is configured")
+    # A message to a group nobody is in: a round trip to Redis over the process's own
+    # connection (publish, or the list layer's group lookup), delivered to no one.
+    await layer.group_send(PROBE_GROUP, {"type": "readyz.probe"})
+
+
+async def _timed(check: Callable[[], Awaitable[None]]) -> dict[str, object]:
+    started = time.monotonic()
+    try:
+        await asyncio.wait_for(check(), CHECK_TIMEOUT)
+    except TimeoutError:
+        return {"ok": False, "error": f"no answer within {CHECK_TIMEOUT:.0f} s"}
+    except Exception as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}"[:300]}
+    return {"ok": True, "ms": round((time.monotonic() - started) * 1000, 1)}
+
+
+@never_cache
+async def readyz(request: HttpRequest) -> JsonResponse:
+    database, layer = await asyncio.gather(
+        _timed(sync_to_async(_database, thread_sensitive=False)), _timed(_channel_layer)
+    )
+    checks = {"database": database, "channel_layer": layer}
+    ready = all(check["ok"] for check in checks.values())
+    if not ready:
+        logger.warning("not ready: %s", {k: v["error"] for k, v in checks.items() if not v["ok"]})
+    return JsonResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks},
+        status=200 if ready else 503,
+    )
