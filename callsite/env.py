@@ -91,6 +91,9 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
             raise ImproperlyConfiguredEnv(f"DATABASE_URL has no database name: {url!r}")
         options: dict[str, Any] = dict(parse_qsl(parts.query))
         conn_max_age = int(options.pop("conn_max_age", 600))
+        # The call lists' subqueries push the planner's estimates past jit_above_cost, and
+        # compiling them took longer than running them (docs/benchmarks.md, "Call history").
+        options.setdefault("options", "-c jit=off")
         return {
             "ENGINE": "django.db.backends.postgresql",
             "NAME": name,

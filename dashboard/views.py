@@ -12,12 +12,12 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.pagination import DeferredJoinPaginator
 from dashboard.api.queries import newest_first, user_calls
 from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
 from streaming.automation import lifecycle
@@ -142,7 +142,8 @@ def call_history(request: HttpRequest) -> HttpResponse:
     else:
         errors = {field: [str(e) for e in problems] for field, problems in filters.errors.items()}
         calls = calls.none()
-    page = Paginator(newest_first(calls), HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+    paginator = DeferredJoinPaginator(newest_first(calls), HISTORY_PAGE_SIZE)
+    page = paginator.get_page(request.GET.get("page"))
     context = {
         "page": page,
         "rows": [_history_row(call) for call in page.object_list],

@@ -22,7 +22,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from dashboard.models import Team, TeamAddress
-from dashboard.permissions import SUPERVISORS_GROUP
+from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
 from streaming import services
 from streaming.models import (
     Alert,
@@ -319,8 +319,10 @@ def test_columns_sort_by_their_figures(superuser_client: Client, history: dict[s
     [
         ("?state__exact=connected", {"south-1"}),
         ("?state__exact=ended", {"north-1", "north-2"}),
-        ("?started_at__year=2025&started_at__month=3&started_at__day=4", {"north-1"}),
-        ("?started_at__year=2025&started_at__month=3&started_at__day=5", {"south-1", "north-2"}),
+        (
+            "?started_at__gte=2025-03-04+00:00:00%2B00:00&started_at__lt=2025-03-05+00:00:00%2B00:00",
+            {"north-1"},
+        ),
         (
             "?started_at__gte=2025-03-05+00:00:00%2B00:00&started_at__lt=2025-03-06+00:00:00%2B00:00",
             {"south-1", "north-2"},
@@ -406,6 +408,57 @@ def test_changelist_costs_the_same_queries_for_5_and_30_calls(
     assert len(rows(client)) == 30
     assert few == many
     assert many[0] <= 12, many
+
+
+@pytest.fixture
+def staff_client(supervisors_group: Group) -> Client:
+    """Admin staff in the Staff group: every call, through the permission (not a superuser)."""
+    staff, _ = Group.objects.get_or_create(name=STAFF_GROUP)
+    staff.permissions.add(
+        *supervisors_group.permissions.all(),
+        Permission.objects.get(content_type__app_label="streaming", codename="view_all_calls"),
+    )
+    user = User.objects.create_user("staff", password="staff-password-123", is_staff=True)
+    user.groups.add(supervisors_group, staff)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.parametrize("user", ["staff", "team supervisor"])
+def test_later_pages_and_filters_cost_what_the_first_page_costs(
+    request: pytest.FixtureRequest, user: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ten calls a page; calls with two to five participants; 5 calls, then 30."""
+    client = request.getfixturevalue("staff_client" if user == "staff" else "north_client")
+    monkeypatch.setattr(admin.site._registry[Call], "list_per_page", 10)
+    extras = ("28:acs:ivr-bot-0001", SOUTH_AGENT, "8:acs:north-agent-0003")
+
+    def populate(count: int, start: int) -> None:
+        _populate(count, start)
+        for index in range(start, start + count):
+            call_id = Call.objects.get(connection_id=f"bulk-{index:03d}").pk
+            for raw_id in extras[: index % 4]:
+                services.participant_ensure(call_id=call_id, raw_id=raw_id)
+
+    def count_queries(query: str) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            response = client.get(CHANGELIST + query)
+        assert response.status_code == 200
+        assert response.context["cl"].result_list, query
+        return len(captured.captured_queries)
+
+    march = (
+        "?started_at__gte=2025-03-01+00:00:00%2B00:00&started_at__lt=2025-04-01+00:00:00%2B00:00"
+    )
+    queries = ("", march, "?q=order", "?has_alerts=yes")
+    populate(5, 0)
+    client.get(CHANGELIST)  # warm caches (content types)
+    few = [count_queries(q) for q in queries]
+    populate(25, 5)
+    assert [count_queries(q) for q in queries] == few
+    assert count_queries("?p=3") == few[0]
+    assert count_queries("?p=2&q=order&participant=8:acs:north-agent-0001") == few[2]
 
 
 # ------------------------------------------------------------------------------ one call

@@ -70,7 +70,7 @@ def test_postgres_url() -> None:
     assert db["ENGINE"] == "django.db.backends.postgresql"
     assert (db["NAME"], db["USER"], db["PASSWORD"]) == ("calls", "user", "p@ss")
     assert (db["HOST"], db["PORT"]) == ("db.example", "6543")
-    assert db["OPTIONS"] == {"sslmode": "require"}
+    assert db["OPTIONS"] == {"sslmode": "require", "options": "-c jit=off"}
     assert db["CONN_MAX_AGE"] == 600
     assert db["CONN_HEALTH_CHECKS"] is True
 
@@ -79,7 +79,10 @@ def test_postgres_url_conn_max_age_override() -> None:
     """``conn_max_age`` in the query sets the connection lifetime and is not a driver option."""
     db = database_from_url("postgresql://u@h/d?conn_max_age=0", base_dir=Path("/srv"))
     assert db["CONN_MAX_AGE"] == 0
-    assert db["OPTIONS"] == {}
+    assert db["OPTIONS"] == {"options": "-c jit=off"}
+    # Server options given in the URL replace the default.
+    own = database_from_url("postgres://u@h/d?options=-c%20work_mem%3D64MB", base_dir=Path("/"))
+    assert own["OPTIONS"] == {"options": "-c work_mem=64MB"}
 
 
 def test_sqlite_urls_are_wal_mode() -> None:
