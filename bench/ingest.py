@@ -16,6 +16,15 @@ every frame handled and no socket closed by the server::
     python -m bench.ingest --calls 100,200,300,400,500,600 --seconds 20 --runs 3 \\
         --servers callsite,bare --json out.json
 
+``--workers 1,2`` measures every point with 1 and then with 2 identical server processes
+(interleaved, so noise affects both alike) and reports each worker count's capacity and their
+ratio. N workers are N servers on N ports, worker i pinned to CPU i % cpu_count; Callsite's
+share one SQLite file and Redis as the channel layer, which then serves the 1-worker points
+too (``--layer``). Call i's socket goes to worker i % N, and the lag histograms of all workers
+are added up. The generator keeps a core of its own (CPU N) while N < cpu_count and runs
+unpinned otherwise; each point reports every worker's CPU, the generator's, Redis's, and that
+of other processes on the workers' cores (``CpuMeter``).
+
 Frames are written straight to the socket as pre-built WebSocket frames (masking key zero, so
 masking is a no-op), and one task drives all connections on an evenly staggered schedule:
 ``--driver tasks`` (one sleeping task per connection) is there to compare the two.
@@ -44,11 +53,12 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -61,11 +71,12 @@ MIN_SEND_RATE = 0.95
 MAX_SEND_LATENESS = 0.020
 TICK = 0.001  # the batched driver wakes at most this often
 PRIMING_FRAMES = 2
-SERVER_CPU = 0
-GENERATOR_CPU = 1
+SERVER_CPU = 0  # worker 0's CPU; worker i runs on worker_cpu(i)
+CPUS = os.cpu_count() or 1
 LAG_METRIC = "callsite_ingest_frame_lag_seconds"
 METRICS_LIMIT = 30.0  # seconds a /metrics read may take
 ACS_PATH = "/ws/acs/"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 
 
 # --- metrics -----------------------------------------------------------------------------------
@@ -158,6 +169,23 @@ async def read_metrics(port: int, limit: float | None = None) -> Snapshot:
     if b" 200 " not in status + b" ":
         raise RuntimeError(f"GET /metrics answered {status.decode(errors='replace')}")
     return parse_metrics(body.decode())
+
+
+def merge_snapshots(snapshots: Sequence[Snapshot]) -> Snapshot:
+    """Several workers' metrics as one server's: values and histogram buckets added up."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    values: Counter[str] = Counter()
+    buckets: Counter[float] = Counter()
+    for snap in snapshots:
+        values.update(snap.values)
+        buckets.update(dict(snap.buckets))
+    return Snapshot(dict(values), sorted(buckets.items()))
+
+
+async def read_all_metrics(ports: Sequence[int], limit: float | None = None) -> Snapshot:
+    """Every worker's ``/metrics``, read at the same time and merged."""
+    return merge_snapshots(await asyncio.gather(*(read_metrics(p, limit) for p in ports)))
 
 
 # --- the load generator ------------------------------------------------------------------------
@@ -347,13 +375,16 @@ class SendStats:
 class Generator:
     """C sockets sending one frame each every 20 ms, phases spread evenly over the period."""
 
-    def __init__(self, port: int, calls: int, token: str, label: str, driver: str) -> None:
-        self.port = port
+    def __init__(
+        self, ports: Sequence[int], calls: int, token: str, label: str, driver: str
+    ) -> None:
+        self.ports = ports  # call i's socket goes to worker i % len(ports)
         self.calls = calls
         self.token = token
         self.label = label
         self.driver = driver
         self.sockets: list[AcsSocket] = []
+        self.opening: list[AcsSocket] = []  # every socket made, opened or not (to close)
         self.stats = SendStats()
         self.stamp = Stamp()
         self.stop_at = math.inf
@@ -364,15 +395,26 @@ class Generator:
 
         async def open_one(index: int) -> AcsSocket:
             async with limit:
-                sock = AcsSocket(
-                    index, "127.0.0.1", self.port, self.token, f"{self.label}-{index:05d}"
-                )
-                await loop.create_connection(lambda: sock, "127.0.0.1", self.port)
+                port = self.ports[index % len(self.ports)]
+                sock = AcsSocket(index, "127.0.0.1", port, self.token, f"{self.label}-{index:05d}")
+                self.opening.append(sock)
+                await loop.create_connection(lambda: sock, "127.0.0.1", port)
                 await asyncio.wait_for(sock.opened, 60)
                 sock.send_text(AUDIO_METADATA)
                 return sock
 
-        self.sockets = list(await asyncio.gather(*(open_one(i) for i in range(self.calls))))
+        results = await asyncio.gather(
+            *(open_one(i) for i in range(self.calls)), return_exceptions=True
+        )
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if failed:
+            first = failed[0]
+            reason = "no answer within 60 s" if isinstance(first, TimeoutError) else repr(first)
+            raise ConnectionError(
+                f"{self.calls - len(failed)} of {self.calls} ACS sockets opened; first failure:"
+                f" {reason}"
+            )
+        self.sockets = [r for r in results if isinstance(r, AcsSocket)]
 
     def prime(self, wall0: float) -> None:
         """Send each socket's first PRIMING_FRAMES frames ahead of the schedule.
@@ -450,7 +492,7 @@ class Generator:
         return [f"{s.call_id}: {s.closed_by_server}" for s in self.sockets if s.closed_by_server]
 
     def close(self) -> None:
-        for sock in self.sockets:
+        for sock in self.opening:
             if sock.transport is not None:
                 sock.transport.abort()
 
@@ -470,18 +512,173 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cores_busy_seconds(cpus: Iterable[int] | None = None) -> float:
+    """Busy (non-idle, non-iowait) time of these CPUs, or of all with None; all processes."""
+    wanted = {"cpu"} if cpus is None else {f"cpu{cpu}" for cpu in cpus}
+    busy, found = 0, 0
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, _, rest = line.partition(" ")
+        if name in wanted:
+            ticks = [int(x) for x in rest.split()]
+            busy += sum(ticks[:8]) - ticks[3] - ticks[4]
+            found += 1
+    return busy / os.sysconf("SC_CLK_TCK") if found == len(wanted) else math.nan
+
+
 def core_busy_seconds(cpu: int) -> float:
     """Busy (non-idle, non-iowait) time of one CPU, all processes."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith(f"cpu{cpu} "):
-            ticks = [int(x) for x in line.split()[1:]]
-            idle = ticks[3] + ticks[4]
-            return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-    return math.nan
+    return cores_busy_seconds([cpu])
+
+
+def process_cpu(pid: int | None) -> float:
+    """CPU seconds of a process, or NaN when it is unknown or unreadable."""
+    if pid is None:
+        return math.nan
+    try:
+        return cpu_seconds(pid)
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+def affinity(pid: int | None) -> set[int] | None:
+    """The CPUs a process may run on, or None when unknown."""
+    if pid is None:
+        return None
+    try:
+        return set(os.sched_getaffinity(pid))
+    except (OSError, AttributeError):
+        return None
+
+
+# --- placement: worker i on CPU i % CPUS, the generator on a core of its own while one is left
+
+
+def worker_cpu(index: int) -> int:
+    return index % CPUS
+
+
+def worker_cores(workers: int) -> set[int]:
+    return {worker_cpu(i) for i in range(workers)}
+
+
+def generator_cpu(workers: int) -> int | None:
+    """The generator's CPU beside ``workers`` workers: CPU N while N < CPUS, else None.
+
+    With as many workers as CPUs no core is left for the generator; it then runs unpinned, so
+    the scheduler spreads its load over the workers' cores rather than all on one worker's.
+    With one worker this is CPU 1, as the benchmarks have always had it.
+    """
+    return workers if workers < CPUS else None
+
+
+def pin_generator(cpu: int | None) -> set[int]:
+    """Pin this process, every thread, to ``cpu`` (None: any CPU); the CPUs it may now use."""
+    cpus = set(range(CPUS)) if cpu is None else {cpu}
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(int(tid), cpus)
+    except (OSError, AttributeError) as error:
+        print(f"warning: could not pin the generator to CPUs {sorted(cpus)}: {error}")
+        return set(range(CPUS))
+    return cpus
+
+
+def placement(workers: Sequence[int], loop: str) -> str:
+    """Where the servers and this process run, for the header line."""
+    parts = []
+    for n in workers:
+        cpus = ",".join(str(worker_cpu(i)) for i in range(n))
+        gen = generator_cpu(n)
+        parts.append(
+            f"{n} worker{'s' if n > 1 else ''} on CPU{'s' if n > 1 else ''} {cpus},"
+            f" {loop} on " + (f"CPU {gen}" if gen is not None else "any CPU (unpinned)")
+        )
+    return "; ".join(parts)
+
+
+def parse_workers(text: str) -> list[int]:
+    """``1,2``: the worker counts to measure, each at least 1."""
+    counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    if not counts or counts[0] < 1:
+        raise ValueError("worker counts must be at least 1")
+    return counts
+
+
+@dataclass
+class CpuUse:
+    """CPU use in a window, as shares of one core (1.0: one core busy all the window)."""
+
+    workers: list[float]
+    generator: float  # this process
+    redis: float  # NaN when Redis is not in use or not on this machine
+    cores_busy: float  # the workers' cores, any process
+    others: float  # processes that are not part of the benchmark, on the workers' cores
+
+    @property
+    def total(self) -> float:
+        return sum(self.workers)
+
+
+class CpuMeter:
+    """Every known process's CPU time, and the busy time of the workers' cores and all cores.
+
+    Known processes are the workers, this process (the generator) and a local Redis. The
+    others' share of the workers' cores is the cores' busy time minus the known processes
+    that can only run there. Redis (and the generator, when its CPUs are only partly the
+    workers') may run on other cores too, so their time is not taken off in full; instead the
+    figure is capped by the busy time of all cores minus every known process, which is
+    exactly what unknown processes used anywhere.
+    """
+
+    def __init__(
+        self,
+        worker_pids: Sequence[int],
+        cores: set[int],
+        generator_cpus: set[int],
+        redis_pid: int | None,
+    ) -> None:
+        self.pids = list(worker_pids)
+        self.cores = cores
+        self.redis_pid = redis_pid
+        redis_cpus = affinity(redis_pid)
+        self.generator_inside = generator_cpus <= cores
+        self.redis_inside = redis_cpus is not None and redis_cpus <= cores
+        self._start = self._read()  # the window starts now
+
+    def _read(self) -> tuple[float, list[float], float, float, float, float]:
+        return (
+            time.monotonic(),
+            [cpu_seconds(pid) for pid in self.pids],
+            time.process_time(),
+            process_cpu(self.redis_pid),
+            cores_busy_seconds(self.cores),
+            cores_busy_seconds(None),
+        )
+
+    def stop(self) -> CpuUse:
+        t0, w0, g0, r0, c0, a0 = self._start
+        t1, w1, g1, r1, c1, a1 = self._read()
+        window = t1 - t0
+        workers = [(b - a) / window for a, b in zip(w0, w1, strict=True)]
+        generator = (g1 - g0) / window
+        redis = (r1 - r0) / window
+        known_redis = 0.0 if math.isnan(redis) else redis
+        inside = (
+            sum(workers)
+            + (generator if self.generator_inside else 0.0)
+            + (known_redis if self.redis_inside else 0.0)
+        )
+        cores_busy = (c1 - c0) / window
+        anywhere = (a1 - a0) / window - sum(workers) - generator - known_redis
+        return CpuUse(workers, generator, redis, cores_busy, min(cores_busy - inside, anywhere))
+
+
+_LIVE: set[Server] = set()  # servers started and not yet stopped
 
 
 class Server:
-    """One fresh server process pinned to SERVER_CPU."""
+    """One fresh server process pinned to one CPU (SERVER_CPU unless told)."""
 
     def __init__(
         self,
@@ -490,6 +687,9 @@ class Server:
         template_db: Path | None,
         secret: str,
         extra_env: Mapping[str, str] | None = None,
+        *,
+        cpu: int = SERVER_CPU,
+        port: int | None = None,
     ) -> None:
         """Start the server. Callsite gets a fresh copy of ``template_db``.
 
@@ -497,7 +697,8 @@ class Server:
         ``extra_env`` is applied last, over the benchmark's environment.
         """
         self.kind = kind
-        self.port = free_port()
+        self.cpu = cpu
+        self.port = port or free_port()
         self.log_path = workdir / f"{kind}-{self.port}.log"
         env = base_env(secret)
         if kind == "callsite":
@@ -518,13 +719,14 @@ class Server:
         env.update(extra_env or {})
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(
-            ["taskset", "-c", str(SERVER_CPU), *command],
+            ["taskset", "-c", str(cpu), *command],
             cwd=ROOT,
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True,  # its own process group: Ctrl-C reaches us, not it
         )
+        _LIVE.add(self)
 
     @property
     def pid(self) -> int:
@@ -543,10 +745,111 @@ class Server:
                 await asyncio.sleep(0.2)
 
     def stop(self) -> None:
+        """Kill the server (its whole process group) and wait for it."""
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
         self.log.close()
+        _LIVE.discard(self)
+
+
+def stop_servers() -> None:
+    """Kill every server still running (after an error or an interrupt)."""
+    for server in list(_LIVE):
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+class Workers:
+    """N identical server processes with the same environment, worker i on CPU i % CPUS.
+
+    For Callsite, ``extra_env`` names the one database they share (``DATABASE_URL``) and, with
+    more than one, the Redis channel layer that joins them (``REDIS_URL``).
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        workdir: Path,
+        secret: str,
+        count: int,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.kind = kind
+        self.servers: list[Server] = []
+        ports: list[int] = []
+        while len(ports) < count:
+            port = free_port()
+            if port not in ports:
+                ports.append(port)
+        try:
+            for i, port in enumerate(ports):
+                self.servers.append(
+                    Server(kind, workdir, None, secret, extra_env, cpu=worker_cpu(i), port=port)
+                )
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def count(self) -> int:
+        return len(self.servers)
+
+    @property
+    def ports(self) -> list[int]:
+        return [s.port for s in self.servers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [s.pid for s in self.servers]
+
+    @property
+    def cores(self) -> set[int]:
+        return {s.cpu for s in self.servers}
+
+    async def ready(self) -> None:
+        await asyncio.gather(*(s.ready() for s in self.servers))
+
+    async def metrics(self, limit: float | None = None) -> Snapshot:
+        return await read_all_metrics(self.ports, limit)
+
+    def logs(self) -> list[tuple[str, Path]]:
+        """(name, log file) of each worker; the name is empty with one worker."""
+        if self.count == 1:
+            return [("", self.servers[0].log_path)]
+        return [(f"worker {i}", s.log_path) for i, s in enumerate(self.servers)]
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+async def redis_pid(url: str) -> int | None:
+    """Redis's process id when it runs on this machine (its CPU use is then reported)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        server = await client.info("server")
+    finally:
+        await client.aclose()
+    local = (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
+    return int(server["process_id"]) if local else None
+
+
+async def redis_cleanup(url: str, prefix: str) -> int:
+    """Delete the run's keys (its channel prefix) from Redis; returns how many there were."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    deleted = 0
+    try:
+        async for key in client.scan_iter(match=prefix + "*", count=1000):
+            deleted += int(await client.delete(key))
+    finally:
+        await client.aclose()
+    return deleted
 
 
 def base_env(secret: str) -> dict[str, str]:
@@ -592,6 +895,8 @@ class Point:
     server: str
     calls: int
     run: int
+    workers: int = 1  # server processes the calls were spread over
+    layer: str = ""  # Callsite's channel layer: memory | redis (empty for the bare server)
     status: str = "error"  # ok | over | generator-bound | error
     p50_ms: float = math.nan
     p99_ms: float = math.nan
@@ -602,41 +907,68 @@ class Point:
     send_rate: float = math.nan  # frames sent / frames due in the window
     send_late_p99_ms: float = math.nan
     generator_cpu: float = math.nan  # share of one core used by this process in the window
-    server_cpu: float = math.nan  # share of one core used by the server in the window
-    core_busy: float = math.nan  # share of the server's core busy (any process) in the window
+    server_cpu: float = math.nan  # share of one core used by the server(s) in the window
+    worker_cpu: list[float] = field(default_factory=list)  # each worker's share of one core
+    core_busy: float = math.nan  # the workers' cores' busy time (any process) in the window
+    others_cpu: float = math.nan  # processes not part of the benchmark on the workers' cores
+    redis_cpu: float = math.nan  # a local Redis, when Callsite used it
     primed_s: float = math.nan  # time until the server had done every stream's first frame
     lead_s: float = math.nan  # time the schedule allowed for that
     all_handled: bool = False
     unhandled: int = 0
     rejected: int = 0
     closed: list[str] = field(default_factory=list)
+    log_problems: list[str] = field(default_factory=list)
     error: str = ""
     elapsed_s: float = 0.0
 
     def line(self) -> str:
+        head = f"{self.server:8} C={self.calls:<5} W={self.workers} run {self.run}:"
         if self.error:
-            return (
-                f"{self.server:8} C={self.calls:<5} run {self.run}: {self.error} -> {self.status}"
-            )
+            return f"{head} {self.error} -> {self.status}"
+        each = (
+            " (" + " ".join(f"{c:.0%}" for c in self.worker_cpu) + ")"
+            if len(self.worker_cpu) > 1
+            else ""
+        )
         return (
-            f"{self.server:8} C={self.calls:<5} run {self.run}: p50 {self.p50_ms:7.1f} ms"
+            f"{head} p50 {self.p50_ms:7.1f} ms"
             f"  p99 {self.p99_ms:7.1f} ms  max<={self.max_ms:7.0f} ms"
             f"  handled {self.frames_handled}/{self.frames_sent}"
             f"  send {self.send_rate:6.1%} late99 {self.send_late_p99_ms:4.0f} ms"
-            f"  cpu srv {self.server_cpu:4.0%} other {self.core_busy - self.server_cpu:4.0%}"
-            f" gen {self.generator_cpu:4.0%}  primed {self.primed_s:3.1f}/{self.lead_s:3.1f} s"
+            f"  cpu srv {self.server_cpu:4.0%}{each} other {self.others_cpu:4.0%}"
+            f" gen {self.generator_cpu:4.0%}"
+            + (f" redis {self.redis_cpu:4.0%}" if not math.isnan(self.redis_cpu) else "")
+            + f"  primed {self.primed_s:3.1f}/{self.lead_s:3.1f} s"
             f"  -> {self.status}"
             + (f" ({len(self.closed)} closed)" if self.closed else "")
             + (f" ({self.unhandled} unhandled)" if self.unhandled else "")
+            + (f" ({len(self.log_problems)} log problems)" if self.log_problems else "")
         )
 
 
+def log_problems(logs: Sequence[tuple[str, Path]], limit: int = 20) -> list[str]:
+    """Warnings, errors and tracebacks in the servers' logs, prefixed with the worker's name."""
+    found: list[str] = []
+    for name, path in logs:
+        try:
+            lines = path.read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        found += [
+            f"{name}: {line}" if name else line
+            for line in lines
+            if any(word in line for word in ("WARNING", "ERROR", "CRITICAL", "Traceback"))
+        ]
+    return found[:limit]
+
+
 async def wait_until(
-    port: int, frames: int, deadline: float, pause: float = 0.25
+    ports: Sequence[int], frames: int, deadline: float, pause: float = 0.25
 ) -> tuple[Snapshot, bool]:
-    """Poll /metrics until the server has handled ``frames`` AudioData frames, or time is up."""
+    """Poll /metrics until the servers have handled ``frames`` AudioData frames, or time is up."""
     while True:
-        snap = await read_metrics(port)
+        snap = await read_all_metrics(ports)
         if snap.value("callsite_ingest_audio_frames_total") >= frames:
             return snap, True
         if time.monotonic() >= deadline:
@@ -644,66 +976,101 @@ async def wait_until(
         await asyncio.sleep(pause)
 
 
+def profile_paths(folder: Path, stem: str, workers: int) -> list[Path]:
+    """Where each worker's py-spy profile goes: ``stem.txt`` with one worker."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if workers == 1:
+        return [folder / f"{stem}.txt"]
+    return [folder / f"{stem}-W{workers}-worker{i}.txt" for i in range(workers)]
+
+
 async def measure(
-    server: Server, calls: int, run: int, args: argparse.Namespace, profile: Path | None
+    kind: str,
+    workers: int,
+    calls: int,
+    run: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    template: Path | None,
 ) -> Point:
-    point = Point(server.kind, calls, run)
+    layer = args.layer if kind == "callsite" else ""
+    point = Point(kind, calls, run, workers, layer)
     started = time.monotonic()
-    await server.ready()
-    label = f"r{run}-{server.kind}-{calls}-{secrets.token_hex(3)}"
-    gen = Generator(server.port, calls, args.secret, label, args.driver)
+    generator_cpus = pin_generator(generator_cpu(workers))
+    token = secrets.token_hex(4)
+    prefix = f"callsite-bench-{token}"
+    extra: dict[str, str] = {}
+    if kind == "callsite":
+        assert template is not None
+        db = workdir / f"bench-{token}.sqlite3"  # one database for all the workers
+        shutil.copyfile(template, db)
+        extra["DATABASE_URL"] = f"sqlite:///{db}"
+        extra["CALLSITE_WORKERS"] = str(workers)
+        if layer == "redis":
+            extra["REDIS_URL"] = args.redis_url
+            extra["CALLSITE_CHANNEL_PREFIX"] = prefix
+    label = f"r{run}-{kind}-{calls}-w{workers}-{secrets.token_hex(3)}"
+    gen = Generator([], calls, args.secret, label, args.driver)
+    group: Workers | None = None
     driver: asyncio.Task[Any] | None = None
-    spy: subprocess.Popen[bytes] | None = None
-    phase = "connecting"
+    spies: list[subprocess.Popen[bytes]] = []
+    phase = "starting the servers"
     try:
+        group = Workers(kind, workdir, args.secret, workers, extra)
+        await group.ready()
+        ports = gen.ports = group.ports
+        phase = "connecting"
         await gen.connect()
         phase = "priming"
         # time for the once-per-stream work (Callsite: three database writes per call)
-        lead = max(1.0, calls * (0.015 if server.kind == "callsite" else 0.002))
+        lead = max(1.0, calls * (0.015 if kind == "callsite" else 0.002))
         t0 = time.monotonic() + lead
         wall0 = time.time() + lead
         gen.prime(wall0)
         driver = asyncio.create_task(gen.drive(t0))
-        _, primed = await wait_until(server.port, PRIMING_FRAMES * calls, t0 + 60)
+        _, primed = await wait_until(ports, PRIMING_FRAMES * calls, t0 + 60)
         point.primed_s, point.lead_s = time.monotonic() - (t0 - lead), lead
         if not primed:
             raise RuntimeError("the server did not handle the first frames within a minute")
         phase = "warming up"
         await asyncio.sleep(max(0.0, t0 + args.warmup - time.monotonic()))
         phase = "measuring"
-        if profile is not None:
-            spy = start_py_spy(server.pid, args.seconds, profile)
+        if args.py_spy is not None:
+            stem = f"{kind}-C{calls}-run{run}"
+            for pid, out in zip(group.pids, profile_paths(args.py_spy, stem, workers), strict=True):
+                spies.append(start_py_spy(pid, args.seconds, out))
+        redis = await redis_pid(args.redis_url) if layer == "redis" else None
         # the window
-        before = await read_metrics(server.port)
-        w0, cpu0 = time.monotonic(), time.process_time()
-        srv0, core0 = cpu_seconds(server.pid), core_busy_seconds(SERVER_CPU)
+        before = await group.metrics()
+        meter = CpuMeter(group.pids, group.cores, generator_cpus, redis)
+        w0 = time.monotonic()
         sent0 = gen.stats.sent
         gen.stats.measuring = True
         await asyncio.sleep(args.seconds)
         gen.stats.measuring = False
         sent1 = gen.stats.sent
-        w1, cpu1 = time.monotonic(), time.process_time()
-        srv1, core1 = cpu_seconds(server.pid), core_busy_seconds(SERVER_CPU)
-        after = await read_metrics(server.port)
+        w1 = time.monotonic()
+        cpu = meter.stop()
+        after = await group.metrics()
         # stop sending, let the server drain, then check everything arrived
         phase = "draining"
         gen.stop_at = time.monotonic()
         await driver
         total = gen.stats.sent
-        final, point.all_handled = await wait_until(
-            server.port, total, time.monotonic() + args.drain
-        )
+        final, point.all_handled = await wait_until(ports, total, time.monotonic() + args.drain)
         point.closed = gen.closed()
-        if spy is not None:
+        for spy in spies:
             spy.wait(timeout=args.seconds + 30)
     except Exception as error:  # a point that failed is reported, the benchmark goes on
         point.error = f"{phase}: {type(error).__name__}: {error}"
         point.closed = gen.closed()[:5]
-        if isinstance(error, TimeoutError) and phase != "connecting":
+        if isinstance(error, TimeoutError) and phase not in ("starting the servers", "connecting"):
             # /metrics queues behind the frames: a server this far behind is over capacity.
             point.status = "over"
             point.error = f"{phase}: /metrics did not answer within {METRICS_LIMIT:.0f} s"
             point.p50_ms = point.p99_ms = point.max_ms = math.inf
+        if group is not None:
+            point.log_problems = log_problems(group.logs())
         point.elapsed_s = time.monotonic() - started
         return point
     finally:
@@ -712,11 +1079,16 @@ async def measure(
             driver.cancel()
             with contextlib.suppress(BaseException):
                 await driver
-        if spy is not None and spy.poll() is None:
-            spy.kill()
-            spy.wait()
-        server.stop()
+        for spy in spies:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
+        if group is not None:
+            group.stop()
         gen.close()
+        if layer == "redis":
+            with contextlib.suppress(Exception):
+                await redis_cleanup(args.redis_url, prefix)
 
     window = w1 - w0
     lag = lag_between(before, after)
@@ -726,11 +1098,16 @@ async def measure(
     point.frames_sent = sent1 - sent0
     point.send_rate = point.frames_sent / (calls * window / PERIOD)
     point.send_late_p99_ms = gen.stats.lateness_quantile(0.99) * 1000
-    point.generator_cpu = (cpu1 - cpu0) / window
-    point.server_cpu = (srv1 - srv0) / window
-    point.core_busy = (core1 - core0) / window
+    point.generator_cpu = cpu.generator
+    point.server_cpu = cpu.total
+    point.worker_cpu = cpu.workers
+    point.core_busy = cpu.cores_busy
+    point.others_cpu = cpu.others
+    point.redis_cpu = cpu.redis
     point.unhandled = int(total - final.value("callsite_ingest_audio_frames_total"))
     point.rejected = int(final.value("callsite_ingest_rejected_total"))
+    assert group is not None
+    point.log_problems = log_problems(group.logs())
     if point.send_rate < MIN_SEND_RATE or point.send_late_p99_ms > MAX_SEND_LATENESS * 1000:
         point.status = "generator-bound"
     elif lag.p99 < LAG_TARGET and point.all_handled and not point.closed and not point.rejected:
@@ -799,11 +1176,12 @@ class Summary:
         )
 
 
-def summarize(points: Sequence[Point]) -> dict[str, dict[int, Summary]]:
-    table: dict[str, dict[int, Summary]] = {}
+def summarize(points: Sequence[Point]) -> dict[tuple[str, int], dict[int, Summary]]:
+    """Points by (server, workers), then by C."""
+    table: dict[tuple[str, int], dict[int, Summary]] = {}
     for p in points:
-        table.setdefault(p.server, {}).setdefault(p.calls, Summary(p.server, p.calls, []))
-        table[p.server][p.calls].runs.append(p)
+        rows = table.setdefault((p.server, p.workers), {})
+        rows.setdefault(p.calls, Summary(p.server, p.calls, [])).runs.append(p)
     return table
 
 
@@ -826,15 +1204,33 @@ def run_cell(point: Point) -> str:
     return fmt_ms(point.p99_ms) if point.status in ("ok", "over") else point.status
 
 
-def markdown(points: Sequence[Point], servers: Sequence[str]) -> str:
+def workers_text(n: int) -> str:
+    return f"{n} worker{'s' if n != 1 else ''}"
+
+
+def markdown(points: Sequence[Point], servers: Sequence[str], workers: Sequence[int] = (1,)) -> str:
+    """The table of p50/p99 by C, each server's capacity and the ratios between them.
+
+    With the one worker of old, the columns are the servers; otherwise each server has a pair
+    of columns per worker count (``callsite W=2``), and the capacity of N workers is compared
+    with the smallest worker count's.
+    """
     table = summarize(points)
+    single = list(workers) == [1]
+    columns = [(s, n) for s in servers for n in workers]
+
+    def name(server: str, n: int) -> str:
+        return server if single else f"{server} W={n}"
+
     all_calls = sorted({p.calls for p in points})
-    head = "| C |" + "".join(f" {s} p50 ms | {s} p99 ms (runs) |" for s in servers)
-    lines = [head, "|---:|" + "---:|---|" * len(servers)]
+    head = "| C |" + "".join(
+        f" {name(s, n)} p50 ms | {name(s, n)} p99 ms (runs) |" for s, n in columns
+    )
+    lines = [head, "|---:|" + "---:|---|" * len(columns)]
     for calls in all_calls:
         cells = [str(calls)]
-        for server in servers:
-            row = table.get(server, {}).get(calls)
+        for column in columns:
+            row = table.get(column, {}).get(calls)
             if row is None:
                 cells += ["", ""]
                 continue
@@ -843,12 +1239,43 @@ def markdown(points: Sequence[Point], servers: Sequence[str]) -> str:
             cells += [fmt_ms(row.p50_ms), f"**{fmt_ms(row.p99_ms)}**{mark} ({runs})"]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    caps = {s: capacity(table.get(s, {})) for s in servers}
+    caps = {column: capacity(table.get(column, {})) for column in columns}
+    # A capacity at the largest C measured is a lower bound: the grid stopped there.
+    top = {
+        column: caps[column] is not None and caps[column] == max(table.get(column, {}))
+        for column in columns
+    }
+    for server, n in columns:
+        cap = caps[server, n]
+        lines.append(
+            f"* capacity of {server}"
+            + ("" if single else f" with {workers_text(n)}")
+            + ": "
+            + (f"{cap} calls" if cap else "none")
+            + (" (the largest C measured: it may be higher)" if top[server, n] else "")
+        )
+    base = workers[0]
     for server in servers:
-        cap = caps[server]
-        lines.append(f"* capacity of {server}: " + (f"{cap} calls" if cap else "none"))
-    if "callsite" in caps and "bare" in caps and caps["callsite"] and caps["bare"]:
-        lines.append(f"* callsite / bare: {caps['callsite'] / caps['bare']:.2f}")
+        for n in workers[1:]:
+            low, high = caps[server, base], caps[server, n]
+            text = f"* {server}, {workers_text(n)} / {workers_text(base)}: "
+            if not low or not high:
+                lines.append(
+                    text + "- (no capacity for " + workers_text(n if not high else base) + ")"
+                )
+            elif top[server, n] and top[server, base]:
+                lines.append(text + f"- (both capacities at the top of the grid: {high} / {low})")
+            else:
+                bound = "≥ " if top[server, n] else "≤ " if top[server, base] else ""
+                lines.append(text + f"{bound}{high / low:.2f} ({high} / {low} calls)")
+    for n in workers:
+        ours, bare = caps.get(("callsite", n)), caps.get(("bare", n))
+        if ours and bare:
+            lines.append(
+                "* callsite / bare"
+                + ("" if single else f" with {workers_text(n)}")
+                + f": {ours / bare:.2f}"
+            )
     return "\n".join(lines)
 
 
@@ -941,11 +1368,7 @@ def parse_grid(text: str) -> list[int]:
     return sorted(calls)
 
 
-def pin_self() -> None:
-    try:
-        os.sched_setaffinity(0, {GENERATOR_CPU})
-    except (OSError, AttributeError) as error:
-        print(f"warning: could not pin the generator to CPU {GENERATOR_CPU}: {error}")
+def raise_fd_limit() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -964,23 +1387,22 @@ async def bench(args: argparse.Namespace) -> list[Point]:
             workdir.mkdir(parents=True, exist_ok=True)
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
-        template = migrate(workdir, args.secret) if "callsite" in servers else workdir
+        template = migrate(workdir, args.secret) if "callsite" in servers else None
         for run in range(1, args.runs + 1):
             for calls in sorted({c for s in servers for c in grids[s]}):
                 for kind in servers:
                     if calls not in grids[kind]:
                         continue
-                    profile = None
-                    if args.py_spy is not None:
-                        args.py_spy.mkdir(parents=True, exist_ok=True)
-                        profile = args.py_spy / f"{kind}-C{calls}-run{run}.txt"
-                    server = Server(kind, workdir, template, args.secret)
-                    point = await measure(server, calls, run, args, profile)
-                    points.append(point)
-                    print(point.line(), flush=True)
-                    if args.json is not None:
-                        write_json(args.json, points, args)
-                    await asyncio.sleep(args.pause)
+                    # each worker count in turn, so that noise falls on all of them alike
+                    for workers in args.workers:
+                        point = await measure(kind, workers, calls, run, args, workdir, template)
+                        points.append(point)
+                        print(point.line(), flush=True)
+                        for problem in point.log_problems[:3]:
+                            print(f"    server log: {problem[:200]}", flush=True)
+                        if args.json is not None:
+                            write_json(args.json, points, args)
+                        await asyncio.sleep(args.pause)
     return points
 
 
@@ -996,10 +1418,28 @@ def write_json(path: Path, points: Sequence[Point], args: argparse.Namespace) ->
             "warmup": args.warmup,
             "runs": args.runs,
             "driver": args.driver,
+            "workers": args.workers,
+            "layer": args.layer,
+            "redis_url": args.redis_url if args.layer == "redis" else None,
+            "placement": placement(args.workers, "generator"),
         },
         "points": [asdict(p) for p in points],
     }
     path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: unwind, so that every server is stopped and Redis cleaned up."""
+    raise KeyboardInterrupt
+
+
+def redis_problem(runner: Callable[[Coroutine[Any, Any, int | None]], int | None], url: str) -> str:
+    """Why Redis at ``url`` cannot be used, or an empty string when it answers."""
+    try:
+        runner(redis_pid(url))
+    except Exception as error:
+        return f"Redis at {url} does not answer: {error}"
+    return ""
 
 
 def code_version() -> str:
@@ -1028,6 +1468,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=10.0, help="max wait for stragglers")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--servers", default="callsite,bare")
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="server processes per point, or a list (1,2) to measure each in turn (default 1)",
+    )
+    parser.add_argument(
+        "--layer",
+        choices=["auto", "memory", "redis"],
+        default="auto",
+        help="Callsite's channel layer; auto: Redis when any --workers value is above 1 (for"
+        " every worker count, so they compare fairly), else in-memory",
+    )
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the layer")
     parser.add_argument("--driver", choices=["batched", "tasks"], default="batched")
     parser.add_argument("--pause", type=float, default=1.0, help="seconds between points")
     parser.add_argument("--json", type=Path, help="write raw results here")
@@ -1043,26 +1496,53 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = set(args.servers) - {"callsite", "bare"}
     if unknown:
         parser.error(f"unknown servers: {', '.join(sorted(unknown))}")
+    try:
+        args.workers = parse_workers(args.workers)
+    except ValueError as error:
+        parser.error(f"--workers: {error}")
+    if args.layer == "auto":
+        args.layer = "redis" if max(args.workers) > 1 else "memory"
+    if args.layer == "memory" and max(args.workers) > 1 and "callsite" in args.servers:
+        parser.error(
+            "--layer memory cannot join more than one worker: the in-memory channel layer"
+            " lives inside one process; use --layer redis"
+        )
     args.secret = secrets.token_urlsafe(16)
     args.code_version = code_version()
-    pin_self()
+    signal.signal(signal.SIGTERM, interrupt)
+    raise_fd_limit()
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
         uvloop = None
     args.loop_name = "uvloop" if uvloop is not None else "asyncio"
+    runner = uvloop.run if uvloop is not None else asyncio.run
+    if args.layer == "redis" and "callsite" in args.servers:
+        problem = redis_problem(runner, args.redis_url)
+        if problem:
+            parser.error(problem)
     started = time.monotonic()
+    layer = (
+        f"Redis channel layer at {args.redis_url}"
+        if args.layer == "redis"
+        else "in-memory channel layer"
+    )
     print(
         f"# ingest capacity, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, code {args.code_version},"
-        f" {os.cpu_count()} CPUs,"
-        f" server on CPU {SERVER_CPU}, generator ({args.loop_name}, {args.driver})"
-        f" on CPU {GENERATOR_CPU}",
+        f" {os.cpu_count()} CPUs, "
+        + placement(args.workers, f"generator ({args.loop_name}, {args.driver})")
+        + (f"; callsite on the {layer}" if "callsite" in args.servers else ""),
         flush=True,
     )
-    runner = uvloop.run if uvloop is not None else asyncio.run
-    points = runner(bench(args))
+    try:
+        points = runner(bench(args))
+    except KeyboardInterrupt:
+        print("interrupted; the servers were stopped", file=sys.stderr)
+        return 130
+    finally:
+        stop_servers()
     print()
-    print(markdown(points, args.servers))
+    print(markdown(points, args.servers, args.workers))
     print(f"\n({time.monotonic() - started:.0f} s)")
     return 0
 

@@ -19,15 +19,26 @@ Latency is the time a page received a ``caption.interim`` or ``caption.final`` m
 its packet was sent, for each caption sent in the measurement window and each page watching
 its call. Captions still missing after the drain are reported as lost. Other event types are
 counted and otherwise ignored. A run counts only if this process kept to its schedule (p99
-send lateness under 20 ms; otherwise it is marked generator-bound) and other processes used
-at most 10% of the server's core (otherwise it is marked noisy)::
+send lateness under 20 ms; otherwise it is marked generator-bound) and processes that are not
+part of the benchmark used at most 10% of each server core (otherwise it is marked noisy)::
 
     python -m bench.latency --calls 100 --supervisors 20 --seconds 30 --runs 3 --json out.json
 
+``--workers 1,2`` runs Callsite as 1 and then as 2 identical Daphne processes in each run
+(interleaved, so noise affects both alike), sharing the database and Redis: worker i on its
+own port, pinned to CPU i % cpu_count; call i's ACS socket on worker i % N; supervisor j's
+wall and call pages on worker (j + 1) % N. With 2 workers and the default split (supervisor j
+watches calls jK .. jK+K-1) half of the call pages watch a call whose socket is on the other
+worker; the run reports how many. (Callsite's Redis layers send every group message through
+Redis, to a page on the same worker too.) The metrics of all workers are added up. This
+process keeps a core of its own (CPU N) while N < cpu_count and runs unpinned otherwise; CPU
+use is reported per worker, for this process, Redis, and other processes on the workers'
+cores (``bench.ingest.CpuMeter``).
+
 ``--layer redis`` is Callsite's default Redis layer (channels-redis's pub/sub layer);
 ``--layer redis-list`` (channels-redis's inbox-per-process layer, ``CALLSITE_REDIS_LAYER=list``)
-and ``--layer memory`` (the in-process layer) run the same load for comparison, and
-``--no-audio`` leaves the audio out.
+and ``--layer memory`` (the in-process layer, one worker only) run the same load for
+comparison, and ``--no-audio`` leaves the audio out.
 """
 
 from __future__ import annotations
@@ -48,44 +59,52 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
 from bench.ingest import (
     AUDIO_METADATA,
+    DEFAULT_REDIS_URL,
     FRAME_TAIL,
-    GENERATOR_CPU,
     MAX_SEND_LATENESS,
     MIN_SEND_RATE,
     PCM_BYTES,
     PCM_PARTS,
     PERIOD,
     ROOT,
-    SERVER_CPU,
     STAMP_BYTES,
     TICK,
     AcsSocket,
+    CpuMeter,
     SendStats,
-    Server,
     Snapshot,
     Stamp,
+    Workers,
     base_env,
     client_frame,
     client_frame_header,
     code_version,
-    core_busy_seconds,
-    cpu_seconds,
     fmt_ms,
+    generator_cpu,
+    interrupt,
     lag_between,
-    pin_self,
-    read_metrics,
+    log_problems,
+    parse_workers,
+    pin_generator,
+    placement,
+    raise_fd_limit,
+    redis_cleanup,
+    redis_pid,
+    redis_problem,
     start_py_spy,
+    stop_servers,
+    workers_text,
 )
 from streaming.simulator import DATA_KIND, METADATA_KIND, TICKS_PER_SECOND
 
@@ -99,9 +118,11 @@ WORDS = (
 )
 CAPTION_TYPES = ("caption.interim", "caption.final")
 CONNECT_LIMIT = 60.0  # seconds a socket may take to open and send its first message
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
 TREND_SLICE = 5.0  # seconds of send time per point of a run's latency trend
-MAX_NOISE = 0.10  # share of the server's core other processes may use in a counted run
+MAX_NOISE = 0.10  # share of each worker's core other processes may use in a counted run
+
+
+T = TypeVar("T")
 
 
 # --- packets -----------------------------------------------------------------------------------
@@ -197,13 +218,16 @@ class Sent:
 class Load:
     """The calls, and one task that sends every socket's audio and transcription on time."""
 
-    def __init__(self, port: int, calls: int, token: str, label: str, audio: bool = True) -> None:
-        self.port = port
+    def __init__(
+        self, ports: Sequence[int], calls: int, token: str, label: str, audio: bool = True
+    ) -> None:
+        self.ports = ports  # call i's socket goes to worker i % len(ports)
         self.calls = calls
         self.with_audio = audio
         self.token = token
         self.label = label
         self.sockets: list[CallSocket] = []
+        self.opening: list[CallSocket] = []  # every socket made, opened or not (to close)
         self.stamp = Stamp()
         self.audio = SendStats()
         self.captions = SendStats()
@@ -216,18 +240,30 @@ class Load:
         loop = asyncio.get_running_loop()
         limit = asyncio.Semaphore(concurrency)
 
+        workers = len(self.ports)
+
         async def open_one(index: int) -> CallSocket:
             async with limit:
                 call_id = f"{self.label}-{index:05d}"
-                sock = CallSocket(index, "127.0.0.1", self.port, self.token, call_id)
-                await loop.create_connection(lambda: sock, "127.0.0.1", self.port)
-                await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
+                port = self.ports[index % workers]
+                sock = CallSocket(index, "127.0.0.1", port, self.token, call_id)
+                self.opening.append(sock)
+                await loop.create_connection(lambda: sock, "127.0.0.1", port)
+                try:
+                    await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
+                except TimeoutError:
+                    raise TimeoutError(f"no handshake within {CONNECT_LIMIT:.0f} s") from None
                 if self.with_audio:
                     sock.send_text(AUDIO_METADATA)
                 sock.send_text(transcription_metadata(call_id))
                 return sock
 
-        self.sockets = list(await asyncio.gather(*(open_one(i) for i in range(self.calls))))
+        self.sockets = await gather_open(
+            "ACS sockets",
+            [open_one(i) for i in range(self.calls)],
+            [i % workers for i in range(self.calls)],
+            workers,
+        )
 
     async def drive(self, t0: float) -> None:
         """Audio from ``t0``, transcription from ``captions_from``, until ``stop_at``.
@@ -293,9 +329,45 @@ class Load:
         return [f"{s.call_id}: {s.closed_by_server}" for s in self.sockets if s.closed_by_server]
 
     def close(self) -> None:
-        for sock in self.sockets:
+        for sock in self.opening:
             if sock.transport is not None:
                 sock.transport.abort()
+
+
+class OpenFailed(RuntimeError):
+    """Some sockets did not open: how many did, on which worker, and why the others did not."""
+
+
+def failure_reason(error: BaseException) -> str:
+    if isinstance(error, TimeoutError):
+        return str(error) or f"no answer within {CONNECT_LIMIT:.0f} s"
+    return f"{type(error).__name__}: {error}"
+
+
+async def gather_open(
+    what: str, openings: Sequence[Awaitable[T]], where: Sequence[int], workers: int
+) -> list[T]:
+    """Await every opening; if any failed, raise OpenFailed saying how many of ``what`` opened.
+
+    ``where[i]`` is the worker that opening i went to, for a count per worker when there are
+    several. Nothing is retried: a socket that does not open within CONNECT_LIMIT fails the
+    run (the server is overloaded, or broken), and the message says how far opening got.
+    """
+    results = await asyncio.gather(*openings, return_exceptions=True)
+    opened = [r for r in results if not isinstance(r, BaseException)]
+    if len(opened) == len(results):
+        return opened
+    text = f"{len(opened)} of {len(results)} {what} opened"
+    if workers > 1:
+        per = []
+        for w in range(workers):
+            mine = [r for r, at in zip(results, where, strict=True) if at == w]
+            done = sum(1 for r in mine if not isinstance(r, BaseException))
+            per.append(f"worker {w}: {done}/{len(mine)}")
+        text += f" ({', '.join(per)})"
+    reasons = Counter(failure_reason(r) for r in results if isinstance(r, BaseException))
+    text += "; failed: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3))
+    raise OpenFailed(text)
 
 
 # --- supervisors -------------------------------------------------------------------------------
@@ -314,6 +386,7 @@ class PageSocket(asyncio.Protocol):
         on_call: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.path = path
+        self.port = port  # the worker's
         self.call = call  # index of the watched call's socket; None for the wall
         self.on_call = on_call
         key = base64.b64encode(secrets.token_bytes(16)).decode()
@@ -334,6 +407,12 @@ class PageSocket(asyncio.Protocol):
         self.receipts: list[tuple[str, float]] = []  # (tag, time.time() at arrival)
         self.events: Counter[str] = Counter()  # every message by type
         self.event_bytes: Counter[str] = Counter()
+
+    @property
+    def ready(self) -> bool:
+        """Open, and its first message (the snapshot) arrived."""
+        first = self.first
+        return first.done() and not first.cancelled() and first.exception() is None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -433,11 +512,18 @@ class PageSocket(asyncio.Protocol):
             self.transport.abort()
 
 
-async def open_page(sock: PageSocket, port: int) -> PageSocket:
+async def open_page(sock: PageSocket) -> PageSocket:
+    """Open the page's socket and wait for its first message (the snapshot)."""
     loop = asyncio.get_running_loop()
-    await loop.create_connection(lambda: sock, "127.0.0.1", port)
-    await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
-    await asyncio.wait_for(sock.first, CONNECT_LIMIT)
+    await loop.create_connection(lambda: sock, "127.0.0.1", sock.port)
+    try:
+        await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
+    except TimeoutError:
+        raise TimeoutError(f"no handshake within {CONNECT_LIMIT:.0f} s") from None
+    try:
+        await asyncio.wait_for(sock.first, CONNECT_LIMIT)
+    except TimeoutError:
+        raise TimeoutError(f"open, but no first message within {CONNECT_LIMIT:.0f} s") from None
     return sock
 
 
@@ -481,11 +567,12 @@ print(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
 class Database:
     """A fresh database for one run: a SQLite file, or a scratch PostgreSQL database."""
 
-    def __init__(self, workdir: Path, run: int, server_url: str | None) -> None:
+    def __init__(self, workdir: Path, label: str, server_url: str | None) -> None:
+        """``label`` names the SQLite file (``latency-<label>.sqlite3``) in ``workdir``."""
         self.server_url = server_url
         self.name: str | None = None
         if server_url is None:
-            path = workdir / f"latency-run{run}.sqlite3"
+            path = workdir / f"latency-{label}.sqlite3"
             for old in (
                 path,
                 path.with_name(path.name + "-wal"),
@@ -533,29 +620,6 @@ class Database:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
-async def redis_pid(url: str) -> int | None:
-    """Redis's process id when it runs on this machine (its CPU use is then reported)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    try:
-        server = await client.info("server")
-    finally:
-        await client.aclose()
-    local = (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1")
-    return int(server["process_id"]) if local else None
-
-
-def process_cpu(pid: int | None) -> float:
-    """CPU seconds of a process, or NaN when it is unknown or unreadable."""
-    if pid is None:
-        return math.nan
-    try:
-        return cpu_seconds(pid)
-    except (OSError, IndexError, ValueError):
-        return math.nan
-
-
 async def redis_inbox(url: str, prefix: str) -> int:
     """Messages waiting in the server's inbox (the list layer's per-process sorted set)."""
     import redis.asyncio as aioredis
@@ -569,20 +633,6 @@ async def redis_inbox(url: str, prefix: str) -> int:
     finally:
         await client.aclose()
     return waiting
-
-
-async def redis_cleanup(url: str, prefix: str) -> int:
-    """Delete the run's keys (its channel prefix) from Redis; returns how many there were."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    deleted = 0
-    try:
-        async for key in client.scan_iter(match=prefix + "*", count=1000):
-            deleted += int(await client.delete(key))
-    finally:
-        await client.aclose()
-    return deleted
 
 
 # --- one run -----------------------------------------------------------------------------------
@@ -613,6 +663,7 @@ class Run:
     watchers: int  # call pages per call
     layer: str
     database: str
+    workers: int = 1  # Daphne processes sharing the database and Redis
     audio: bool = True
     status: str = "error"  # ok | over | generator-bound | noisy | error
     interim: Quantiles = field(default_factory=Quantiles)
@@ -635,11 +686,16 @@ class Run:
     audio_send_rate: float = math.nan
     audio_late_p99_ms: float = math.nan
     caption_late_p99_ms: float = math.nan
-    server_cpu: float = math.nan
-    core_busy: float = math.nan
+    server_cpu: float = math.nan  # all workers together, share of one core
+    worker_cpu: list[float] = field(default_factory=list)  # each worker's
+    core_busy: float = math.nan  # the workers' cores, any process
+    others_cpu: float = math.nan  # processes not part of the benchmark on the workers' cores
     generator_cpu: float = math.nan
     redis_cpu: float = math.nan
     connect_s: float = math.nan  # time to open every supervisor page
+    pages_opened: int = 0  # supervisor pages (walls and call pages) open, of pages_wanted
+    pages_wanted: int = 0
+    cross_pages: int = 0  # call pages on another worker than their call's ACS socket
     # --layer redis-list: messages waiting in the server's inbox at the window's end
     inbox: int = -1
     # p50 of the captions sent in each 5 s of the window: flat when the server keeps up
@@ -653,9 +709,13 @@ class Run:
     def lost(self) -> int:
         return self.lost_interim + self.lost_final
 
+    @property
+    def name(self) -> str:
+        return f"run {self.run} W={self.workers}"
+
     def line(self) -> str:
         if self.error:
-            return f"run {self.run}: {self.error} -> {self.status}"
+            return f"{self.name}: {self.error} -> {self.status}"
 
         def q(name: str, stats: Quantiles) -> str:
             return (
@@ -663,15 +723,20 @@ class Run:
                 f" p99 {fmt_ms(stats.p99_ms)} max {fmt_ms(stats.max_ms)} ms"
             )
 
+        each = (
+            " (" + " ".join(f"{c:.0%}" for c in self.worker_cpu) + ")"
+            if len(self.worker_cpu) > 1
+            else ""
+        )
         return (
-            f"run {self.run}: {q('interim', self.interim)} ({self.interim.count}"
+            f"{self.name}: {q('interim', self.interim)} ({self.interim.count}"
             f"/{self.expected_interim}) | {q('final', self.final)} ({self.final.count}"
             f"/{self.expected_final}) | all p99 {fmt_ms(self.all.p99_ms)} ms"
             f" | audio lag p99 {fmt_ms(self.audio_lag_p99_ms)} ms,"
             f" handled {self.frames_handled}/{self.frames_sent}"
             f" | send late99 audio {self.audio_late_p99_ms:.0f} captions"
             f" {self.caption_late_p99_ms:.0f} ms"
-            f" | cpu srv {self.server_cpu:.0%} other {self.core_busy - self.server_cpu:.0%}"
+            f" | cpu srv {self.server_cpu:.0%}{each} other {self.others_cpu:.0%}"
             f" gen {self.generator_cpu:.0%} redis {self.redis_cpu:.0%}"
             f" | p50 per {TREND_SLICE:.0f} s: {' '.join(fmt_ms(v) for v in self.trend_p50_ms)} ms"
             f" -> {self.status}"
@@ -682,64 +747,60 @@ class Run:
         )
 
 
-def log_problems(path: Path, limit: int = 20) -> list[str]:
-    """Warnings, errors and tracebacks in the server's log."""
-    try:
-        lines = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    found = [
-        line
-        for line in lines
-        if any(word in line for word in ("WARNING", "ERROR", "CRITICAL", "Traceback"))
-    ]
-    return found[:limit]
-
-
-async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
+async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Path) -> Run:
     calls, supervisors, per = args.calls, args.supervisors, args.calls_per_supervisor
     database = "postgresql" if args.database_url else "sqlite"
     result = Run(run, calls, supervisors, supervisors * per // calls, args.layer, database)
+    result.workers = workers
     result.audio = not args.no_audio
     started = time.monotonic()
+    generator_cpus = pin_generator(generator_cpu(workers))
     prefix = f"callsite-bench-{secrets.token_hex(4)}"
-    db = Database(workdir, run, args.database_url)
+    db = Database(workdir, f"run{run}-w{workers}", args.database_url)
     extra = {
-        "DATABASE_URL": db.url,
+        "DATABASE_URL": db.url,  # the same database for every worker
         "CALLSITE_CHANNEL_PREFIX": prefix,
-        # one key for the session made beforehand and the server that reads it
+        "CALLSITE_WORKERS": str(workers),
+        # one key for the session made beforehand and the servers that read it
         "DJANGO_SECRET_KEY": "bench-" + secrets.token_urlsafe(32),
     }
     if args.layer != "memory":
         extra["REDIS_URL"] = args.redis_url
     extra["CALLSITE_REDIS_LAYER"] = "list" if args.layer == "redis-list" else "pubsub"
-    load = Load(0, calls, args.secret, f"r{run}-{secrets.token_hex(3)}", not args.no_audio)
+    load = Load([], calls, args.secret, f"r{run}w{workers}-{secrets.token_hex(3)}", result.audio)
     pages: list[PageSocket] = []
     driver: asyncio.Task[None] | None = None
-    server: Server | None = None
-    spy: subprocess.Popen[bytes] | None = None
+    group: Workers | None = None
+    spies: list[subprocess.Popen[bytes]] = []
     phase = "preparing the database"
     try:
         cookie = db.prepare(args.secret, extra)
-        server = Server("callsite", workdir, None, args.secret, extra)
-        phase = "starting the server"
-        await server.ready()
-        port = load.port = server.port
+        phase = "starting the servers"
+        group = Workers("callsite", workdir, args.secret, workers, extra)
+        await group.ready()
+        ports = load.ports = group.ports
 
-        # The first wall opens before the calls, so it hears of every call as it connects.
+        def page_port(supervisor: int) -> int:
+            """Supervisor j's pages are on worker j + 1: with 2, the other worker's calls."""
+            return ports[(supervisor + 1) % workers]
+
+        # The first wall (supervisor 0's) opens before the calls, so it hears of every call
+        # as it connects, whichever worker the call's socket is on.
         call_ids: dict[str, int] = {}
 
         def on_call(call: dict[str, Any]) -> None:
             if isinstance(call.get("connection_id"), str) and isinstance(call.get("id"), int):
                 call_ids[call["connection_id"]] = call["id"]
 
-        phase = "connecting"
-        pages.append(
-            await open_page(PageSocket("/ws/dashboard/", port, cookie, on_call=on_call), port)
-        )
+        phase = "opening the first wall"
+        first_wall = PageSocket("/ws/dashboard/", page_port(0), cookie, on_call=on_call)
+        pages.append(first_wall)
+        await open_page(first_wall)
+        phase = "opening the ACS sockets"
         await load.connect()
         t0 = time.monotonic() + 0.2
         driver = asyncio.create_task(load.drive(t0))
+        phase = "waiting for the first wall to list every call"
         wanted = {sock.call_id for sock in load.sockets}
         deadline = time.monotonic() + CONNECT_LIMIT
         while not wanted <= call_ids.keys():
@@ -752,20 +813,32 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
         connect0 = time.monotonic()
         limit = asyncio.Semaphore(16)
         new: list[PageSocket] = [
-            PageSocket("/ws/dashboard/", port, cookie) for _ in range(1, supervisors)
+            PageSocket("/ws/dashboard/", page_port(j), cookie) for j in range(1, supervisors)
         ]
         for supervisor in range(supervisors):
             for index in watched_calls(supervisor, calls, per):
                 call_id = call_ids[load.sockets[index].call_id]
                 path = f"/ws/dashboard/calls/{call_id}/"
-                new.append(PageSocket(path, port, cookie, call=index))
+                new.append(PageSocket(path, page_port(supervisor), cookie, call=index))
         pages += new
+        result.pages_wanted = len(pages)
+        result.cross_pages = sum(
+            1 for sock in new if sock.call is not None and sock.port != ports[sock.call % workers]
+        )
 
         async def open_limited(sock: PageSocket) -> PageSocket:
             async with limit:
-                return await open_page(sock, port)
+                return await open_page(sock)
 
-        await asyncio.gather(*(open_limited(sock) for sock in new))
+        try:
+            await gather_open(
+                "supervisor pages (besides the first wall)",
+                [open_limited(sock) for sock in new],
+                [ports.index(sock.port) for sock in new],
+                workers,
+            )
+        finally:
+            result.pages_opened = 1 + sum(1 for sock in new if sock.ready)
         result.connect_s = time.monotonic() - connect0
 
         phase = "warming up"
@@ -774,23 +847,23 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
 
         phase = "measuring"
         redis = await redis_pid(args.redis_url) if args.layer != "memory" else None
-        before: Snapshot = await read_metrics(port)
-        w0, gen0 = time.monotonic(), time.process_time()
-        srv0, core0 = cpu_seconds(server.pid), core_busy_seconds(SERVER_CPU)
-        redis0 = process_cpu(redis)
+        before: Snapshot = await group.metrics()
+        meter = CpuMeter(group.pids, group.cores, generator_cpus, redis)
+        w0 = time.monotonic()
         frames0 = load.audio.sent
         if args.py_spy is not None:
             args.py_spy.mkdir(parents=True, exist_ok=True)
-            profile = args.py_spy / f"latency-{args.layer}-C{calls}-run{run}.txt"
-            spy = start_py_spy(server.pid, args.seconds, profile)
+            stem = f"latency-{args.layer}-C{calls}-run{run}"
+            for i, pid in enumerate(group.pids):
+                name = f"{stem}.txt" if workers == 1 else f"{stem}-W{workers}-worker{i}.txt"
+                spies.append(start_py_spy(pid, args.seconds, args.py_spy / name))
         load.measuring = True
         await asyncio.sleep(args.seconds)
         load.measuring = False
         frames1 = load.audio.sent
-        w1, gen1 = time.monotonic(), time.process_time()
-        srv1, core1 = cpu_seconds(server.pid), core_busy_seconds(SERVER_CPU)
-        redis1 = process_cpu(redis)
-        after = await read_metrics(port)
+        w1 = time.monotonic()
+        cpu = meter.stop()
+        after = await group.metrics()
         if args.layer == "redis-list":
             result.inbox = await redis_inbox(args.redis_url, prefix)
 
@@ -799,10 +872,10 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
         await asyncio.sleep(args.drain)
         load.stop_at = time.monotonic()
         await driver
-        if spy is not None:
+        for spy in spies:
             spy.wait(timeout=30)
         await asyncio.sleep(1.0)
-        final = await read_metrics(port)
+        final = await group.metrics()
         result.closed = load.closed() + [
             f"{p.path}: {p.closed_by_server}" for p in pages if p.closed_by_server
         ]
@@ -811,15 +884,16 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
         if isinstance(error, subprocess.CalledProcessError):
             result.error += f" {error.stderr.strip()[-2000:]}"
         result.closed = load.closed()[:5]
-        if server is not None:
-            result.log_problems = log_problems(server.log_path)
+        if group is not None:
+            result.log_problems = log_problems(group.logs())
         result.elapsed_s = time.monotonic() - started
         return result
     finally:
         load.stop_at = 0
-        if spy is not None and spy.poll() is None:
-            spy.kill()
-            spy.wait()
+        for spy in spies:
+            if spy.poll() is None:
+                spy.kill()
+                spy.wait()
         if driver is not None and not driver.done():
             driver.cancel()
             with contextlib.suppress(BaseException):
@@ -827,14 +901,15 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
         for page in pages:
             page.close()
         load.close()
-        if server is not None:
-            server.stop()
+        if group is not None:
+            group.stop()
         with contextlib.suppress(Exception):
             db.drop()
         if args.layer != "memory":
             with contextlib.suppress(Exception):
                 await redis_cleanup(args.redis_url, prefix)
 
+    assert group is not None
     window = w1 - w0
     lag = lag_between(before, after)
     result.audio_lag_p50_ms, result.audio_lag_p99_ms = lag.p50 * 1000, lag.p99 * 1000
@@ -845,16 +920,18 @@ async def measure(run: int, args: argparse.Namespace, workdir: Path) -> Run:
     result.rejected = int(final.value("callsite_ingest_rejected_total"))
     result.audio_late_p99_ms = load.audio.lateness_quantile(0.99) * 1000
     result.caption_late_p99_ms = load.captions.lateness_quantile(0.99) * 1000
-    result.server_cpu = (srv1 - srv0) / window
-    result.core_busy = (core1 - core0) / window
-    result.generator_cpu = (gen1 - gen0) / window
-    result.redis_cpu = (redis1 - redis0) / window
-    result.log_problems = log_problems(server.log_path)
+    result.server_cpu = cpu.total
+    result.worker_cpu = cpu.workers
+    result.core_busy = cpu.cores_busy
+    result.others_cpu = cpu.others
+    result.generator_cpu = cpu.generator
+    result.redis_cpu = cpu.redis
+    result.log_problems = log_problems(group.logs())
     tally(result, load, pages)
     late = max(result.audio_late_p99_ms, result.caption_late_p99_ms)
     if result.audio_send_rate < MIN_SEND_RATE or late > MAX_SEND_LATENESS * 1000:
         result.status = "generator-bound"
-    elif result.core_busy - result.server_cpu > MAX_NOISE:
+    elif result.others_cpu > MAX_NOISE * len(group.cores):
         result.status = "noisy"
     elif result.all.p99_ms < LATENCY_TARGET * 1000 and not result.lost and not result.closed:
         result.status = "ok"
@@ -916,49 +993,98 @@ def median(values: Sequence[float]) -> float:
     return statistics.median(finite) if finite else math.nan
 
 
-def markdown(runs: Sequence[Run]) -> str:
-    counted = [r for r in runs if r.status in ("ok", "over")]
+def counted_runs(runs: Sequence[Run], workers: int) -> list[Run]:
+    return [r for r in runs if r.workers == workers and r.status in ("ok", "over")]
+
+
+def markdown(runs: Sequence[Run], workers: Sequence[int] = (1,)) -> str:
+    """The caption table (a row group per worker count when there are several), each run's
+    CPU, lag and losses, the target, and N workers' figures over the smallest count's."""
+    single = list(workers) == [1]
     lines = [
         "| captions | delivered / expected | p50 ms | p90 ms | p99 ms: median (runs) | max ms |",
         "|---|---:|---:|---:|---|---:|",
     ]
-    for name in ("interim", "final", "all"):
-        stats: list[Quantiles] = [getattr(r, name) for r in counted]
-        if name == "all":
-            expected = sum(r.expected_interim + r.expected_final for r in counted)
-        else:
-            expected = sum(getattr(r, f"expected_{name}") for r in counted)
-        delivered = sum(s.count for s in stats)
-        p99s = " / ".join(fmt_ms(s.p99_ms) for s in stats)
-        lines.append(
-            f"| {name} | {delivered} / {expected} | {fmt_ms(median([s.p50_ms for s in stats]))}"
-            f" | {fmt_ms(median([s.p90_ms for s in stats]))}"
-            f" | **{fmt_ms(median([s.p99_ms for s in stats]))}** ({p99s})"
-            f" | {fmt_ms(max((s.max_ms for s in stats), default=math.nan))} |"
-        )
+    if not single:
+        lines = ["| workers " + lines[0], "|---:" + lines[1]]
+    for n in workers:
+        counted = counted_runs(runs, n)
+        for name in ("interim", "final", "all"):
+            stats: list[Quantiles] = [getattr(r, name) for r in counted]
+            if name == "all":
+                expected = sum(r.expected_interim + r.expected_final for r in counted)
+            else:
+                expected = sum(getattr(r, f"expected_{name}") for r in counted)
+            delivered = sum(s.count for s in stats)
+            p99s = " / ".join(fmt_ms(s.p99_ms) for s in stats)
+            lines.append(
+                ("" if single else f"| {n} ") + f"| {name} | {delivered} / {expected}"
+                f" | {fmt_ms(median([s.p50_ms for s in stats]))}"
+                f" | {fmt_ms(median([s.p90_ms for s in stats]))}"
+                f" | **{fmt_ms(median([s.p99_ms for s in stats]))}** ({p99s})"
+                f" | {fmt_ms(max((s.max_ms for s in stats), default=math.nan))} |"
+            )
     lines.append("")
     for r in runs:
+        name = f"run {r.run}" if single else f"run {r.run}, {workers_text(r.workers)}"
         if r.error:
-            lines.append(f"* run {r.run}: {r.status}: {r.error}")
+            lines.append(f"* {name}: {r.status}: {r.error}")
             continue
+        if len(r.worker_cpu) > 1:
+            cpu = (
+                f"server CPU {r.server_cpu:.0%} ({' + '.join(f'{c:.0%}' for c in r.worker_cpu)}),"
+                f" others on the workers' cores {r.others_cpu:.0%}"
+            )
+        else:
+            cpu = f"server CPU {r.server_cpu:.0%}, others on its core {r.others_cpu:.0%}"
         lines.append(
-            f"* run {r.run}: {r.status}; server CPU {r.server_cpu:.0%}, others on its core"
-            f" {r.core_busy - r.server_cpu:.0%}, Redis {r.redis_cpu:.0%}, load generator"
+            f"* {name}: {r.status}; {cpu}, Redis {r.redis_cpu:.0%}, load generator"
             f" {r.generator_cpu:.0%}; audio lag p50/p99 {fmt_ms(r.audio_lag_p50_ms)}"
             f"/{fmt_ms(r.audio_lag_p99_ms)} ms, frames {r.frames_handled}/{r.frames_sent}"
             f" handled; send lateness p99 {r.audio_late_p99_ms:.0f} ms (audio),"
             f" {r.caption_late_p99_ms:.0f} ms (captions); lost {r.lost}, duplicates"
-            f" {r.duplicates}; pages opened in {r.connect_s:.1f} s;"
+            f" {r.duplicates}; pages opened in {r.connect_s:.1f} s"
+            + (
+                f" ({r.cross_pages} of {r.pages_wanted - r.supervisors} call pages on another"
+                " worker than their call's socket);"
+                if r.workers > 1
+                else ";"
+            )
             + (f" inbox at the window's end {r.inbox};" if r.inbox >= 0 else "")
             + " messages received:"
             f" {', '.join(f'{k} {v}' for k, v in r.events.items())}"
         )
-    p99 = median([r.all.p99_ms for r in counted])
-    met = counted and p99 < LATENCY_TARGET * 1000 and not any(r.lost for r in counted)
-    lines.append(
-        f"* target p99 < {LATENCY_TARGET * 1000:.0f} ms, nothing lost: "
-        + ("met" if met else "not met")
-    )
+    for n in workers:
+        counted = counted_runs(runs, n)
+        p99 = median([r.all.p99_ms for r in counted])
+        met = counted and p99 < LATENCY_TARGET * 1000 and not any(r.lost for r in counted)
+        lines.append(
+            f"* target p99 < {LATENCY_TARGET * 1000:.0f} ms, nothing lost"
+            + ("" if single else f", {workers_text(n)}")
+            + ": "
+            + ("met" if met else "not met")
+        )
+    base = counted_runs(runs, workers[0])
+    for n in workers[1:]:
+        counted = counted_runs(runs, n)
+        text = f"* {workers_text(n)} / {workers_text(workers[0])}, medians of counted runs: "
+        if not base or not counted:
+            lines.append(text + "- (no counted runs to compare)")
+            continue
+
+        def ratio(of: Callable[[Run], float], runs_n: list[Run] = counted) -> str:
+            old, new = median([of(r) for r in base]), median([of(r) for r in runs_n])
+            good = math.isfinite(old) and math.isfinite(new) and old > 0
+            return f"{new / old:.2f}" if good else "-"
+
+        lines.append(
+            text
+            + f"p50 {ratio(lambda r: r.all.p50_ms)}, p99 {ratio(lambda r: r.all.p99_ms)}"
+            + " (all captions; under 1 is faster), server CPU"
+            + f" {ratio(lambda r: r.server_cpu)} ({median([r.server_cpu for r in base]):.0%}"
+            + f" -> {median([r.server_cpu for r in counted]):.0%}), lost"
+            + f" {sum(r.lost for r in base)} -> {sum(r.lost for r in counted)}"
+        )
     return "\n".join(lines)
 
 
@@ -981,8 +1107,10 @@ def write_json(path: Path, runs: Sequence[Run], args: argparse.Namespace) -> Non
                 "runs",
                 "layer",
                 "no_audio",
+                "workers",
             )
         },
+        "placement": placement(args.workers, "load"),
         "runs": [asdict(r) for r in runs],
     }
     path.write_text(json.dumps(document, indent=1, default=str) + "\n")
@@ -997,19 +1125,17 @@ async def bench(args: argparse.Namespace) -> list[Run]:
         else:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
         for run in range(1, args.runs + 1):
-            result = await measure(run, args, workdir)
-            runs.append(result)
-            print(result.line(), flush=True)
-            for problem in result.log_problems[:3]:
-                print(f"    server log: {problem[:200]}", flush=True)
-            if args.json is not None:
-                write_json(args.json, runs, args)
-            await asyncio.sleep(args.pause)
+            # each worker count in turn, so that noise falls on all of them alike
+            for workers in args.workers:
+                result = await measure(run, workers, args, workdir)
+                runs.append(result)
+                print(result.line(), flush=True)
+                for problem in result.log_problems[:3]:
+                    print(f"    server log: {problem[:200]}", flush=True)
+                if args.json is not None:
+                    write_json(args.json, runs, args)
+                await asyncio.sleep(args.pause)
     return runs
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1037,7 +1163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["redis", "redis-list", "memory"],
         default="redis",
         help="channel layer: Callsite's Redis layer (pub/sub), or for comparison channels-redis's"
-        " inbox-per-process layer (CALLSITE_REDIS_LAYER=list) or the in-process layer",
+        " inbox-per-process layer (CALLSITE_REDIS_LAYER=list) or the in-process layer (one"
+        " worker only)",
+    )
+    parser.add_argument(
+        "--workers",
+        default="1",
+        help="Daphne processes sharing the database and Redis, or a list (1,2) to run each in"
+        " turn in every run (default 1)",
     )
     parser.add_argument(
         "--no-audio", action="store_true", help="send transcription only (to compare)"
@@ -1055,10 +1188,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--database-url must be a postgres:// URL")
     if min(args.calls, args.supervisors, args.calls_per_supervisor) < 1:
         parser.error("--calls, --supervisors and --calls-per-supervisor must be at least 1")
+    try:
+        args.workers = parse_workers(args.workers)
+    except ValueError as error:
+        parser.error(f"--workers: {error}")
+    if args.layer == "memory" and max(args.workers) > 1:
+        parser.error(
+            "--layer memory cannot serve more than one worker: the in-memory channel layer"
+            " lives inside one process, so captions would never reach pages on another worker;"
+            " use --layer redis (or redis-list)"
+        )
     args.secret = secrets.token_urlsafe(16)
     args.code_version = code_version()
-    signal.signal(signal.SIGTERM, _interrupt)  # stop the server and clean up, as on Ctrl-C
-    pin_self()
+    signal.signal(signal.SIGTERM, interrupt)  # stop the servers and clean up, as on Ctrl-C
+    raise_fd_limit()
     try:
         uvloop = importlib.import_module("uvloop")
     except ImportError:
@@ -1066,27 +1209,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.loop_name = "uvloop" if uvloop is not None else "asyncio"
     runner = uvloop.run if uvloop is not None else asyncio.run
     if args.layer != "memory":
-        try:
-            runner(redis_pid(args.redis_url))
-        except Exception as error:
-            parser.error(f"Redis at {args.redis_url} does not answer: {error}")
+        problem = redis_problem(runner, args.redis_url)
+        if problem:
+            parser.error(problem)
     started = time.monotonic()
     print(
         f"# caption latency, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, code {args.code_version},"
         f" {os.cpu_count()} CPUs, {args.calls} calls, {args.supervisors} supervisors x"
         f" {args.calls_per_supervisor} call pages, {args.layer} layer,"
         f" {'no audio' if args.no_audio else 'audio'},"
-        f" {'postgresql' if args.database_url else 'sqlite'}; server on CPU {SERVER_CPU},"
-        f" load ({args.loop_name}) on CPU {GENERATOR_CPU}",
+        f" {'postgresql' if args.database_url else 'sqlite'}; "
+        + placement(args.workers, f"load ({args.loop_name})"),
         flush=True,
     )
     try:
         runs = runner(bench(args))
     except KeyboardInterrupt:
-        print("interrupted; the server was stopped", file=sys.stderr)
+        print("interrupted; the servers were stopped", file=sys.stderr)
         return 130
+    finally:
+        stop_servers()
     print()
-    print(markdown(runs))
+    print(markdown(runs, args.workers))
     print(f"\n({time.monotonic() - started:.0f} s)")
     return 0
 
