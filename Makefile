@@ -29,25 +29,24 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
 
-# Debian's nginx for the scale-out tests (run as an unprivileged process on a free port).
-nginx:
-	@if [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; then :; \
+# A Debian package the tests need, installed when missing and running as root; otherwise the
+# tests that need it skip (and fail under CI=true). $(1): package, $(2): binary, $(3): its tests.
+define debian_package
+	@if [ -x $(2) ] || command -v $(notdir $(2)) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "Installing Debian's nginx for the scale-out tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+		echo "Installing Debian's $(1) for the $(3)..."; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
 	else \
-		echo "nginx is missing and this is not root: scale-out tests will skip (and fail under CI=true)."; \
+		echo "$(1) is missing and this is not root: the $(3) will skip (and fail under CI=true)."; \
 	fi
+endef
 
-# Debian's Chromium for the browser tests, installed when missing and running as root.
+# nginx runs as an unprivileged process on a free port in the scale-out tests.
+nginx:
+	$(call debian_package,nginx,/usr/sbin/nginx,scale-out tests)
+
 browser:
-	@if [ -x /usr/bin/chromium ] || command -v chromium >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "Installing Debian's chromium for the browser tests..."; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else \
-		echo "Chromium is missing and this is not root: browser tests will skip (and fail under CI=true)."; \
-	fi
+	$(call debian_package,chromium,/usr/bin/chromium,browser tests)
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts .pytest_cache .mypy_cache .ruff_cache
