@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: demo test lint install browser nginx clean
+.PHONY: demo test lint install browser nginx services clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	DJANGO_DEBUG=1 CALLSITE_ACS_SHARED_SECRET="$${CALLSITE_ACS_SHARED_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')}" \
 		$(BIN)/python manage.py demo
 
-test: $(STAMP) browser nginx lint
+test: $(STAMP) browser nginx services lint
 	$(BIN)/python -m tests.matrix $(ARGS)
 
 lint: $(STAMP)
@@ -32,7 +32,7 @@ lint: $(STAMP)
 # A Debian package the tests need, installed when missing and running as root; otherwise the
 # tests that need it skip (and fail under CI=true). $(1): package, $(2): binary, $(3): its tests.
 define debian_package
-	@if [ -x $(2) ] || command -v $(notdir $(2)) >/dev/null 2>&1; then :; \
+	@if ls $(2) >/dev/null 2>&1 || command -v $(notdir $(2)) >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "Installing Debian's $(1) for the $(3)..."; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(1) >/dev/null; \
@@ -47,6 +47,11 @@ nginx:
 
 browser:
 	$(call debian_package,chromium,/usr/bin/chromium,browser tests)
+
+# The fault tests run their own redis-server and PostgreSQL cluster, to kill and restart.
+services:
+	$(call debian_package,redis-server,/usr/bin/redis-server,fault tests)
+	$(call debian_package,postgresql,/usr/lib/postgresql/*/bin/pg_ctl,fault tests)
 
 clean:
 	rm -rf $(VENV) var staticfiles test-artifacts .pytest_cache .mypy_cache .ruff_cache

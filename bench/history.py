@@ -409,6 +409,7 @@ def configure_django(database_url: str) -> None:
         CALLSITE_RECOGNIZER="none",
         CALLSITE_LOG_LEVEL="WARNING",
         CALLSITE_API_RATE="1000000/min",
+        CALLSITE_HTTPS="0",  # plain HTTP to the measuring server: no redirect to https://
     )
     import django
 

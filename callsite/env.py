@@ -65,6 +65,23 @@ def env_int(
     return number
 
 
+def env_secret(
+    name: str, *, min_length: int = 16, environ: Mapping[str, str] | None = None
+) -> str:
+    """Return a secret (a token, a password): empty when unset, never a default.
+
+    A value shorter than ``min_length`` is refused: a short secret is guessable, and finding
+    out at start-up beats finding out from an intruder.
+    """
+    value = env_str(name, environ=environ)
+    if value and len(value) < min_length:
+        raise ImproperlyConfiguredEnv(
+            f"{name} must be at least {min_length} characters long, got {len(value)} "
+            "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return value
+
+
 def env_list(
     name: str, default: list[str] | None = None, *, environ: Mapping[str, str] | None = None
 ) -> list[str]:

@@ -1,20 +1,26 @@
-"""Health endpoints for load balancers and orchestrators.
+"""Health endpoints for load balancers and orchestrators, and who counts as an operator.
 
 ``/healthz`` (liveness) answers as long as the process serves requests: it touches nothing
 else, so a database outage does not get every worker restarted. ``/readyz`` (readiness) checks
 what a worker needs to do its job, the database and the channel layer, and answers 503 naming
 what failed, so a load balancer stops sending it new sockets until they are back.
+
+Both are public: a probe needs no credentials. What failed is told only to operators (see
+``operator_request``), because the errors name internal hosts, ports and database users;
+everyone else gets the status and which check failed, and the log has the whole error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
@@ -23,6 +29,28 @@ logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT = 2.0
 PROBE_GROUP = "callsite.readyz"
+
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+# Headers a proxy adds to a request it relays. Behind nginx a worker's REMOTE_ADDR is the first
+# X-Forwarded-For entry (Daphne's --proxy-headers), and nginx appends to what the client sent:
+# a client that sends "X-Forwarded-For: 127.0.0.1" would look local. So a request that carries
+# any of these came from elsewhere, whatever its address says.
+FORWARDED_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+
+
+def operator_request(request: HttpRequest) -> bool:
+    """A request from this machine straight to the worker, or one with the metrics token.
+
+    Loopback counts only when no proxy relayed the request; elsewhere a request needs
+    ``Authorization: Bearer <CALLSITE_METRICS_TOKEN>``.
+    """
+    token = settings.CALLSITE_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            return True
+    relayed = any(name in request.headers for name in FORWARDED_HEADERS)
+    return request.META.get("REMOTE_ADDR") in LOOPBACK and not relayed
 
 
 @never_cache
@@ -69,6 +97,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     ready = all(check["ok"] for check in checks.values())
     if not ready:
         logger.warning("not ready: %s", {k: v["error"] for k, v in checks.items() if not v["ok"]})
+        if not operator_request(request):
+            checks = {name: {"ok": check["ok"]} for name, check in checks.items()}
     return JsonResponse(
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,

@@ -19,6 +19,7 @@ from callsite.env import (
     env_bool,
     env_int,
     env_list,
+    env_secret,
     env_str,
     sqlite_database,
 )
@@ -37,9 +38,61 @@ if not SECRET_KEY:
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
     SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+elif not DEBUG and SECRET_KEY.startswith("django-insecure-"):
+    raise ImproperlyConfigured(
+        "DJANGO_SECRET_KEY is a development key (it starts with 'django-insecure-'); set a "
+        "long random value when DJANGO_DEBUG is off"
+    )
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# The dashboard socket allows the browser Origins in ALLOWED_HOSTS (dashboard/routing.py):
+# "*" would let any web site open a supervisor's socket with the supervisor's cookies.
+if not DEBUG and "*" in ALLOWED_HOSTS:
+    raise ImproperlyConfigured(
+        "DJANGO_ALLOWED_HOSTS must list host names when DJANGO_DEBUG is off, not '*' "
+        "(it is also the list of web origins allowed to open the dashboard socket)"
+    )
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+# --- HTTPS -------------------------------------------------------------------------------------
+
+# In production nginx terminates TLS and passes the scheme on in X-Forwarded-Proto
+# (docs/deploy.md); `make demo` (DEBUG) serves plain http://127.0.0.1. CALLSITE_HTTPS is on
+# unless DEBUG is, so a deployment that forgets it still gets secure cookies, HSTS and the
+# redirect to https://; a deployment without TLS must turn it off knowingly.
+CALLSITE_HTTPS = env_bool("CALLSITE_HTTPS", not DEBUG)
+# Trusted because only nginx reaches the workers, and nginx sets the header itself.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if CALLSITE_HTTPS else None
+SECURE_SSL_REDIRECT = CALLSITE_HTTPS
+# Probes and scrapers call each worker on its own port over plain HTTP: not redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SESSION_COOKIE_SECURE = CALLSITE_HTTPS
+CSRF_COOKIE_SECURE = CALLSITE_HTTPS
+# A year of HSTS, for the host and its subdomains, with the preload flag: give Callsite a
+# host name of its own (callsite.example.com). 0 turns HSTS off.
+SECURE_HSTS_SECONDS = env_int(
+    "CALLSITE_HSTS_SECONDS", 31_536_000 if CALLSITE_HTTPS else 0, minimum=0
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+
+# --- Request size ------------------------------------------------------------------------------
+
+# The largest bodies Callsite takes are Event Grid deliveries to /acs/events/: a batch is at
+# most 1 MB (an event of up to 1 MB comes alone); Call Automation callbacks are a few kB and
+# the API is read-only. 2 MiB admits any Event Grid delivery with room for its JSON array;
+# a bigger body is answered 400 before it is parsed (Event Grid does not retry a 400 or 413).
+# nginx's client_max_body_size stops bodies far past this before they reach a worker.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int(
+    "CALLSITE_MAX_REQUEST_BYTES", 2 * 1024 * 1024, minimum=1024 * 1024
+)
+# Django's ASGI handler spools every body to a temporary file kept in memory up to this size:
+# the same limit keeps each body Callsite accepts in memory. Callsite takes no file uploads.
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+# Form fields and query parameters per request (400 beyond). The largest forms are the
+# admin's: a team with its members and its addresses (4 fields per address), and the call
+# list's actions (one field per selected call, 50 per page). Django's default of 1000 fits.
+DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("CALLSITE_MAX_REQUEST_FIELDS", 1000, minimum=100)
 
 INSTALLED_APPS = [
     "daphne",
@@ -154,14 +207,26 @@ CALLSITE_SERVE_STATIC = env_bool("CALLSITE_SERVE_STATIC", True)
 
 # --- ACS ingest --------------------------------------------------------------------------------
 
+# How long ingest retries a database write that failed because the database is away (a
+# PostgreSQL restart, SQLite's "database is locked") before giving it up (streaming/retry.py).
+CALLSITE_DB_RETRY_SECONDS = env_int("CALLSITE_DB_RETRY_SECONDS", 30, minimum=0)
+
 # Shared secret that ACS (or the simulator) passes as ?token= on /ws/acs/. With no secret the
 # endpoint refuses every connection unless DEBUG is on.
 CALLSITE_ACS_SHARED_SECRET = env_str("CALLSITE_ACS_SHARED_SECRET")
 # How many rejected frames one connection logs in full before logging only every 100th.
 CALLSITE_BAD_FRAME_LOG_LIMIT = env_int("CALLSITE_BAD_FRAME_LOG_LIMIT", 20, minimum=0)
+# After this many rejected frames in a row (frames of unknown kinds aside) the socket is closed
+# with 1008, policy violation; 0 never closes it.
+CALLSITE_BAD_FRAME_CLOSE_LIMIT = env_int("CALLSITE_BAD_FRAME_CLOSE_LIMIT", 500, minimum=0)
 
-# A bearer token that lets a remote scraper read /metrics (loopback clients need none).
-CALLSITE_METRICS_TOKEN = env_str("CALLSITE_METRICS_TOKEN")
+# How often an open dashboard socket checks again that its session still logs its user in and
+# that the user may still watch (a logout, a deactivation, a change of teams closes it).
+CALLSITE_DASHBOARD_RECHECK_SECONDS = env_int("CALLSITE_DASHBOARD_RECHECK_SECONDS", 60, minimum=0)
+
+# A bearer token that lets a remote scraper read /metrics (loopback clients need none) and
+# see why /readyz fails; 16+ characters, no default.
+CALLSITE_METRICS_TOKEN = env_secret("CALLSITE_METRICS_TOKEN", min_length=16)
 
 # --- Audio path and speech recognition ---------------------------------------------------------
 
@@ -173,6 +238,9 @@ CALLSITE_RECOGNIZER = env_str("CALLSITE_RECOGNIZER", "sphinx").lower()
 CALLSITE_RECOGNIZER_LOCALE = env_str("CALLSITE_RECOGNIZER_LOCALE", "en-US")
 # Worker processes that run pocketsphinx decoders (each holds many sessions); 0: one per core.
 CALLSITE_SPHINX_WORKERS = env_int("CALLSITE_SPHINX_WORKERS", 0, minimum=0)
+# A decoder process that owes results and answers nothing for this long is hung: it is killed,
+# its sessions restart and the gap is recorded on the call.
+CALLSITE_SPHINX_WATCHDOG_SECONDS = env_int("CALLSITE_SPHINX_WATCHDOG_SECONDS", 10, minimum=1)
 # Azure AI Speech: a key with either its region or a full endpoint URL.
 SPEECH_KEY = env_str("SPEECH_KEY")
 SPEECH_REGION = env_str("SPEECH_REGION")

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -28,6 +30,8 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare
 
 from dashboard import charts
 from dashboard.permissions import can_view_call, can_view_calls, sees_all_calls, visible_calls
@@ -37,6 +41,10 @@ from streaming.live import analytics_from_history
 from streaming.models import CallState
 
 logger = logging.getLogger(__name__)
+
+# Close code of a page whose user has logged out, been deactivated or lost the right to see
+# the calls since the socket opened (3000-4999 are the application's; 4403: forbidden).
+ACCESS_REVOKED = 4403
 
 
 def _after(scope: dict[str, Any]) -> int | None:
@@ -116,6 +124,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
     # every call). The overview group carries every call, so the wall filters what it relays.
     visible: set[int] | None = None
     hidden: set[int]
+    # When the user's right to this socket is next checked again (time.monotonic()).
+    recheck_at = 0.0
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         """Channels' dispatch without its per-message database housekeeping.
@@ -128,7 +138,42 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
+        if (
+            self.recheck_at
+            and message["type"] != "websocket.disconnect"
+            and time.monotonic() >= self.recheck_at
+        ):
+            self.recheck_at = time.monotonic() + settings.CALLSITE_DASHBOARD_RECHECK_SECONDS
+            if not await database_sync_to_async(self.still_allowed)():
+                logger.info("closed dashboard socket of %s: access revoked", self.scope["user"])
+                self.recheck_at = 0.0
+                await self.close(code=ACCESS_REVOKED)
+                return
         await handler(message)
+
+    def still_allowed(self) -> bool:
+        """Whether the socket's session still logs its user in, and the user may still watch.
+
+        The session and user were checked when the socket opened; a page stays open for
+        hours, across a logout (the session is deleted), a deactivation or a change of teams.
+        Checked again before relaying anything, at most every
+        ``CALLSITE_DASHBOARD_RECHECK_SECONDS``.
+        """
+        user = self.scope.get("user")
+        key = getattr(self.scope.get("session"), "session_key", None)
+        if user is None or key is None:
+            return False
+        session = import_module(settings.SESSION_ENGINE).SessionStore(key)
+        if str(session.get(SESSION_KEY)) != str(user.pk):
+            return False
+        fresh = get_user_model()._default_manager.filter(pk=user.pk, is_active=True).first()
+        if fresh is None or not constant_time_compare(
+            session.get(HASH_SESSION_KEY, ""), fresh.get_session_auth_hash()
+        ):
+            return False
+        if not can_view_calls(fresh):
+            return False
+        return self.call_id is None or can_view_call(fresh, self.call_id)
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -151,6 +196,7 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
             self.group = OVERVIEW_GROUP
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+        self.recheck_at = time.monotonic() + settings.CALLSITE_DASHBOARD_RECHECK_SECONDS
         if call_id is None:
             await self.send_json(await self.wall_snapshot())
         else:

@@ -58,6 +58,7 @@ from streaming.audio import (
     ticks_between,
 )
 from streaming.events import CaptionPayload, ParticipantPayload
+from streaming.metrics import INGEST
 from streaming.models import TranscriptSource
 from streaming.packets import AudioData, AudioMetadata, DtmfData, PacketError, Word
 from streaming.recognizers.base import (
@@ -67,6 +68,7 @@ from streaming.recognizers.base import (
     RecognizerError,
     SessionConfig,
 )
+from streaming.retry import db_write
 from streaming.talk_writer import TalkWriter, talk_writer
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,6 @@ FinalHook = Callable[[CaptionPayload, datetime | None], Awaitable[None]]
 
 MAX_RESTARTS_PER_MINUTE = 5
 CLOSE_TIMEOUT = 30.0
-STORE_ATTEMPTS = 3
 GAP_EVENT_TICKS = TICKS_PER_SECOND  # audio gaps at least this long are recorded on the call
 
 
@@ -132,7 +133,7 @@ class CallAudio:
         call_id: int,
         label: str,
         recognizer: Recognizer | None,
-        reject: Callable[[str], None],
+        reject: Callable[..., None],
         writer: TalkWriter = talk_writer,
         locale: str | None = None,
         threshold_db: float | None = None,
@@ -164,7 +165,7 @@ class CallAudio:
     async def metadata(self, meta: AudioMetadata) -> None:
         problem = format_problem(meta)
         if problem is not None:
-            self.reject(problem)
+            self.reject(problem, hostile=False)
             self.format = None
             await self._end_sessions()
             return
@@ -194,7 +195,7 @@ class CallAudio:
         """
         meta = self.format
         if meta is None:
-            self.reject("AudioData before a usable AudioMetadata")
+            self.reject("AudioData before a usable AudioMetadata", hostile=False)
             return None
         try:
             pcm = packet.pcm()
@@ -459,42 +460,38 @@ class CallAudio:
     async def _store_final(
         self, raw_id: str | None, result: Recognition, offset: int, words: tuple[Word, ...]
     ) -> None:
-        for attempt in range(1, STORE_ATTEMPTS + 1):
-            try:
-                caption, created = await database_sync_to_async(services.utterance_record)(
-                    call_id=self.call_id,
-                    participant_raw_id=raw_id,
-                    text=result.text,
-                    confidence=result.confidence,
-                    offset_ticks=offset,
-                    duration_ticks=result.duration,
-                    words=words,
-                    source=TranscriptSource.RECOGNIZER,
-                )
-                self.counts["final stored"] += 1
-            except Exception:
-                if attempt == STORE_ATTEMPTS:
-                    logger.exception(
-                        "%s: could not store a final result after %d attempts: %r",
-                        self.label,
-                        attempt,
-                        result.text,
-                    )
-                    self.counts["final lost"] += 1
-                    return
-                await asyncio.sleep(0.2 * 2**attempt)
-                continue
-            if created and self.on_final is not None:
-                end = offset + result.duration
-                speech_end: datetime | None = None
-                if self.origin is not None:
-                    with contextlib.suppress(OverflowError):  # a wild timestamp
-                        speech_end = self.origin + timedelta(microseconds=end / 10)
-                try:
-                    await self.on_final(caption, speech_end)
-                except Exception:
-                    logger.exception("%s: handling a stored final failed", self.label)
+        try:
+            caption, created = await db_write(
+                f"{self.label}: final utterance",
+                services.utterance_record,
+                call_id=self.call_id,
+                participant_raw_id=raw_id,
+                text=result.text,
+                confidence=result.confidence,
+                offset_ticks=offset,
+                duration_ticks=result.duration,
+                words=words,
+                source=TranscriptSource.RECOGNIZER,
+            )
+        except Exception:
+            # Retries ran out (or a bug): the text goes to the log in full, to be recovered.
+            logger.exception(
+                "%s: final utterance NOT stored (offset %s): %r", self.label, offset, result.text
+            )
+            self.counts["final lost"] += 1
+            INGEST.finals_lost += 1
             return
+        self.counts["final stored"] += 1
+        if created and self.on_final is not None:
+            end = offset + result.duration
+            speech_end: datetime | None = None
+            if self.origin is not None:
+                with contextlib.suppress(OverflowError):  # a wild timestamp
+                    speech_end = self.origin + timedelta(microseconds=end / 10)
+            try:
+                await self.on_final(caption, speech_end)
+            except Exception:
+                logger.exception("%s: handling a stored final failed", self.label)
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -3,12 +3,13 @@
 The consumer is a protocol adapter: it authenticates the connection, parses each frame with the
 pure parser, and hands the packet to a service. A frame that cannot be parsed is logged and
 counted with its reason and the socket stays open: one bad packet must not cost the rest of
-the call.
+the call. Only a stream of nothing but bad frames is closed (4008, see ``reject``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -40,10 +41,17 @@ from streaming.packets import (
     parse_packet,
 )
 from streaming.recognizers import RecognizerError, get_recognizer
+from streaming.retry import RetriesExhausted, db_write
 
 logger = logging.getLogger(__name__)
 
 MAX_REJECT_CATEGORIES = 50
+# Close code for a stream that sends nothing but bad frames: RFC 6455's 1008 (policy
+# violation) in the application's range, the only codes an application may send through
+# Daphne (its WebSocket library refuses anything but 1000 and 3000-4999).
+POLICY_VIOLATION = 4008
+# How the parser's reason for a frame of an unknown kind begins; see AcsIngestConsumer.reject.
+UNKNOWN_KIND = "unknown packet kind "
 # Streams whose sockets closed and whose last results are still being stored.
 FINISHING: set[asyncio.Task[None]] = set()
 
@@ -54,6 +62,11 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
     call_id: int | None = None
     audio: CallAudio | None = None
     live: LiveCall | None = None
+    # The run of rejected frames (see reject()): its length, its last frame, and the close
+    # code once the run is long enough to close the socket.
+    bad_run = 0
+    bad_run_frame = 0
+    close_code: int | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         """Read the socket in a plain loop.
@@ -78,7 +91,10 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         # the database through database_sync_to_async, which does that housekeeping itself.
         # Frames go straight to receive(), one coroutine fewer than websocket_receive().
         if message["type"] == "websocket.receive":
-            await self.receive(message.get("text"), message.get("bytes"))
+            if self.close_code is None:  # frames still arriving after reject() closed are dropped
+                await self.receive(message.get("text"), message.get("bytes"))
+                if self.close_code is not None:
+                    await self.close(code=self.close_code)
         else:
             await super().dispatch(message)
 
@@ -103,9 +119,17 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         correlation_id = (header(self.scope, b"x-ms-call-correlation-id") or "")[:200]
-        call = await database_sync_to_async(services.call_stream_opened)(
-            connection_id=self.connection_id, correlation_id=correlation_id
-        )
+        try:
+            call = await db_write(
+                f"call {self.connection_id}: stream opened",
+                services.call_stream_opened,
+                connection_id=self.connection_id,
+                correlation_id=correlation_id,
+            )
+        except RetriesExhausted:
+            # Refused before it is accepted: ACS tries the stream again.
+            await self.close()
+            return
         self.call_id = call["id"]
         self.opened_at = datetime.now(UTC)
         self.live = await LIVE.attach(self.call_id, f"call {self.connection_id}")
@@ -147,7 +171,14 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 await LIVE.detach(self.live)
             except Exception:
                 logger.exception("call %s: saving the final figures failed", self.connection_id)
-        await database_sync_to_async(services.call_stream_closed)(call_id=self.call_id)
+        # If the database stays away, the failure is logged; the call's state is put right by
+        # its next stream or Call Automation callback.
+        with contextlib.suppress(RetriesExhausted):
+            await db_write(
+                f"call {self.connection_id}: stream closed",
+                services.call_stream_closed,
+                call_id=self.call_id,
+            )
         logger.info("ACS stream closed for call %s (code %s)", self.connection_id, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -161,24 +192,42 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         except PacketError as error:
             self.reject(error.reason)
             return
-        if type(packet) is AudioData:  # the hot path: 50 frames a second per participant
-            INGEST.audio_frames += 1
-            if packet.timestamp is not None:
-                INGEST.observe_lag(packet.timestamp)
-            if self.audio is None:
-                self.reject("AudioData before a usable AudioMetadata")
+        try:
+            if type(packet) is AudioData:  # the hot path: 50 frames a second per participant
+                INGEST.audio_frames += 1
+                if packet.timestamp is not None:
+                    INGEST.observe_lag(packet.timestamp)
+                if self.audio is None:
+                    self.reject("AudioData before a usable AudioMetadata", hostile=False)
+                    return
+                pending = self.audio.frame_now(packet)
+                if pending is not None:
+                    await pending
                 return
-            pending = self.audio.frame_now(packet)
-            if pending is not None:
-                await pending
-            return
-        await self.handle_packet(packet)
+            await self.handle_packet(packet)
+        except Exception:
+            # An exception escaping a consumer closes its socket: the rest of the call would
+            # be lost for one packet's sake. Log it and go on with the next frame.
+            INGEST.internal_errors += 1
+            logger.exception(
+                "call %s: handling frame %d (%s) failed",
+                self.connection_id,
+                self.frames,
+                type(packet).__name__,
+            )
 
-    def reject(self, reason: str) -> None:
+    def reject(self, reason: str, *, hostile: bool = True) -> None:
         """Count a bad frame and log it; past the log limit, only every 100th is logged.
 
         Counts are kept per kind of reason, without the offending value, and for a bounded
         number of kinds, so a hostile stream cannot grow them without limit.
+
+        A stream whose last ``CALLSITE_BAD_FRAME_CLOSE_LIMIT`` frames were all rejected is
+        closed with 4008 (policy violation) by ``dispatch()`` once this frame is handled. A
+        valid frame ends the run. A frame of an unknown kind neither counts nor ends it, since
+        ACS may add kinds that this version does not know; nor does a well-formed frame that
+        is merely unusable (``hostile=False``: audio in a format Callsite does not take, or
+        before its AudioMetadata), which must not cost the stream's transcription.
         """
         category = reason.split(", got ", 1)[0][:120]
         if category not in self.rejected and len(self.rejected) >= MAX_REJECT_CATEGORIES - 1:
@@ -195,6 +244,32 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 total,
                 reason,
             )
+        self.extend_bad_run(reason, hostile=hostile)
+
+    def extend_bad_run(self, reason: str, *, hostile: bool = True) -> None:
+        """Add this frame to the run of rejected frames; ask for a close if it is long enough."""
+        frame = self.frames
+        if frame == self.bad_run_frame:  # one frame is one frame, however often it is rejected
+            return
+        if frame - 1 != self.bad_run_frame:  # the frame before was not rejected
+            self.bad_run = 0
+        self.bad_run_frame = frame
+        if not hostile or reason.startswith(UNKNOWN_KIND):
+            return
+        self.bad_run += 1
+        limit = settings.CALLSITE_BAD_FRAME_CLOSE_LIMIT
+        if limit and self.bad_run >= limit and self.close_code is None:
+            self.close_code = POLICY_VIOLATION
+            logger.warning(
+                "call %s: closing the socket (code %d) after %d bad frames in a row; "
+                "%d of %d frames rejected: %s",
+                self.connection_id,
+                POLICY_VIOLATION,
+                self.bad_run,
+                sum(self.rejected.values()),
+                frame,
+                dict(self.rejected.most_common(10)),
+            )
 
     async def handle_packet(self, packet: Packet) -> None:
         assert self.call_id is not None
@@ -204,8 +279,11 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             else:
                 await self.relay_interim(packet)
         elif isinstance(packet, TranscriptionMetadata):
-            await database_sync_to_async(services.call_transcription_started)(
-                call_id=self.call_id, metadata=packet
+            await db_write(
+                f"call {self.connection_id}: transcription metadata",
+                services.call_transcription_started,
+                call_id=self.call_id,
+                metadata=packet,
             )
         elif isinstance(packet, AudioMetadata):
             audio = await self.audio_path()
@@ -213,7 +291,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         elif isinstance(packet, AudioData):  # pragma: no cover - handled in receive()
             raise AssertionError("AudioData reaches handle_packet")
         elif isinstance(packet, DtmfData):
-            logger.info("call %s: DTMF %r", self.connection_id, packet.data)
+            logger.info("call %s: DTMF %r", self.connection_id, packet.data[:40])
             audio = await self.audio_path()
             await audio.dtmf(packet)
 
@@ -240,16 +318,30 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
 
     async def record_final(self, packet: TranscriptionData) -> None:
         assert self.call_id is not None
-        caption, created = await database_sync_to_async(services.utterance_record)(
-            call_id=self.call_id,
-            participant_raw_id=packet.participant_raw_id,
-            text=packet.text,
-            confidence=packet.confidence,
-            offset_ticks=packet.offset,
-            duration_ticks=packet.duration,
-            words=packet.words,
-            source=TranscriptSource.ACS,
-        )
+        try:
+            caption, created = await db_write(
+                f"call {self.connection_id}: final utterance",
+                services.utterance_record,
+                call_id=self.call_id,
+                participant_raw_id=packet.participant_raw_id,
+                text=packet.text,
+                confidence=packet.confidence,
+                offset_ticks=packet.offset,
+                duration_ticks=packet.duration,
+                words=packet.words,
+                source=TranscriptSource.ACS,
+            )
+        except RetriesExhausted:
+            # The text goes to the log in full, so an operator can still recover it.
+            INGEST.finals_lost += 1
+            logger.error(
+                "call %s: final utterance NOT stored (participant %s, offset %s): %r",
+                self.connection_id,
+                packet.participant_raw_id,
+                packet.offset,
+                packet.text,
+            )
+            return
         if caption["participant"] is not None:
             self.participants[caption["participant"]["raw_id"]] = caption["participant"]
         if created:
@@ -263,7 +355,10 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
     async def final_stored(self, caption: CaptionPayload, speech_end: datetime | None) -> None:
         """A new final is stored: the live analytics count it and check the keyword rules."""
         if self.live is not None:
-            await LIVE.final_stored(self.live, caption, speech_end)
+            try:
+                await LIVE.final_stored(self.live, caption, speech_end)
+            except Exception:
+                logger.exception("call %s: handling a stored final failed", self.connection_id)
 
     async def relay_interim(self, packet: TranscriptionData) -> None:
         """Broadcast an intermediate result; it is never stored."""
@@ -273,9 +368,17 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
         if raw_id:
             participant = self.participants.get(raw_id)
             if participant is None:
-                participant = await database_sync_to_async(services.participant_ensure)(
-                    call_id=self.call_id, raw_id=raw_id
-                )
+                try:
+                    participant = await database_sync_to_async(services.participant_ensure)(
+                        call_id=self.call_id, raw_id=raw_id
+                    )
+                except Exception as error:
+                    # An interim result is replaced by the next one within a second: it is
+                    # not worth waiting for the database.
+                    logger.warning(
+                        "call %s: interim result not relayed: %s", self.connection_id, error
+                    )
+                    return
                 self.participants[raw_id] = participant
         caption: CaptionPayload = {
             "call_id": self.call_id,

@@ -14,6 +14,7 @@ stored them commits.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from typing import Literal, TypedDict
 
@@ -248,8 +249,42 @@ async def asend_event(groups: Iterable[str], event: Event) -> None:
     for group in groups:
         try:
             await layer.group_send(group, event)
-        except Exception:
-            logger.warning("could not send %s to group %s", event["type"], group, exc_info=True)
+        except Exception as error:
+            _SEND_FAILURES.failed(event["type"], group, error)
+
+
+class _SendFailures:
+    """Logs channel-layer send failures at most once per ``every`` seconds, with a count.
+
+    While Redis is down every caption, chart tick and health update fails: one line a few
+    seconds is enough to say so, a traceback per event would bury the log.
+    """
+
+    def __init__(self, every: float = 10.0) -> None:
+        self.every = every
+        self.suppressed = 0
+        self.last = -every
+
+    def failed(self, kind: str, group: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self.last < self.every:
+            self.suppressed += 1
+            return
+        logger.warning(
+            "channel layer unavailable: could not send %s to group %s (%d more not sent in"
+            " the last %.0f s): %s: %s",
+            kind,
+            group,
+            self.suppressed,
+            now - self.last if self.suppressed else 0,
+            type(error).__name__,
+            error,
+        )
+        self.last = now
+        self.suppressed = 0
+
+
+_SEND_FAILURES = _SendFailures()
 
 
 def send_event(groups: Iterable[str], event: Event) -> None:

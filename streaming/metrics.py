@@ -25,6 +25,9 @@ class IngestMetrics:
     frames: int = 0
     audio_frames: int = 0
     rejected: int = 0
+    internal_errors: int = 0
+    db_retries: int = 0
+    finals_lost: int = 0
     sockets_open: int = 0
     sockets_total: int = 0
     lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
@@ -48,6 +51,15 @@ class IngestMetrics:
             "# HELP callsite_ingest_rejected_total Frames rejected with a reason.",
             "# TYPE callsite_ingest_rejected_total counter",
             f"callsite_ingest_rejected_total {self.rejected}",
+            "# HELP callsite_ingest_internal_errors_total Valid frames whose handling failed.",
+            "# TYPE callsite_ingest_internal_errors_total counter",
+            f"callsite_ingest_internal_errors_total {self.internal_errors}",
+            "# HELP callsite_ingest_db_retries_total Database writes tried again after an outage.",
+            "# TYPE callsite_ingest_db_retries_total counter",
+            f"callsite_ingest_db_retries_total {self.db_retries}",
+            "# HELP callsite_ingest_finals_lost_total Finals not stored: retries ran out.",
+            "# TYPE callsite_ingest_finals_lost_total counter",
+            f"callsite_ingest_finals_lost_total {self.finals_lost}",
             "# HELP callsite_ingest_sockets ACS sockets open now.",
             "# TYPE callsite_ingest_sockets gauge",
             f"callsite_ingest_sockets {self.sockets_open}",

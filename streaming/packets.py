@@ -27,6 +27,7 @@ from __future__ import annotations
 import binascii
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -168,6 +169,28 @@ def _opt_str(m: JsonMap, p: str, field: str) -> str | None:
     raise _fail(p + field, "a string", value)
 
 
+# Text a database can store: PostgreSQL refuses NUL in text, and no UTF-8 (so neither
+# database) can hold a lone surrogate, which JSON's \ud800 escapes can produce.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MAX_PARTICIPANT_ID = 300  # Participant.raw_id
+
+
+def _stored_str(m: JsonMap, p: str, field: str) -> str | None:
+    """A string that is stored: one with NUL or a lone surrogate is rejected here, as a bad
+    packet with its reason, instead of failing later in the database."""
+    value = _opt_str(m, p, field)
+    if value is not None and _UNSTORABLE.search(value):
+        raise _fail(p + field, "text without NUL characters or lone surrogates", value)
+    return value
+
+
+def _participant(m: JsonMap, p: str, field: str = "participantRawID") -> str | None:
+    value = _stored_str(m, p, field)
+    if value is not None and len(value) > MAX_PARTICIPANT_ID:
+        raise _fail(p + field, f"at most {MAX_PARTICIPANT_ID} characters", value)
+    return value
+
+
 def _req_str(m: JsonMap, p: str, field: str) -> str:
     value = _opt_str(m, p, field)
     if value is None:
@@ -256,13 +279,13 @@ def _audio_data(
     return AudioData(
         data=_req_str(m, p, "data"),
         timestamp=_opt_time(m, p),
-        participant_raw_id=_opt_str(m, p, participant),
+        participant_raw_id=_participant(m, p, participant),
         silent=_opt_bool(m, p, silent),
     )
 
 
 def _dtmf_data(m: JsonMap, p: str) -> DtmfData:
-    return DtmfData(_req_str(m, p, "data"), _opt_time(m, p), _opt_str(m, p, "participantRawID"))
+    return DtmfData(_req_str(m, p, "data"), _opt_time(m, p), _participant(m, p))
 
 
 def _transcription_metadata(m: JsonMap, p: str) -> TranscriptionMetadata:
@@ -287,6 +310,8 @@ def _words(value: object, p: str) -> tuple[Word, ...]:
         wp = f"{p}words[{index}]."
         w = _lowered(item)
         text = _req_str(w, wp, "text")
+        if _UNSTORABLE.search(text):
+            raise _fail(wp + "text", "text without NUL characters or lone surrogates", text)
         words.append(Word(text, _opt_int(w, wp, "offset"), _opt_int(w, wp, "duration")))
     return tuple(words)
 
@@ -304,14 +329,17 @@ def _transcription_data(m: JsonMap, p: str) -> TranscriptionData:
     elif sentiment_result is not None:
         raise _fail(p + "sentimentAnalysisResult", "an object", sentiment_result)
     text_format = _opt_str(m, p, "format")
+    text = _req_str(m, p, "text")
+    if _UNSTORABLE.search(text):
+        raise _fail(p + "text", "text without NUL characters or lone surrogates", text)
     return TranscriptionData(
-        text=_req_str(m, p, "text"),
+        text=text,
         format="display" if text_format is None else text_format.lower(),
         confidence=_opt_confidence(m, p),
         offset=_opt_int(m, p, "offset"),
         duration=_opt_int(m, p, "duration"),
         words=_words(m.get("words"), p),
-        participant_raw_id=_opt_str(m, p, "participantRawID"),
+        participant_raw_id=_participant(m, p),
         result_status=status,
         # Lower-cased like format: the documented values are lower-case and get compared.
         sentiment=None if sentiment is None else sentiment.lower(),

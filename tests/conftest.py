@@ -108,7 +108,7 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
                 [
                     sys.executable,
                     "-m",
-                    "daphne",
+                    "callsite.server",
                     "-b",
                     "127.0.0.1",
                     "-p",

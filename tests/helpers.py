@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
@@ -229,3 +230,16 @@ def clear_cache() -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+def field_paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+    """The path of every field and array item in a JSON value, for tests that mutate one."""
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return
+    for key, item in items:
+        yield (*prefix, key)
+        yield from field_paths(item, (*prefix, key))

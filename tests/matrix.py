@@ -6,6 +6,10 @@
 2. PostgreSQL + Redis (``CALLSITE_TEST_DATABASE_URL``, ``CALLSITE_TEST_REDIS_URL``; by default
    the local servers on 127.0.0.1). Under ``CI=true`` a missing server is a failure; elsewhere
    the pass is skipped with the reason.
+3. The fault tests (``tests/faults/``), once: they start their own PostgreSQL cluster and
+   ``redis-server`` to kill and restart, whatever the pass, so running them twice would only
+   take twice as long. They run when no test paths are given, or when one is under
+   ``tests/faults``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ def _counts(report: Path) -> tuple[int, int, int]:
     return total - failed - skipped, failed, skipped
 
 
-def _run(name: str, env_overrides: dict[str, str], args: list[str]) -> tuple[int, int, int, int]:
+def _run(
+    name: str, env_overrides: dict[str, str], args: list[str], *, allow_empty: bool = False
+) -> tuple[int, int, int, int]:
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     env.update(env_overrides)
     env["CALLSITE_TEST_BACKEND"] = name
@@ -48,21 +54,39 @@ def _run(name: str, env_overrides: dict[str, str], args: list[str]) -> tuple[int
         [sys.executable, "-m", "pytest", f"--junitxml={report}", *args], cwd=ROOT, env=env
     )
     passed, failed, skipped = _counts(report)
+    if code == 5 and allow_empty:  # a filter (-k, -m) left none of this pass's tests
+        return 0, passed, failed, skipped
     if code == 5:  # pytest ran no test: that is a failure of the suite, not a pass
         print(f"{name}: no tests ran", flush=True)
         code = 1
     return code, passed, failed, skipped
 
 
+FAULTS = "tests/faults"
+
+
+def _split_paths(args: list[str]) -> tuple[list[str], list[str]]:
+    """(test paths, other pytest arguments) among ``args``."""
+    paths = [a for a in args if not a.startswith("-") and (ROOT / a.split("::")[0]).exists()]
+    return paths, [a for a in args if a not in paths]
+
+
 def main(args: list[str]) -> int:
     ARTIFACTS.mkdir(exist_ok=True)
     results: dict[str, tuple[int, int, int, int]] = {}
-    results["sqlite-memory"] = _run("sqlite-memory", {}, args)
+    paths, options = _split_paths(args)
+    fault_paths = [p for p in paths if p.startswith(FAULTS)]
+    other_paths = [p for p in paths if not p.startswith(FAULTS)]
+    run_faults = not paths or bool(fault_paths)
+    # Only fault tests asked for: no backend pass.
+    args = [] if paths and not other_paths else [*options, *other_paths, f"--ignore={FAULTS}"]
+    if args:
+        results["sqlite-memory"] = _run("sqlite-memory", {}, args)
 
     missing = [
         what
         for what, url, port in (("PostgreSQL", PG_URL, 5432), ("Redis", REDIS_URL, 6379))
-        if not reachable(url, port)
+        if args and not reachable(url, port)
     ]
     if missing:
         reason = f"{' and '.join(missing)} not reachable ({PG_URL}, {REDIS_URL})"
@@ -71,7 +95,7 @@ def main(args: list[str]) -> int:
             results["postgresql-redis"] = (1, 0, 1, 0)
         else:
             print(f"\npostgresql-redis: SKIPPED: {reason}", flush=True)
-    else:
+    elif args:
         results["postgresql-redis"] = _run(
             "postgresql-redis",
             {
@@ -81,6 +105,11 @@ def main(args: list[str]) -> int:
                 "CALLSITE_EXPECT_BACKENDS": "postgresql,redis",
             },
             args,
+        )
+
+    if run_faults:
+        results["faults"] = _run(
+            "faults", {}, [*options, *(fault_paths or [FAULTS])], allow_empty=bool(options)
         )
 
     print("\n=== test matrix ===")

@@ -123,17 +123,27 @@ def test_unmixed_wavs_become_utterances_of_the_right_speakers(
     assert seconds.filter(stream__startswith="4:").count() == 47
 
 
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [(signal.SIGKILL, "exited"), (signal.SIGSTOP, "answered nothing")],
+    ids=["crashed", "hung"],
+)
 def test_a_killed_recognizer_process_costs_a_marked_gap_not_the_call(
-    daphne_factory: Any,
+    daphne_factory: Any, fault: signal.Signals, reason: str
 ) -> None:
-    server = daphne_factory(CALLSITE_RECOGNIZER="sphinx", CALLSITE_SPHINX_WORKERS="1")
+    """The decoder process dies (SIGKILL) or hangs (SIGSTOP: the watchdog kills it)."""
+    server = daphne_factory(
+        CALLSITE_RECOGNIZER="sphinx",
+        CALLSITE_SPHINX_WORKERS="1",
+        CALLSITE_SPHINX_WATCHDOG_SECONDS="2",
+    )
     killed: list[int] = []
 
     def kill_when_the_call_is_under_way() -> None:
-        # Kill the decoder a few seconds into the call (after the first turn is stored).
+        # Break the decoder a few seconds into the call (after the first turn is stored).
         if wait_for(lambda: Utterance.objects.filter(call__connection_id="live-audio-2").exists()):
             for pid in sphinx_worker_pids(server):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, fault)
                 killed.append(pid)
 
     killer = threading.Thread(target=kill_when_the_call_is_under_way)
@@ -147,7 +157,7 @@ def test_a_killed_recognizer_process_costs_a_marked_gap_not_the_call(
     call = Call.objects.get(connection_id="live-audio-2")
     gaps = CallEvent.objects.filter(call=call, type="recognition.gap")
     assert gaps.exists(), server.output()
-    assert all("exited" in g.result_message for g in gaps)
+    assert all(reason in g.result_message for g in gaps), [g.result_message for g in gaps]
     # Recognition went on after the crash: the call's last turns were still transcribed.
     last_gap_end = max(g.data["end_ticks"] for g in gaps)
     later = Utterance.objects.filter(call=call, offset_ticks__gt=last_gap_end)

@@ -248,6 +248,10 @@ def test_two_workers_behind_nginx_share_calls_and_survive_a_worker_kill(
     for _ in range(3):
         status, body = _get(f"{nginx.http_url}/readyz")
         assert status == 200, body
+    # nginx logged ACS's reconnect without the shared secret it carried as ?token=.
+    access = (nginx.prefix / "access.log").read_text()
+    assert "GET /ws/acs/ HTTP/1.1" in access
+    assert settings.CALLSITE_ACS_SHARED_SECRET not in access
 
 
 def test_readyz_names_a_database_it_cannot_reach(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from django.conf import settings
 from rest_framework.throttling import UserRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 class ApiUserRateThrottle(UserRateThrottle):
@@ -18,3 +23,15 @@ class ApiUserRateThrottle(UserRateThrottle):
 
     def get_rate(self) -> str:
         return str(settings.CALLSITE_API_RATE)
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        """Count the request; if the cache (Redis) is away, let it through.
+
+        The limit protects the database from a runaway client; refusing every request while
+        Redis restarts would cost every user instead.
+        """
+        try:
+            return super().allow_request(request, view)
+        except Exception as error:  # the cache backend's own connection errors
+            logger.warning("API rate not checked, the cache is unavailable: %s", error)
+            return True

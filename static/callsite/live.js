@@ -1,5 +1,6 @@
 // A self-healing WebSocket: reconnects with backoff and tells the page when it is live.
 // Every (re)connection starts with a snapshot from the server, so the page re-syncs itself.
+// Closed with 4403 (access revoked), the page reloads, which leads to the login page.
 // `path` may be a function, asked again on every reconnect (a call page resumes from the
 // last event it has: ?after=<seq>).
 (function () {
@@ -26,7 +27,13 @@
       socket.onmessage = function (message) {
         onMessage(JSON.parse(message.data));
       };
-      socket.onclose = function () {
+      socket.onclose = function (event) {
+        if (event.code === 4403) {
+          // Logged out or no longer allowed: the page itself sends the user to log in.
+          setStatus("offline", "signed out");
+          window.location.reload();
+          return;
+        }
         setStatus("offline", "reconnecting…");
         window.setTimeout(open, delay);
         delay = Math.min(delay * 2, 10000);

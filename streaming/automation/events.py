@@ -7,6 +7,8 @@ half-applied is left behind.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +17,13 @@ from typing import Any
 EVENT_PREFIX = "Microsoft.Communication."
 VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
 INCOMING_CALL = "Microsoft.Communication.IncomingCall"
-MAX_EVENTS_PER_REQUEST = 100
+# Event Grid delivers up to 5000 events per batch (a subscription's "max events per batch"),
+# within the 1 MB body; a 4xx would drop the batch rather than retry it.
+MAX_EVENTS_PER_REQUEST = 5000
+# ACS events nest about six levels deep; far deeper bodies only cost time and stack.
+MAX_DEPTH = 32
+_INT32 = 2**31  # resultInformation codes are stored in IntegerFields
+_INT64 = 2**63  # and sequence numbers in a BigIntegerField
 
 
 class EventError(ValueError):
@@ -49,6 +57,60 @@ class IncomingCall:
     server_call_id: str
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _storable(text: str) -> bool:
+    """Whether both databases can store ``text``: PostgreSQL refuses NUL, UTF-8 surrogates."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def body_json(body: bytes) -> Any:
+    """The JSON document of a webhook body, checked so that storing its events cannot fail.
+
+    Strict JSON (no ``NaN`` or ``Infinity``, no number beyond a float's range), nested at most
+    ``MAX_DEPTH`` levels, and no string holding NUL or an unpaired surrogate.
+    """
+    try:
+        value = json.loads(body, parse_constant=_reject_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, the hooks' errors
+        raise EventError(f"the body is not valid JSON ({exc})") from None
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not _storable(item):
+                raise EventError(
+                    "the body holds a string with a NUL character or an unpaired surrogate"
+                )
+        elif isinstance(item, dict | list):
+            if depth >= MAX_DEPTH:
+                raise EventError(f"the body is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                item = list(item.values())
+            stack.extend((child, depth + 1) for child in item)
+    return value
+
+
 def event_list(body: Any) -> list[Mapping[str, Any]]:
     """The events of a webhook body: a JSON array of objects (a lone object is accepted)."""
     events = [body] if isinstance(body, Mapping) else body
@@ -71,15 +133,32 @@ def _text(obj: Mapping[str, Any], key: str, where: str, *, required: bool = True
     return value
 
 
+def event_type(event: Mapping[str, Any], index: int) -> str:
+    """An Event Grid event's type: ``eventType``, or ``type`` in the CloudEvents schema."""
+    value = event.get("eventType") or event.get("type")
+    if not isinstance(value, str) or not value:
+        raise EventError(f"event {index}.eventType must be a non-empty string")
+    return value[:200]
+
+
 def parse_time(value: Any) -> datetime | None:
-    """An event time (ISO 8601; .NET writes 7 fractional digits); ``None`` when unusable."""
+    """An event time in UTC (ISO 8601; .NET writes 7 fractional digits); ``None`` when unusable.
+
+    A time that has no UTC equivalent (0001-01-01 east of Greenwich) is unusable too.
+    """
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _integer(obj: Mapping[str, Any], key: str, where: str, bound: int) -> None:
+    value = obj.get(key)
+    if value is not None and (type(value) is not int or not -bound <= value < bound):
+        raise EventError(f"{where}.{key} must be an integer between {-bound} and {bound - 1}")
 
 
 def parse_cloud_event(event: Mapping[str, Any], index: int = 0) -> CloudEvent:
@@ -87,6 +166,16 @@ def parse_cloud_event(event: Mapping[str, Any], index: int = 0) -> CloudEvent:
     data = event.get("data")
     if not isinstance(data, Mapping):
         raise EventError(f"{where}.data must be an object")
+    # The fields that are stored in integer columns or iterated must have the right type.
+    info = data.get("resultInformation")
+    if info is not None:
+        if not isinstance(info, Mapping):
+            raise EventError(f"{where}.data.resultInformation must be an object")
+        _integer(info, "code", f"{where}.data.resultInformation", _INT32)
+        _integer(info, "subCode", f"{where}.data.resultInformation", _INT32)
+    _integer(data, "sequenceNumber", f"{where}.data", _INT64)
+    if data.get("participants") is not None and not isinstance(data["participants"], list):
+        raise EventError(f"{where}.data.participants must be an array")
     return CloudEvent(
         id=_text(event, "id", where)[:200],
         type=_text(event, "type", where)[:120],

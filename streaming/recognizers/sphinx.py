@@ -294,6 +294,7 @@ class SphinxRecognizer(Recognizer):
         return cls(
             workers=settings.CALLSITE_SPHINX_WORKERS,
             backlog_seconds=settings.CALLSITE_RECOGNIZER_BACKLOG_SECONDS,
+            watchdog_seconds=settings.CALLSITE_SPHINX_WATCHDOG_SECONDS,
         )
 
     def open(self, config: SessionConfig) -> SphinxSession:

@@ -153,3 +153,40 @@ async def test_other_calls_captions_do_not_reach_a_call_page(supervisor: User) -
     await acs.disconnect()
     await page.disconnect()
     assert await Call.objects.acount() == 2
+
+
+@pytest.mark.parametrize("revoke", ["logout", "deactivated", "no longer a supervisor"])
+async def test_an_open_page_closes_once_its_user_loses_access(
+    supervisor: User, settings: Any, revoke: str
+) -> None:
+    """A page open for hours outlives a logout, a deactivation, a change of groups: the
+    socket checks again before it relays anything and closes with 4403."""
+    from django.contrib.sessions.models import Session
+
+    from dashboard.consumers import ACCESS_REVOKED
+
+    settings.CALLSITE_DASHBOARD_RECHECK_SECONDS = 0  # check before every message
+    call_id = await _call_with_caption("revoked-call", "Earlier words.")
+    page = await _dashboard(f"/ws/dashboard/calls/{call_id}/", supervisor)
+    assert (await page.connect())[0]
+    assert (await next_event(page))["type"] == "snapshot"
+    acs = acs_socket("revoked-call")
+    assert (await acs.connect())[0]
+    await acs.send_to(text_data=transcription_data("still allowed", status="Intermediate"))
+    while (event := await next_event(page))["type"] != "caption.interim":
+        pass
+    assert event["caption"]["text"] == "still allowed"
+
+    def take_access_away() -> None:
+        if revoke == "logout":
+            Session.objects.all().delete()
+        elif revoke == "deactivated":
+            User.objects.filter(pk=supervisor.pk).update(is_active=False)
+        else:
+            supervisor.groups.clear()
+
+    await database_sync_to_async(take_access_away)()
+    await acs.send_to(text_data=transcription_data("not for you", status="Intermediate"))
+    closed = await page.receive_output(timeout=5)
+    assert closed == {"type": "websocket.close", "code": ACCESS_REVOKED}
+    await acs.disconnect()

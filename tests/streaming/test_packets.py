@@ -32,6 +32,7 @@ from streaming.packets import (
     Word,
     parse_packet,
 )
+from tests.helpers import field_paths
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "acs-packets"
 MAX_TICKS = 2**63 - 1
@@ -811,18 +812,6 @@ def test_random_payloads_for_each_kind_raise_only_packet_error(kind: str, payloa
     parse_or_packet_error(dumps({"kind": kind, kind[:1].lower() + kind[1:]: payload}))
 
 
-def field_paths(value: Any, prefix: tuple[str | int, ...] = ()) -> Iterator[tuple[str | int, ...]]:
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = enumerate(value)
-    else:
-        return
-    for key, item in items:
-        yield (*prefix, key)
-        yield from field_paths(item, (*prefix, key))
-
-
 MUTATION_SITES = [(base, path) for base in BASES for path in field_paths(base)]
 
 
@@ -864,6 +853,12 @@ def stamp_field(draw: st.DrawFn, wire: dict[str, Any]) -> datetime | None:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
+# What the parser passes on for storage: no NUL (PostgreSQL refuses it); participant ids fit
+# their column. (Hypothesis' text never holds lone surrogates.)
+stored_text = st.text(alphabet=st.characters(blacklist_characters="\x00"))
+participant_ids = st.text(alphabet=st.characters(blacklist_characters="\x00"), max_size=300)
+
+
 @st.composite
 def audio_metadata(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     wire: dict[str, Any] = {}
@@ -888,7 +883,7 @@ def audio_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     data = base64.b64encode(draw(st.binary(max_size=64))).decode()
     put(draw, wire, "data", data)
     timestamp = stamp_field(draw, wire)
-    participant = draw(st.none() | st.text())
+    participant = draw(st.none() | participant_ids)
     put(draw, wire, "participantRawID", participant)
     silent = draw(st.none() | st.booleans())
     put(draw, wire, "silent", silent)
@@ -901,7 +896,7 @@ def dtmf_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     data = draw(st.sampled_from("0123456789*#ABCD"))
     put(draw, wire, "data", data)
     timestamp = stamp_field(draw, wire)
-    participant = draw(st.none() | st.text())
+    participant = draw(st.none() | participant_ids)
     put(draw, wire, "participantRawID", participant)
     return wire, DtmfData(data, timestamp, participant)
 
@@ -919,7 +914,9 @@ def transcription_metadata(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
 @st.composite
 def transcription_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     wire: dict[str, Any] = {}
-    words = draw(st.lists(st.tuples(st.text(), st.none() | ticks, st.none() | ticks), max_size=5))
+    words = draw(
+        st.lists(st.tuples(stored_text, st.none() | ticks, st.none() | ticks), max_size=5)
+    )
     wire_words = []
     for text, offset, duration in words:
         word: dict[str, Any] = {}
@@ -933,13 +930,13 @@ def transcription_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     status = draw(st.sampled_from(ResultStatus))
     put(draw, wire, "resultStatus", draw(casings(status.value.capitalize())))
     expected = TranscriptionData(
-        text=draw(st.text()),
+        text=draw(stored_text),
         format=draw(st.text()),
         confidence=draw(st.none() | st.floats(min_value=0.0, max_value=1.0)),
         offset=draw(st.none() | ticks),
         duration=draw(st.none() | ticks),
         words=tuple(Word(*word) for word in words),
-        participant_raw_id=draw(st.none() | st.text()),
+        participant_raw_id=draw(st.none() | participant_ids),
         result_status=status,
         sentiment=draw(st.none() | st.sampled_from(["positive", "Negative", "NEUTRAL", "mixed"])),
         language=draw(st.none() | st.text()),
@@ -989,3 +986,23 @@ def test_valid_packets_round_trip(generated: tuple[dict[str, Any], Packet], as_b
     assert_invariants(packet)
     if isinstance(packet, AudioData):
         assert base64.b64encode(packet.pcm()).decode() == packet.data
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("text", "a\x00b", "transcriptionData.text must be text without NUL"),
+        ("text", "a\ud800b", "transcriptionData.text must be text without NUL"),
+        ("participantRawID", "4:\x00", "transcriptionData.participantRawID must be text without"),
+        ("participantRawID", "8:acs:" + "x" * 300, "participantRawID must be at most 300"),
+    ],
+)
+def test_text_a_database_cannot_store_is_rejected_with_its_reason(
+    field: str, value: str, reason: str
+) -> None:
+    """NUL (PostgreSQL refuses it), lone surrogates (no UTF-8 holds them) and participant ids
+    longer than their column are bad packets, not database errors later."""
+    data = {"text": "hello", "resultStatus": "Final", field: value}
+    with pytest.raises(PacketError) as caught:
+        parse_packet(json.dumps({"kind": "TranscriptionData", "transcriptionData": data}))
+    assert reason in caught.value.reason

@@ -26,6 +26,11 @@ upstream callsite_workers {{
     keepalive 16;
 }}
 
+# ACS passes its shared secret as ?token= on /ws/acs/: log paths without their query strings.
+log_format callsite_no_query '$remote_addr - $remote_user [$time_local] '
+                             '"$request_method $uri $server_protocol" $status $body_bytes_sent '
+                             '"$http_user_agent" $request_time';
+
 map $http_upgrade $callsite_connection {{
     default upgrade;
     ''      '';
@@ -35,6 +40,7 @@ server {{
     listen {listen};
     server_name {server_name};
     client_max_body_size {max_body};
+    access_log {access_log} callsite_no_query;
 
     location {static_url} {{
         alias {static_root}/;
@@ -102,6 +108,7 @@ def render(
     static_url: str,
     max_body: str = "10m",
     standalone_prefix: Path | None = None,
+    access_log: str = "/var/log/nginx/callsite.access.log",
 ) -> str:
     """nginx's configuration for workers on ``host``, one per port of ``ports``."""
     servers = "\n".join(f"    server {host}:{port} max_fails=1 fail_timeout=2s;" for port in ports)
@@ -113,6 +120,9 @@ def render(
         listen=listen,
         server_name=server_name,
         max_body=max_body,
+        access_log=(
+            f"{standalone_prefix}/access.log" if standalone_prefix is not None else access_log
+        ),
         static_url="/" + static_url.strip("/") + "/",
         static_root=str(static_root).rstrip("/"),
     )

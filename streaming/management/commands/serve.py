@@ -1,7 +1,8 @@
 """Run N Daphne worker processes on consecutive ports and keep them running.
 
-The production shape of Callsite on one machine: one worker per core, each a plain
-``daphne callsite.asgi:application`` on ``--host`` and ports ``--port`` .. ``--port + N - 1``,
+The production shape of Callsite on one machine: one worker per core, each
+``python -m callsite.server callsite.asgi:application`` (Daphne with a graceful stop, see
+callsite/server.py) on ``--host`` and ports ``--port`` .. ``--port + N - 1``,
 behind a proxy that spreads sockets and requests over them with no stickiness
 (``manage.py nginx_config`` writes nginx's part). The workers are identical and share
 nothing but PostgreSQL and Redis, so the same command runs on every machine of a larger
@@ -9,9 +10,10 @@ deployment.
 
 A worker that exits on its own is started again after a pause that doubles up to 30 s (and
 goes back to 1 s once a worker has run for a minute). SIGTERM or SIGINT is passed on to every
-worker; each stops taking sockets and closes its calls, and any still running after
-``--grace`` seconds is killed. Migrations and ``collectstatic`` are not run here: run them
-once per deployment, before the workers start (docs/deploy.md).
+worker; each stops listening, closes its sockets with 1012 (service restart), stores what its
+calls still hold, and exits. Any still running after ``--grace`` seconds is killed.
+Migrations and ``collectstatic`` are not run here: run them once per deployment, before the
+workers start (docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -86,8 +87,13 @@ class Command(BaseCommand):
         os.environ["CALLSITE_WORKERS"] = str(total)
         settings.CALLSITE_WORKERS = total
         call_command("check", fail_level="ERROR")
-        daphne = str(Path(sys.executable).with_name("daphne"))
-        command = [daphne, "--proxy-headers", *options["daphne_arg"]]
+        command = [
+            sys.executable,
+            "-m",
+            "callsite.server",
+            "--proxy-headers",
+            *options["daphne_arg"],
+        ]
         workers = [Worker(i, first + i) for i in range(count)]
         stopping: list[int] = []
 

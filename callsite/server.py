@@ -1,0 +1,164 @@
+"""Daphne with a graceful stop and Callsite's WebSocket limits.
+
+    python -m callsite.server [daphne's options] callsite.asgi:application
+
+It takes every option ``daphne`` does (``manage.py serve`` starts its workers with it). Two
+things differ from plain Daphne:
+
+**Stopping.** On SIGTERM (or SIGINT) Daphne cancels every open connection's consumer at once:
+an ACS stream's last words, still in the recognizer, and its talk time are never stored. This
+server drains instead:
+
+1. it stops listening, so new connections go to the other workers (nginx moves on to the next
+   upstream when a connection is refused);
+2. it closes every open WebSocket with code 1012 (service restart). ACS reconnects the call's
+   stream and supervisors' pages reconnect and resume, on another worker;
+3. each ACS consumer's ``disconnect()`` stores what its stream still holds: the recognizer's
+   pending finals, the talk time, the stream's end;
+4. when every connection has finished, or after ``CALLSITE_DRAIN_SECONDS`` (default 20), the
+   server stops; what is still running then is cancelled, as Daphne does.
+
+A second signal during the drain stops at once.
+
+**Limits.** A WebSocket message or frame over ``CALLSITE_WS_MAX_MESSAGE_BYTES`` (default
+256 KiB; the largest ACS packets are a few KiB) fails the connection with close code 1009
+(message too big) before the consumer sees it, unless ``--websocket-max-message-size`` or
+``--websocket-max-frame-size`` is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from daphne.cli import CommandLineInterface
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
+from twisted.internet import reactor as _reactor
+
+from callsite.env import env_int
+
+logger = logging.getLogger("callsite.server")
+
+reactor: Any = _reactor  # Twisted's global reactor (the asyncio one Daphne installs)
+
+SERVICE_RESTART = 1012
+DEFAULT_DRAIN_SECONDS = 20
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class DrainingServer(Server):
+    """Daphne's server, stopping by draining its connections first (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Twisted's own handlers stop the reactor at once; this server installs its own.
+        self.install_drain_handlers = bool(kwargs.get("signal_handlers", True))
+        self.signal_handlers = False
+        self.drain_seconds = env_int("CALLSITE_DRAIN_SECONDS", DEFAULT_DRAIN_SECONDS, minimum=0)
+        self.ports: list[Any] = []
+        self.draining = False
+        self.stopping = False
+
+    def run(self) -> None:
+        if self.install_drain_handlers:
+            reactor.callWhenRunning(self._install_signal_handlers)
+        reactor.callWhenRunning(self._set_protocol_options)
+        super().run()
+
+    def _set_protocol_options(self) -> None:
+        # Autobahn fails a connection (a frame over the size limit, a protocol error) by
+        # dropping it, which the client sees as 1006 with no reason. Send the close frame
+        # with its code (1009: message too big) first, so the peer's logs say why.
+        self.ws_factory.setProtocolOptions(failByDrop=False)
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_event_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.drain, signum)
+
+    def stop(self) -> None:
+        if self.stopping:
+            return
+        if reactor.running:
+            self.stopping = True
+        super().stop()
+
+    def listen_success(self, port: Any) -> None:
+        self.ports.append(port)
+        super().listen_success(port)
+
+    def drain(self, signum: int = signal.SIGTERM) -> None:
+        if self.draining:
+            logger.warning("signal %s during the drain: stopping now", signum)
+            self.stop()
+            return
+        self.draining = True
+        for port in self.ports:
+            port.stopListening()
+        sockets = [
+            protocol
+            for protocol in self.connections
+            if isinstance(protocol, WebSocketProtocol) and protocol.state == protocol.STATE_OPEN
+        ]
+        logger.warning(
+            "signal %s: draining: no new connections; closing %d WebSocket(s) with %d, "
+            "waiting up to %.0f s for %d connection(s) to finish",
+            signum,
+            len(sockets),
+            SERVICE_RESTART,
+            self.drain_seconds,
+            len(self.connections),
+        )
+        for protocol in sockets:
+            # Autobahn's sendClose() accepts only 1000 and 3000-4999 from an application;
+            # 1012 is the protocol's own code for a restarting server.
+            protocol.sendCloseFrame(code=SERVICE_RESTART, isReply=False)
+        self._wait_for_connections(time.monotonic() + self.drain_seconds)
+
+    def _busy(self) -> int:
+        return sum(
+            1
+            for details in self.connections.values()
+            if details.get("application_instance") is not None
+            and not details["application_instance"].done()
+        )
+
+    def _wait_for_connections(self, deadline: float) -> None:
+        busy = self._busy()
+        if busy and time.monotonic() < deadline:
+            reactor.callLater(0.05, self._wait_for_connections, deadline)
+            return
+        if busy:
+            logger.warning("drain: %d connection(s) still running after the grace: cancelled", busy)
+        else:
+            logger.warning("drain: every connection finished; stopping")
+        self.stop()
+
+
+class DrainingCommandLine(CommandLineInterface):
+    server_class = DrainingServer
+
+    def run(self, args: list[str]) -> None:
+        limit = str(
+            env_int("CALLSITE_WS_MAX_MESSAGE_BYTES", DEFAULT_MAX_MESSAGE_BYTES, minimum=1024)
+        )
+        given = {arg.split("=", 1)[0] for arg in args}
+        defaults = [
+            f"{option}={limit}"
+            for option in ("--websocket-max-message-size", "--websocket-max-frame-size")
+            if option not in given
+        ]
+        super().run([*defaults, *args])
+
+
+def main() -> None:
+    DrainingCommandLine().run(sys.argv[1:])
+
+
+if __name__ == "__main__":
+    main()
