@@ -75,6 +75,8 @@ class _LatestText:
     Every page watching a call gets the same ``analytics.updated`` once a second; building
     its charts and JSON once instead of once per page saves most of that work. A tick is
     known by the call's duration and whether it is final, which change from one to the next.
+    A call's final tick is its last: its entry is dropped then, so the cache holds live calls
+    only (a day of ended calls would otherwise stay until the 2000th).
     """
 
     MAX_CALLS = 2000
@@ -88,6 +90,9 @@ class _LatestText:
         if found is not None and found[0] == key:
             return found[1]
         text = json.dumps(analytics_message(analytics, full=False))
+        if analytics["final"]:
+            self.latest.pop(analytics["call_id"], None)
+            return text
         if len(self.latest) >= self.MAX_CALLS:
             self.latest.clear()
         self.latest[analytics["call_id"]] = (key, text)

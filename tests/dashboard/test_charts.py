@@ -494,3 +494,4 @@ def test_a_tick_s_analytics_message_is_built_once_for_every_page() -> None:
     final = copy.deepcopy(later)
     final["final"] = True
     assert json.loads(LIVE_ANALYTICS.get(final))["analytics"]["final"] is True
+    assert 987_654 not in LIVE_ANALYTICS.latest  # the call ended: nothing kept for it
