@@ -1450,8 +1450,20 @@ def code_version() -> str:
         ).stdout.strip()
     except OSError:
         commit = "unknown"
+    try:
+        changes = subprocess.run(
+            ["git", "status", "--porcelain", "--", "streaming", "callsite", "dashboard"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    except OSError:
+        changes = "unknown"
+    if commit and not changes:
+        return commit
     digest = hashlib.sha256()
-    for path in sorted([*ROOT.glob("streaming/**/*.py"), *ROOT.glob("callsite/*.py")]):
+    patterns = ("streaming/**/*.py", "callsite/*.py", "dashboard/**/*.py")
+    for path in sorted(path for pattern in patterns for path in ROOT.glob(pattern)):
         digest.update(path.read_bytes())
     return f"{commit or 'unknown'} + tree {digest.hexdigest()[:12]}"
 
