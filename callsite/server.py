@@ -23,7 +23,16 @@ A second signal during the drain stops at once.
 **Limits.** A WebSocket message or frame over ``CALLSITE_WS_MAX_MESSAGE_BYTES`` (default
 256 KiB; the largest ACS packets are a few KiB) fails the connection with close code 1009
 (message too big) before the consumer sees it, unless ``--websocket-max-message-size`` or
-``--websocket-max-frame-size`` is given.
+``--websocket-max-frame-size`` is given. The limit is on what peers send; what the server
+sends (a long call's snapshot) is not limited.
+
+**Slow readers.** What a socket's peer has not read yet waits in the worker's memory, and
+Twisted buffers it without limit. A socket whose unsent backlog passes
+``CALLSITE_WS_MAX_BACKLOG_BYTES`` (default 1 MiB: messages sent while Twisted's 64 KiB send
+buffer stays full), with the buffer full for at least 2 s, is dropped (aborted: a close frame would
+only queue behind the backlog) and counted in ``callsite_websocket_slow_readers_dropped_total``.
+Nothing is lost by it: a supervisor's page reconnects and resumes from the database with
+``?after=<seq>``, and the call wall starts again from a snapshot.
 """
 
 from __future__ import annotations
@@ -39,8 +48,11 @@ from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
 from twisted.internet import reactor as _reactor
+from twisted.internet.interfaces import IPushProducer
+from zope.interface import implementer
 
 from callsite.env import env_int
+from streaming.metrics import INGEST
 
 logger = logging.getLogger("callsite.server")
 
@@ -49,6 +61,93 @@ reactor: Any = _reactor  # Twisted's global reactor (the asyncio one Daphne inst
 SERVICE_RESTART = 1012
 DEFAULT_DRAIN_SECONDS = 20
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
+DEFAULT_MAX_BACKLOG_BYTES = 1024 * 1024
+MIN_BACKLOG_BYTES = 64 * 1024
+# How long the send buffer must have stayed full before a socket counts as slow: a burst (a
+# snapshot and its analytics) to a peer that reads drains well within it.
+BACKLOG_GRACE_SECONDS = 2.0
+
+
+@implementer(IPushProducer)
+class SendBacklog:
+    """Whether one WebSocket's send buffer is full, and how much was sent on top of it.
+
+    Registered as the connection's streaming producer, so Twisted says when its send buffer
+    fills (``pauseProducing``: more than its ``bufferSize``, 64 KiB, waits for the kernel)
+    and when it has emptied (``resumeProducing``). The backlog is what the socket sent in
+    between: messages queued behind a full buffer, for a peer that has not caught up.
+    """
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.paused_at = 0.0
+        self.backlog = 0
+
+    def pauseProducing(self) -> None:
+        if not self.paused:
+            self.paused = True
+            self.paused_at = time.monotonic()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.backlog = 0
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+
+class BoundedWebSocketProtocol(WebSocketProtocol):
+    """Daphne's WebSocket protocol, dropping a peer that lets its backlog pass the limit."""
+
+    max_backlog = DEFAULT_MAX_BACKLOG_BYTES
+    send_backlog: SendBacklog | None = None
+    dropped_slow = False
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        transport = self.transport
+        backlog = SendBacklog()
+        try:
+            # The HTTP channel that upgraded the connection is still its producer.
+            transport.unregisterProducer()
+            transport.registerProducer(backlog, True)
+        except Exception:  # a transport without producers: the backlog goes unwatched
+            logger.warning("WebSocket backlog not watched on %r", transport, exc_info=True)
+            return
+        self.send_backlog = backlog
+
+    def serverSend(self, content: str | bytes, binary: bool = False) -> None:
+        backlog = self.send_backlog
+        # Only what is sent while the buffer is already full counts: one large message (a
+        # snapshot) to a peer that reads is not a slow reader.
+        waiting = backlog is not None and backlog.paused
+        # Autobahn applies the message size limit to what is sent too; it is meant for what
+        # peers send (a call page's snapshot of a long call is larger).
+        limit = int(getattr(self, "maxMessagePayloadSize", 0))
+        self.maxMessagePayloadSize = 0
+        try:
+            super().serverSend(content, binary)
+        finally:
+            self.maxMessagePayloadSize = limit
+        if backlog is None or not waiting or not backlog.paused or self.dropped_slow:
+            return
+        backlog.backlog += len(content)
+        if (
+            backlog.backlog > self.max_backlog
+            and time.monotonic() - backlog.paused_at >= BACKLOG_GRACE_SECONDS
+        ):
+            self.dropped_slow = True
+            INGEST.slow_readers_dropped += 1
+            logger.warning(
+                "WebSocket %s from %s dropped: its peer is not reading; %d bytes queued behind "
+                "its full send buffer (CALLSITE_WS_MAX_BACKLOG_BYTES %d); a page resumes "
+                "from the database",
+                getattr(getattr(self, "request", None), "path", "?"),
+                self.client_addr,
+                backlog.backlog,
+                self.max_backlog,
+            )
+            self.dropConnection(abort=True)
 
 
 class DrainingServer(Server):
@@ -75,6 +174,10 @@ class DrainingServer(Server):
         # dropping it, which the client sees as 1006 with no reason. Send the close frame
         # with its code (1009: message too big) first, so the peer's logs say why.
         self.ws_factory.setProtocolOptions(failByDrop=False)
+        BoundedWebSocketProtocol.max_backlog = env_int(
+            "CALLSITE_WS_MAX_BACKLOG_BYTES", DEFAULT_MAX_BACKLOG_BYTES, minimum=MIN_BACKLOG_BYTES
+        )
+        self.ws_factory.protocol = BoundedWebSocketProtocol
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_event_loop()

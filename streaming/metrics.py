@@ -30,6 +30,7 @@ class IngestMetrics:
     finals_lost: int = 0
     sockets_open: int = 0
     sockets_total: int = 0
+    slow_readers_dropped: int = 0
     lag_counts: list[int] = field(default_factory=lambda: [0] * (len(LAG_BUCKETS) + 1))
     lag_sum: float = 0.0
     lag_count: int = 0
@@ -66,6 +67,10 @@ class IngestMetrics:
             "# HELP callsite_ingest_sockets_total ACS sockets accepted.",
             "# TYPE callsite_ingest_sockets_total counter",
             f"callsite_ingest_sockets_total {self.sockets_total}",
+            "# HELP callsite_websocket_slow_readers_dropped_total WebSockets dropped: their "
+            "peer stopped reading and the backlog passed CALLSITE_WS_MAX_BACKLOG_BYTES.",
+            "# TYPE callsite_websocket_slow_readers_dropped_total counter",
+            f"callsite_websocket_slow_readers_dropped_total {self.slow_readers_dropped}",
             "# HELP callsite_ingest_frame_lag_seconds Frame handling time after its timestamp.",
             "# TYPE callsite_ingest_frame_lag_seconds histogram",
         ]

@@ -469,6 +469,96 @@ def test_slow_supervisor_neither_stalls_ingest_nor_loses_captions(
     assert_no_consumer_crashed(server)
 
 
+def test_page_that_never_reads_is_dropped_and_resumes_without_loss(
+    cluster: Cluster,
+    database: str,
+    server_factory: Callable[..., Server],
+    report: Callable[..., None],
+) -> None:
+    """A page that stops reading for good: the worker drops it once its backlog passes the
+    limit, instead of holding ever more for it; the page comes back and misses nothing."""
+    limit = 64 * 1024
+    server = server_factory(CALLSITE_WS_MAX_BACKLOG_BYTES=str(limit))
+    call, most = "never-reads", 3000
+    words = " ".join(["word"] * 200)  # about 1 KB a final
+
+    async def scenario() -> dict[str, Any]:
+        ws = await acs(server, call)
+        await ws.send(final(1))
+        await until_stored(cluster, database, call, 1)
+        path = f"/ws/dashboard/calls/{call_id(cluster, database, call)}/"
+        # A small receive buffer, so that the backlog builds up in the server soon.
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        raw.connect(("127.0.0.1", server.port))
+        slow = await page(server, cluster, path, max_queue=2, sock=raw)
+        snapshot = json.loads(await slow.recv())
+        assert snapshot["type"] == "snapshot"
+        fast = PageReader(await page(server, cluster, path))
+        await fast.until(1)
+        sent, dropped_at = 1, 0
+        while sent < most and not dropped_at:
+            sent += 1
+            await ws.send(transcription_data(f"line {sent} {words}", offset=sent * 2 * SECONDS))
+            if sent % 25 == 0:  # at the pace the server stores them
+                await until_stored(cluster, database, call, sent)
+                if metric(server, "callsite_websocket_slow_readers_dropped_total") >= 1:
+                    dropped_at = sent
+        # The call goes on after the drop.
+        for _ in range(20):
+            sent += 1
+            await ws.send(transcription_data(f"line {sent} {words}", offset=sent * 2 * SECONDS))
+        texts = await until_stored(cluster, database, call, sent)
+        await fast.until(sent)
+        # The slow page reads what reached it before the drop, then finds its socket closed.
+        slow_texts: list[str] = []
+        slow_seqs = [snapshot["captions"][-1]["seq"]]
+        with pytest.raises(ConnectionClosed):  # noqa: PT012 - the close comes after the backlog
+            while True:
+                message = json.loads(await asyncio.wait_for(slow.recv(), 10))
+                if message["type"] == "caption.final":
+                    slow_texts.append(message["caption"]["text"])
+                    slow_seqs.append(message["caption"]["seq"])
+        # It comes back as call.js does, with ?after=<the last seq it has>.
+        resumed = await page(server, cluster, f"{path}?after={slow_seqs[-1]}", max_size=None)
+        again = json.loads(await resumed.recv())
+        await resumed.close()
+        await fast.close()
+        await ws.close()
+        return {
+            "sent": sent,
+            "dropped_at": dropped_at,
+            "texts": texts,
+            "fast": list(fast.texts),
+            "slow": slow_texts,
+            "slow_seqs": slow_seqs,
+            "resumed": [c["text"] for c in again["captions"]],
+            "dropped": metric(server, "callsite_websocket_slow_readers_dropped_total"),
+        }
+
+    result = asyncio.run(scenario())
+    texts = result["texts"]
+    sent = ["final number 1", *(f"line {n}" for n in range(2, result["sent"] + 1))]
+    report(
+        fault="a page never reads again while 1 KB finals arrive (backlog limit 64 KiB)",
+        dropped_after_finals=result["dropped_at"],
+        slow_page_shown_before_drop=len(result["slow"]),
+        resumed_with_after=len(result["resumed"]),
+        fast_page_shown=len(result["fast"]),
+        **tally(sent, [t.split(" word")[0] for t in texts]),
+    )
+    assert result["dropped_at"], f"the page was not dropped after {result['sent']} finals"
+    assert result["dropped"] == 1
+    assert [t.split(" word")[0] for t in texts] == sent
+    assert result["fast"] == texts
+    # What the page had before the drop and what it got back on resuming: every final after
+    # its snapshot, once, in order.
+    assert result["slow"] + result["resumed"] == texts[1:]
+    assert result["slow_seqs"] == sorted(set(result["slow_seqs"]))
+    assert "is not reading" in server.output()
+    assert_no_consumer_crashed(server)
+
+
 # --- Frames over the size limit -----------------------------------------------------------------
 
 
@@ -508,3 +598,29 @@ def test_frame_over_the_size_limit_closes_with_1009_and_the_call_goes_on(
     assert texts[0] == "final number 1"
     assert texts[-2:] == ["final number 2", "final number 3"]
     assert "x" * 1000 not in "".join(texts)
+
+
+def test_the_size_limit_is_on_what_peers_send_not_on_snapshots(
+    cluster: Cluster, database: str, server_factory: Callable[..., Server]
+) -> None:
+    """A long call's snapshot is larger than the limit on incoming messages: it is sent."""
+    server = server_factory(CALLSITE_WS_MAX_MESSAGE_BYTES="65536")
+    call, total = "long-call", 120
+    words = " ".join(["word"] * 200)
+
+    async def scenario() -> tuple[int, list[str]]:
+        ws = await acs(server, call)
+        for n in range(1, total + 1):
+            await ws.send(transcription_data(f"line {n} {words}", offset=n * 2 * SECONDS))
+        await until_stored(cluster, database, call, total)
+        path = f"/ws/dashboard/calls/{call_id(cluster, database, call)}/"
+        reader = await page(server, cluster, path)
+        raw = await reader.recv()
+        await reader.close()
+        await ws.close()
+        return len(raw), [c["text"].split(" word")[0] for c in json.loads(raw)["captions"]]
+
+    size, shown = asyncio.run(scenario())
+    assert size > 65536
+    assert shown == [f"line {n}" for n in range(1, total + 1)]
+    assert_no_consumer_crashed(server)
