@@ -173,6 +173,10 @@ CACHES = cache_from_url(
 # --- Auth --------------------------------------------------------------------------------------
 
 LOGIN_URL = "login"
+# Wrong passwords allowed per username and address in the window (five times as many from
+# all addresses together); 0 turns the limit off. See callsite/login.py.
+CALLSITE_LOGIN_MAX_FAILURES = env_int("CALLSITE_LOGIN_MAX_FAILURES", 10, minimum=0)
+CALLSITE_LOGIN_WINDOW_SECONDS = env_int("CALLSITE_LOGIN_WINDOW_SECONDS", 900, minimum=1)
 LOGIN_REDIRECT_URL = "dashboard:wall"
 LOGOUT_REDIRECT_URL = "login"
 
