@@ -12,8 +12,14 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "callsite.settings")
 django_asgi_app = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
+from django.core.exceptions import ImproperlyConfigured  # noqa: E402
+
+# A server never starts with a missing or development secret key (see the settings).
+if settings.CALLSITE_SETTINGS_ERRORS:
+    raise ImproperlyConfigured("; ".join(settings.CALLSITE_SETTINGS_ERRORS))
+
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402

@@ -30,19 +30,25 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
+# Problems that stop the server (callsite/asgi.py) and every command that runs the system
+# checks (callsite.E010), but not `manage.py help` or `<command> --help`: reading the help
+# needs no secret. An empty SECRET_KEY also makes Django refuse anything that signs.
+CALLSITE_SETTINGS_ERRORS: list[str] = []
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured(
+    if DEBUG:
+        SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
+    else:
+        CALLSITE_SETTINGS_ERRORS.append(
             "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off "
             "(generate one with: python -c 'import secrets; print(secrets.token_urlsafe(50))')"
         )
-    SECRET_KEY = "django-insecure-development-only-key-do-not-use-in-production"
 elif not DEBUG and SECRET_KEY.startswith("django-insecure-"):
-    raise ImproperlyConfigured(
+    CALLSITE_SETTINGS_ERRORS.append(
         "DJANGO_SECRET_KEY is a development key (it starts with 'django-insecure-'); set a "
         "long random value when DJANGO_DEBUG is off"
     )
+    SECRET_KEY = ""
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # The dashboard socket allows the browser Origins in ALLOWED_HOSTS (dashboard/routing.py):
@@ -96,6 +102,8 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = env_int("CALLSITE_MAX_REQUEST_FIELDS", 1000, min
 
 INSTALLED_APPS = [
     "daphne",
+    # Before the admin: its admin/base_site.html (the viewer's time zone) overrides the admin's.
+    "callsite",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -111,11 +119,13 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "callsite.middleware.live_events_from_the_loop",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "callsite.middleware.ViewerTimeZoneMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -166,9 +176,7 @@ CALLSITE_WORKERS = env_int("CALLSITE_WORKERS", 1, minimum=1)
 
 # The cache holds the API's per-user request counts: in Redis they are shared by every worker,
 # so a user's rate is the same whichever process answers.
-CACHES = cache_from_url(
-    env_str("REDIS_URL"), prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite")
-)
+CACHES = cache_from_url(env_str("REDIS_URL"), prefix=env_str("CALLSITE_CHANNEL_PREFIX", "callsite"))
 
 # --- Auth --------------------------------------------------------------------------------------
 
@@ -190,9 +198,12 @@ AUTH_PASSWORD_VALIDATORS = [
 # --- Internationalisation and static files -----------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
+# The zone pages use until the viewer's browser has named its own (callsite/middleware.py).
 TIME_ZONE = env_str("CALLSITE_TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
+# One date and time format on every page, the admin's included: 2026-12-03 14:05:09.
+FORMAT_MODULE_PATH = ["callsite.formats"]
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -259,8 +270,17 @@ CALLSITE_RECOGNIZER_BACKLOG_SECONDS = env_int("CALLSITE_RECOGNIZER_BACKLOG_SECON
 
 # --- Live analytics and the dashboard ----------------------------------------------------------
 
-# A connected call with no packet for this many seconds is flagged as stuck on the call wall.
-CALLSITE_STUCK_SECONDS = env_int("CALLSITE_STUCK_SECONDS", 10, minimum=1)
+# A connected call with no packet for this many seconds is flagged as stuck on the call wall,
+# as is one whose worker has not refreshed its stream's heartbeat for as long.
+CALLSITE_STUCK_SECONDS = env_int("CALLSITE_STUCK_SECONDS", 10, minimum=3)
+# A stream whose worker has been silent this long (killed, out of memory, powered off) is
+# given up: its call ends as lost unless the stream came back (streaming/heartbeat.py).
+CALLSITE_STREAM_LOST_SECONDS = env_int("CALLSITE_STREAM_LOST_SECONDS", 60, minimum=5)
+if CALLSITE_STREAM_LOST_SECONDS <= CALLSITE_STUCK_SECONDS:
+    raise ImproperlyConfigured(
+        "CALLSITE_STREAM_LOST_SECONDS must be longer than CALLSITE_STUCK_SECONDS "
+        f"({CALLSITE_STREAM_LOST_SECONDS} <= {CALLSITE_STUCK_SECONDS})"
+    )
 # How often a live call's talk-time figures are saved (they are sent to browsers every second).
 CALLSITE_ANALYTICS_SAVE_SECONDS = env_int("CALLSITE_ANALYTICS_SAVE_SECONDS", 5, minimum=1)
 # Caption words recognized with less confidence than this (percent) are marked on the call page.

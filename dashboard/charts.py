@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from streaming import units
 from streaming.events import AnalyticsPayload, SpeakerStatsPayload
 
 Figure = dict[str, Any]
@@ -255,11 +256,8 @@ def timeline_delta(a: AnalyticsPayload) -> Figure:
 
 
 def clock(seconds: float) -> str:
-    """``m:ss`` (``h:mm:ss`` from an hour on), rounded down to the second."""
-    s = max(math.floor(seconds), 0) if math.isfinite(seconds) else 0
-    h, rest = divmod(s, 3600)
-    m, sec = divmod(rest, 60)
-    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+    """``m:ss`` (``h:mm:ss`` from an hour on), rounded to the second as everywhere else."""
+    return units.clock(seconds * 1000 if math.isfinite(seconds) else 0)
 
 
 def time_ticks(lo: float, hi: float) -> tuple[list[float], list[str]]:

@@ -37,6 +37,7 @@ from dashboard import charts
 from dashboard.permissions import can_view_call, can_view_calls, sees_all_calls, visible_calls
 from streaming import selectors
 from streaming.events import OVERVIEW_GROUP, AnalyticsPayload, call_group
+from streaming.heartbeat import WATCH
 from streaming.live import analytics_from_history
 from streaming.models import CallState
 
@@ -181,6 +182,8 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         return self.call_id is None or can_view_call(fresh, self.call_id)
 
     async def connect(self) -> None:
+        # Any worker a supervisor watches from finds the calls of workers that died.
+        WATCH.ensure_running()
         user = self.scope.get("user")
         if not await database_sync_to_async(can_view_calls)(user):
             logger.info("refused dashboard socket: user %s may not view calls", user)
@@ -245,7 +248,9 @@ class SupervisorConsumer(AsyncJsonWebsocketConsumer):
         self.last_seq = max([after or 0, *seqs])
         analytics = selectors.stored_analytics(call_id=call_id)
         if analytics is None and call is not None and call["state"] == CallState.ENDED:
-            analytics = analytics_from_history(call_id=call_id, final=True)
+            analytics = analytics_from_history(
+                call_id=call_id, final=True, duration_ms=call["duration_ms"]
+            )
         if analytics is None:  # a call that has just begun: empty charts until the first tick
             analytics = empty_analytics(call_id)
         snapshot = {

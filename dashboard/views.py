@@ -20,11 +20,12 @@ from dashboard.api.filters import CallFilters, filter_calls
 from dashboard.api.pagination import DeferredJoinPaginator
 from dashboard.api.queries import newest_first, user_calls
 from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
+from streaming import units
 from streaming.automation import lifecycle
 from streaming.automation.client import CallAutomationError
 from streaming.exports import FORMATS
 from streaming.models import CallState
-from streaming.selectors import call_get
+from streaming.selectors import call_duration_ms, call_get
 
 # The call page's download links: format, label (in FORMATS' order).
 DOWNLOAD_LABELS = {"json": "JSON", "csv": "CSV", "txt": "Text", "srt": "SRT", "vtt": "WebVTT"}
@@ -106,12 +107,10 @@ class HistoryRow:
 
 
 def _history_row(call: Any) -> HistoryRow:
-    start, end = call.started_at, call.ended_at
-    if start is not None and end is not None:
-        seconds = max(0, int((end - start).total_seconds()))
-        duration = f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-    else:
-        duration = ""
+    start = call.started_at
+    duration = units.clock(call_duration_ms(call))
+    if duration and call.state != CallState.ENDED:
+        duration += " so far"
     ratio, confidence = call.agent_talk_ratio, call.mean_confidence
     return HistoryRow(
         id=call.pk,

@@ -13,7 +13,6 @@ import io
 import zipfile
 from collections import Counter
 from collections.abc import Iterable
-from datetime import timedelta
 from functools import cache
 from typing import Any
 
@@ -48,7 +47,7 @@ from django.utils.text import slugify
 from dashboard.api.pagination import DeferredJoinPaginator
 from dashboard.models import canonical_address
 from dashboard.permissions import sees_all_calls, visible_calls
-from streaming import exports
+from streaming import exports, units
 from streaming.models import (
     Alert,
     AlertKind,
@@ -62,6 +61,7 @@ from streaming.models import (
     Utterance,
 )
 from streaming.search import calls_matching
+from streaming.selectors import call_duration_ms
 from streaming.transcripts import transcript_for_call
 
 # At most this many calls' transcripts in one download (each costs three queries).
@@ -475,12 +475,10 @@ class CallAdmin(admin.ModelAdmin):
 
     @admin.display(description="duration", ordering="duration")
     def duration(self, call: Call) -> str | None:
-        length: timedelta | None = getattr(call, "duration", None)
-        if length is not None:
-            return _clock(length)
-        if call.state == CallState.CONNECTED and call.started_at is not None:
-            return f"{_clock(timezone.now() - call.started_at)} so far"
-        return None
+        length = call_duration_ms(call)
+        if length is None:
+            return None
+        return units.clock(length) + ("" if call.state == CallState.ENDED else " so far")
 
     @admin.display(description="participants")
     def participant_labels(self, call: Call) -> str | None:
@@ -537,11 +535,6 @@ class CallAdmin(admin.ModelAdmin):
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, _download_page(), context)
-
-
-def _clock(length: timedelta) -> str:
-    seconds = max(0, int(length.total_seconds()))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 # ------------------------------------------------------------------------- other records

@@ -32,12 +32,11 @@ import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from streaming import events, services
@@ -57,6 +56,7 @@ from streaming.audio import (
     pcm_ticks,
     ticks_between,
 )
+from streaming.db import db_call
 from streaming.events import CaptionPayload, ParticipantPayload
 from streaming.metrics import INGEST
 from streaming.models import TranscriptSource
@@ -77,6 +77,7 @@ logger = logging.getLogger(__name__)
 # time its speech ended: what the live analytics are told.
 ActivityHook = Callable[[str, ParticipantPayload | None, list[ActivitySecond]], None]
 FinalHook = Callable[[CaptionPayload, datetime | None], Awaitable[None]]
+InterimHook = Callable[[CaptionPayload], None]
 
 MAX_RESTARTS_PER_MINUTE = 5
 CLOSE_TIMEOUT = 30.0
@@ -139,6 +140,7 @@ class CallAudio:
         threshold_db: float | None = None,
         backlog_seconds: int | None = None,
         on_activity: ActivityHook | None = None,
+        on_interim: InterimHook | None = None,
         on_final: FinalHook | None = None,
     ) -> None:
         self.call_id = call_id
@@ -158,6 +160,7 @@ class CallAudio:
         self.counts: Counter[str] = Counter()
         self.announced_recognizer = False
         self.on_activity = on_activity
+        self.on_interim = on_interim
         self.on_final = on_final
 
     # --- packets -----------------------------------------------------------------------------
@@ -266,7 +269,8 @@ class CallAudio:
         if stamp is not None:
             speaker = packet.participant_raw_id or ""
             event_id = f"dtmf|{self.call_id}|{speaker}|{stamp}|{packet.data}"
-        await database_sync_to_async(services.call_event_record)(
+        await db_call(
+            services.call_event_record,
             call_id=self.call_id,
             type="DtmfData",
             data={"tone": packet.data, "participant": packet.participant_raw_id, "at": stamp},
@@ -278,7 +282,8 @@ class CallAudio:
 
     async def _fix_origin(self, stamp: datetime | None) -> None:
         assert self.format is not None
-        self.origin = await database_sync_to_async(services.call_audio_started)(
+        self.origin = await db_call(
+            services.call_audio_started,
             call_id=self.call_id,
             sample_rate=self.format.sample_rate,
             origin=stamp or datetime.now(UTC),
@@ -287,12 +292,10 @@ class CallAudio:
     async def _open_stream(self, key: str) -> AudioStream:
         participant = None
         if key:
-            participant = await database_sync_to_async(services.participant_ensure)(
-                call_id=self.call_id, raw_id=key
+            participant = await db_call(
+                services.participant_ensure, call_id=self.call_id, raw_id=key
             )
-        resume_at = await database_sync_to_async(services.stream_resume_point)(
-            call_id=self.call_id, stream=key
-        )
+        resume_at = await db_call(services.stream_resume_point, call_id=self.call_id, stream=key)
         stream = AudioStream(
             key=key,
             participant=participant,
@@ -302,7 +305,7 @@ class CallAudio:
         self.streams[key] = stream
         if self.recognizer is not None and not self.announced_recognizer:
             self.announced_recognizer = True
-            await database_sync_to_async(services.call_recognizer_attached)(call_id=self.call_id)
+            await db_call(services.call_recognizer_attached, call_id=self.call_id)
         return stream
 
     def _start_session(self, stream: AudioStream, at: int) -> None:
@@ -364,8 +367,13 @@ class CallAudio:
         }
         kind = "audio.gap" if reason == "no audio received" else "recognition.gap"
         task = asyncio.get_running_loop().create_task(
-            database_sync_to_async(services.call_event_record)(
-                call_id=self.call_id, type=kind, data=data, is_failure=True, message=reason
+            db_call(
+                services.call_event_record,
+                call_id=self.call_id,
+                type=kind,
+                data=data,
+                is_failure=True,
+                message=reason,
             )
         )
         task.add_done_callback(_log_task_error)
@@ -438,8 +446,8 @@ class CallAudio:
             return
         participant = stream.participant if stream.key else None
         if participant is None and raw_id:
-            participant = await database_sync_to_async(services.participant_ensure)(
-                call_id=self.call_id, raw_id=raw_id
+            participant = await db_call(
+                services.participant_ensure, call_id=self.call_id, raw_id=raw_id
             )
         caption: CaptionPayload = {
             "call_id": self.call_id,
@@ -453,6 +461,10 @@ class CallAudio:
             "final": False,
             "seq": None,
         }
+        if self.on_interim is not None:
+            self.on_interim(caption)
+        if not result.text:  # speech in progress with no words yet: talk, nothing to show
+            return
         await events.asend_event(
             (events.call_group(self.call_id),), events.caption_interim(caption)
         )
@@ -492,6 +504,17 @@ class CallAudio:
                 await self.on_final(caption, speech_end)
             except Exception:
                 logger.exception("%s: handling a stored final failed", self.label)
+
+    def partial(self) -> Iterator[tuple[str, ParticipantPayload | None, list[ActivitySecond], int]]:
+        """Each stream's seconds still being filled, and how far it has been heard (ticks).
+
+        The live figures read them every tick, so talk shows as it happens instead of once a
+        second is complete.
+        """
+        for stream in self.streams.values():
+            if stream.clock.position is not None:
+                seconds = list(stream.activity.open.values())
+                yield stream.key, stream.participant, seconds, stream.clock.position
 
     # --- lifecycle ---------------------------------------------------------------------------
 

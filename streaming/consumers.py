@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
@@ -25,7 +24,9 @@ from django.conf import settings
 from streaming import events, services
 from streaming.audio_path import CallAudio
 from streaming.auth import acs_socket_decision, call_connection_id, header
+from streaming.db import db_call
 from streaming.events import CaptionPayload, ParticipantPayload
+from streaming.heartbeat import WATCH, worker_name
 from streaming.live import LIVE, MAX_CALL_SECONDS, LiveCall
 from streaming.metrics import INGEST
 from streaming.models import TranscriptSource
@@ -60,6 +61,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
     """Receives one ACS media or transcription stream for one call."""
 
     call_id: int | None = None
+    stream_id = 0
     audio: CallAudio | None = None
     live: LiveCall | None = None
     # The run of rejected frames (see reject()): its length, its last frame, and the close
@@ -120,11 +122,12 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             return
         correlation_id = (header(self.scope, b"x-ms-call-correlation-id") or "")[:200]
         try:
-            call = await db_write(
+            call, self.stream_id = await db_write(
                 f"call {self.connection_id}: stream opened",
-                services.call_stream_opened,
+                services.stream_opened,
                 connection_id=self.connection_id,
                 correlation_id=correlation_id,
+                worker=worker_name(),
             )
         except RetriesExhausted:
             # Refused before it is accepted: ACS tries the stream again.
@@ -132,7 +135,9 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             return
         self.call_id = call["id"]
         self.opened_at = datetime.now(UTC)
-        self.live = await LIVE.attach(self.call_id, f"call {self.connection_id}")
+        started = datetime.fromisoformat(call["started_at"]) if call["started_at"] else None
+        self.live = await LIVE.attach(self.call_id, f"call {self.connection_id}", started)
+        WATCH.hold(self.stream_id, self.live)
         await self.accept()
         INGEST.sockets_open += 1
         INGEST.sockets_total += 1
@@ -166,19 +171,24 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 await self.audio.close()
             except Exception:
                 logger.exception("call %s: closing the audio path failed", self.connection_id)
-        if self.live is not None:
-            try:
-                await LIVE.detach(self.live)
-            except Exception:
-                logger.exception("call %s: saving the final figures failed", self.connection_id)
+        if self.live is not None and self.audio in self.live.audio_paths:
+            self.live.audio_paths.remove(self.audio)
+        WATCH.release(self.stream_id)
         # If the database stays away, the failure is logged; the call's state is put right by
         # its next stream or Call Automation callback.
+        call = None
         with contextlib.suppress(RetriesExhausted):
-            await db_write(
+            call = await db_write(
                 f"call {self.connection_id}: stream closed",
                 services.call_stream_closed,
                 call_id=self.call_id,
+                stream_id=self.stream_id,
             )
+        if self.live is not None:
+            try:
+                await LIVE.detach(self.live, call)
+            except Exception:
+                logger.exception("call %s: saving the final figures failed", self.connection_id)
         logger.info("ACS stream closed for call %s (code %s)", self.connection_id, code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -302,9 +312,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             try:
                 recognizer = get_recognizer()
             except RecognizerError as error:
-                logger.error(
-                    "call %s: no speech recognition: %s", self.connection_id, error.reason
-                )
+                logger.error("call %s: no speech recognition: %s", self.connection_id, error.reason)
                 recognizer = None
             self.audio = CallAudio(
                 call_id=self.call_id,
@@ -312,8 +320,11 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                 recognizer=recognizer,
                 reject=self.reject,
                 on_activity=self.live.add_activity if self.live else None,
+                on_interim=self.live.add_interim if self.live else None,
                 on_final=self.final_stored,
             )
+            if self.live is not None:
+                self.live.audio_paths.append(self.audio)
         return self.audio
 
     async def record_final(self, packet: TranscriptionData) -> None:
@@ -369,8 +380,8 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             participant = self.participants.get(raw_id)
             if participant is None:
                 try:
-                    participant = await database_sync_to_async(services.participant_ensure)(
-                        call_id=self.call_id, raw_id=raw_id
+                    found = await db_call(
+                        services.participant_ensure, call_id=self.call_id, raw_id=raw_id
                     )
                 except Exception as error:
                     # An interim result is replaced by the next one within a second: it is
@@ -379,7 +390,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                         "call %s: interim result not relayed: %s", self.connection_id, error
                     )
                     return
-                self.participants[raw_id] = participant
+                participant = self.participants[raw_id] = found
         caption: CaptionPayload = {
             "call_id": self.call_id,
             "utterance_id": None,
@@ -392,6 +403,8 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             "final": False,
             "seq": None,
         }
+        if self.live is not None:
+            self.live.add_interim(caption)
         await events.asend_event(
             (events.call_group(self.call_id),), events.caption_interim(caption)
         )

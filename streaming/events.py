@@ -13,9 +13,11 @@ stored them commits.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import Literal, TypedDict
 
 from asgiref.sync import async_to_sync
@@ -66,6 +68,10 @@ class CallPayload(TypedDict):
     locale: str
     started_at: str | None
     ended_at: str | None
+    end_reason: str  # CallEndReason: "" while the call goes on
+    # The call's length by the server's clock: ended_at - started_at, or up to when this was
+    # built while the call goes on (pages count on from there); None before it started.
+    duration_ms: int | None
     participants: list[ParticipantPayload]
     problems: list[ProblemPayload]
 
@@ -287,6 +293,33 @@ class _SendFailures:
 _SEND_FAILURES = _SendFailures()
 
 
+Outbox = list[tuple[tuple[str, ...], Event]]
+# Events committed in a database thread that works for the event loop (streaming.db.db_call):
+# the loop sends them once the thread returns. Context variables reach the thread with the
+# call (asgiref copies the caller's context into it).
+_OUTBOX: ContextVar[Outbox | None] = ContextVar("callsite_event_outbox", default=None)
+
+
+@contextlib.contextmanager
+def outbox() -> Iterator[Outbox]:
+    """Collect the events :func:`send_event` is given in this context instead of sending them."""
+    collected: Outbox = []
+    token = _OUTBOX.set(collected)
+    try:
+        yield collected
+    finally:
+        _OUTBOX.reset(token)
+
+
 def send_event(groups: Iterable[str], event: Event) -> None:
-    """Synchronous :func:`asend_event`, for ``transaction.on_commit`` callbacks in services."""
+    """Synchronous :func:`asend_event`, for ``transaction.on_commit`` callbacks in services.
+
+    Inside :func:`outbox` (a database thread working for the event loop) the event is left
+    for the loop to send; a thread never waits on the loop, which may have stopped.
+    Elsewhere (a management command, a test) it is sent at once.
+    """
+    collected = _OUTBOX.get()
+    if collected is not None:
+        collected.append((tuple(groups), event))
+        return
     async_to_sync(asend_event)(tuple(groups), event)

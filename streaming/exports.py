@@ -18,10 +18,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Final
 
+from streaming import units
 from streaming.packets import TICKS_PER_SECOND
 
 TICKS_PER_MS: Final = TICKS_PER_SECOND // 1000
@@ -191,6 +192,20 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment is not None else None
 
 
+def _readable(moment: datetime | None) -> str | None:
+    """``2025-03-04 10:00:00 UTC``: the pages' date and time format, in UTC."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration_ms(transcript: Transcript) -> int | None:
+    start, end = transcript.started_at, transcript.ended_at
+    if start is None or end is None:
+        return None
+    return max(0, round((end - start).total_seconds() * 1000))
+
+
 # ---------------------------------------------------------------------------------- formats
 
 
@@ -222,6 +237,7 @@ def render_json(transcript: Transcript) -> str:
             "connection_id": transcript.connection_id,
             "started_at": _iso(transcript.started_at),
             "ended_at": _iso(transcript.ended_at),
+            "duration_ms": _duration_ms(transcript),
             "locale": transcript.locale,
         },
         "ticks_per_second": TICKS_PER_SECOND,
@@ -262,8 +278,9 @@ def render_txt(transcript: Transcript) -> str:
     header = [
         f"Call {transcript.call_id}",
         f"Connection: {_one_line(transcript.connection_id or '') or '-'}",
-        f"Started: {_iso(transcript.started_at) or '-'}",
-        f"Ended: {_iso(transcript.ended_at) or '-'}",
+        f"Started: {_readable(transcript.started_at) or '-'}",
+        f"Ended: {_readable(transcript.ended_at) or '-'}",
+        f"Duration: {units.clock(_duration_ms(transcript)) or '-'}",
         f"Locale: {_one_line(transcript.locale) or '-'}",
         "Participants:" if transcript.participants else "Participants: -",
     ]

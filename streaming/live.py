@@ -21,11 +21,11 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from streaming import events, selectors, services
@@ -43,8 +43,10 @@ from streaming.analytics import (
     wpm,
 )
 from streaming.audio import ActivitySecond
+from streaming.db import db_call
 from streaming.events import (
     AnalyticsPayload,
+    CallPayload,
     CaptionPayload,
     HealthPayload,
     ParticipantPayload,
@@ -96,12 +98,28 @@ class GrowingTrack:
         return self.data[: self.length]
 
 
-class LiveCall:
-    """One live call's figures, alert state and stream health, in this process."""
+class PartialAudio(Protocol):
+    """An audio path's seconds still being filled (see ``CallAudio.partial``)."""
 
-    def __init__(self, call_id: int, label: str) -> None:
+    def partial(self) -> Iterable[tuple[str, ParticipantPayload | None, list[ActivitySecond], int]]:
+        """(stream key, participant, open seconds, position in ticks) per stream."""
+        ...
+
+
+class LiveCall:
+    """One live call's figures, alert state and stream health, in this process.
+
+    Its clock is the call's: ``started`` (epoch seconds, the call's ``started_at``) to now,
+    the same clock every page, export and API shows. Audio calls are measured up to the
+    newest frame heard, seconds still being filled included, so the figures neither lag the
+    call nor count audio not yet received as silence.
+    """
+
+    def __init__(self, call_id: int, label: str, started: float | None = None) -> None:
         self.call_id = call_id
         self.label = label
+        self.started = started
+        self.audio_paths: list[PartialAudio] = []
         self.refs = 1
         self.audio_tracks: dict[str, GrowingTrack] = {}
         self.utterance_tracks: dict[str, GrowingTrack] = {}
@@ -132,14 +150,22 @@ class LiveCall:
             self.speakers[key] = (participant["label"], participant["role"])
 
     def add_activity(
-        self, key: str, participant: ParticipantPayload | None, seconds: Sequence[ActivitySecond]
+        self,
+        key: str,
+        participant: ParticipantPayload | None,
+        seconds: Sequence[ActivitySecond],
+        heard_until: int | None = None,
     ) -> None:
-        """Completed talk seconds of one stream (``""``: mixed audio)."""
+        """Talk seconds of one stream (``""``: mixed audio), heard up to ``heard_until``
+        (frames; by default the end of the last second: a completed second)."""
         seconds = [s for s in seconds if 0 <= s.second < MAX_CALL_SECONDS]
         if not seconds:
             return
         last = max(s.second for s in seconds)
-        self.audio_end = max(self.audio_end, (last + 1) * FRAMES_PER_SECOND)
+        end = (last + 1) * FRAMES_PER_SECOND
+        if heard_until is not None:
+            end = min(end, max(heard_until, last * FRAMES_PER_SECOND))
+        self.audio_end = max(self.audio_end, end)
         if not key:  # mixed audio says how long the call is, not who talks
             return
         self.speaker_seen(key, participant)
@@ -164,16 +190,27 @@ class LiveCall:
         self._dirty(start)
 
     def add_final(self, caption: CaptionPayload) -> None:
+        """A stored final: its span is talk, its words count."""
+        self._add_caption(caption, _word_count(caption))
+
+    def add_interim(self, caption: CaptionPayload) -> None:
+        """Speech in progress (an interim result): its span is talk before its final comes.
+
+        A turn is known from finals only once it ends; without this, every turn longer than
+        the dead-air limit would look like silence while it is being spoken.
+        """
+        if caption["offset_ticks"] is not None:
+            self._add_caption(caption, 0)
+
+    def _add_caption(self, caption: CaptionPayload, words: int) -> None:
         participant = caption["participant"]
         key = participant["raw_id"] if participant else ""
         self.speaker_seen(key, participant)
-        if caption["offset_ticks"] is None:
-            self.words[key] += _word_count(caption)
-            return
         start = caption["offset_ticks"]
-        self.add_utterance(
-            key, start, start + (caption["duration_ticks"] or 0), _word_count(caption)
-        )
+        if start is None:
+            self.words[key] += words
+            return
+        self.add_utterance(key, start, start + (caption["duration_ticks"] or 0), words)
 
     def _dirty(self, frame: int) -> None:
         self.dirty_from = frame if self.dirty_from is None else min(self.dirty_from, frame)
@@ -205,13 +242,31 @@ class LiveCall:
             return "audio"
         return "utterances" if self.utterance_tracks else "none"
 
-    def figures(self, now: float) -> CallFigures:
+    def clock(self, now: float, wall: float | None = None) -> int:
+        """Frames since the call started by the call's clock (``wall``: epoch seconds)."""
+        if self.started is None:  # not known: from when this process saw the call
+            return self.base_duration + int((now - self.opened) * FRAMES_PER_SECOND)
+        elapsed = (time.time() if wall is None else wall) - self.started
+        return max(0, int(elapsed * FRAMES_PER_SECOND))
+
+    def figures(
+        self, now: float, *, wall: float | None = None, ended_ms: int | None = None
+    ) -> CallFigures:
+        """The figures so far; ``ended_ms``: the call has ended and lasted this long."""
+        for audio in self.audio_paths:
+            for key, participant, seconds, position in audio.partial():
+                self.add_activity(key, participant, seconds, frames_from_ticks(position))
         tracks = self.audio_tracks or self.utterance_tracks
         views = {k: t.view() for k, t in tracks.items()}
-        duration = max([self.audio_end, self.base_duration, *(len(v) for v in views.values())])
-        if self.audio_end == 0:  # no audio: the call's clock is the wall clock
-            elapsed = int((now - self.opened) * FRAMES_PER_SECOND)
-            duration = max(duration, self.base_duration + elapsed)
+        if self.audio_end:  # audio: as far as it has been heard
+            duration = max(self.audio_end, self.base_duration)
+            if not self.audio_tracks:  # mixed audio: a result may end a little past it
+                duration = max([duration, *(len(v) for v in views.values())])
+        else:  # results only: the call's clock
+            duration = max([self.clock(now, wall), *(len(v) for v in views.values())])
+        if ended_ms is not None:
+            # Whole frames (floored), so whole seconds round as the call's duration does.
+            duration = max(duration, ended_ms // ms(1))
         return analyse(views, duration, self.words, DEFAULT_PARAMS)
 
     def payload(self, figures: CallFigures, *, final: bool, full: bool) -> AnalyticsPayload:
@@ -307,12 +362,13 @@ class LiveRegistry:
         self.next_slot = 0
         self.to_save: list[AnalyticsPayload] = []
 
-    async def attach(self, call_id: int, label: str) -> LiveCall:
+    async def attach(self, call_id: int, label: str, started: datetime | None = None) -> LiveCall:
+        """A socket of the call opened; ``started`` is the call's ``started_at``."""
         live = self.calls.get(call_id)
         if live is not None and not live.ended:
             live.refs += 1
             return live
-        live = LiveCall(call_id, label)
+        live = LiveCall(call_id, label, started.timestamp() if started else None)
         live.slot = self.next_slot
         self.next_slot = (self.next_slot + 1) % TICK_SLICES
         self.calls[call_id] = live
@@ -324,17 +380,22 @@ class LiveRegistry:
         self._ensure_task()
         return live
 
-    async def detach(self, live: LiveCall) -> None:
-        """A socket of the call closed; the last one saves the final figures."""
+    async def detach(self, live: LiveCall, call: CallPayload | None = None) -> None:
+        """A socket of the call closed; the last one saves the final figures.
+
+        ``call`` is the call as the closing left it: once it has ended, the figures last as
+        long as the call.
+        """
         live.refs -= 1
         if live.refs > 0:
             return
         live.ended = True
         if self.calls.get(live.call_id) is live:
             del self.calls[live.call_id]
-        figures = live.figures(time.monotonic())
+        ended_ms = call["duration_ms"] if call and call["state"] == "ended" else None
+        figures = live.figures(time.monotonic(), ended_ms=ended_ms)
         payload = live.payload(figures, final=True, full=True)
-        await database_sync_to_async(services.call_analytics_store)([payload])
+        await db_call(services.call_analytics_store, [payload])
         await events.asend_event(
             (events.call_group(live.call_id),), events.analytics_updated(payload)
         )
@@ -363,7 +424,8 @@ class LiveRegistry:
     async def _store(self, live: LiveCall, firings: list[Firing]) -> None:
         for f in firings:
             try:
-                stored = await database_sync_to_async(services.alert_record)(
+                stored = await db_call(
+                    services.alert_record,
                     call_id=live.call_id,
                     rule_id=f.rule.id,
                     kind=f.rule.kind,
@@ -380,9 +442,9 @@ class LiveRegistry:
                 logger.info("call %s: alert: %s", live.call_id, f.message)
 
     async def _seed(self, live: LiveCall) -> None:
-        inputs = await database_sync_to_async(selectors.analytics_inputs)(call_id=live.call_id)
-        stored = await database_sync_to_async(selectors.stored_analytics)(call_id=live.call_id)
-        alerts = await database_sync_to_async(selectors.call_alert_count)(call_id=live.call_id)
+        inputs = await db_call(selectors.analytics_inputs, call_id=live.call_id)
+        stored = await db_call(selectors.stored_analytics, call_id=live.call_id)
+        alerts = await db_call(selectors.call_alert_count, call_id=live.call_id)
         live.seed(inputs, stored, alerts)
 
     def rules_changed(self, **kwargs: object) -> None:
@@ -394,7 +456,7 @@ class LiveRegistry:
         if now - self.rules_at < RULES_REFRESH_SECONDS:
             return
         self.rules_at = now
-        self.rules = await database_sync_to_async(selectors.active_alert_rules)()
+        self.rules = await db_call(selectors.active_alert_rules)
 
     def _ensure_task(self) -> None:
         loop = asyncio.get_running_loop()
@@ -467,7 +529,7 @@ class LiveRegistry:
         to_save, self.to_save = self.to_save, []
         if to_save:
             try:
-                await database_sync_to_async(services.call_analytics_store)(to_save)
+                await db_call(services.call_analytics_store, to_save)
             except Exception:
                 logger.exception("could not save the figures of %d live calls", len(to_save))
 
@@ -475,9 +537,13 @@ class LiveRegistry:
 LIVE = LiveRegistry()
 
 
-def analytics_from_history(*, call_id: int, final: bool) -> AnalyticsPayload:
-    """A call's figures rebuilt from its stored talk seconds and utterances (synchronous)."""
+def analytics_from_history(
+    *, call_id: int, final: bool, duration_ms: int | None = None
+) -> AnalyticsPayload:
+    """A call's figures rebuilt from its stored talk seconds and utterances (synchronous);
+    ``duration_ms``: the ended call's duration."""
     live = LiveCall(call_id, f"call {call_id}")
     live.seed(selectors.analytics_inputs(call_id=call_id), None, 0)
     live.opened = time.monotonic()  # no wall-clock time beyond what is stored
-    return live.payload(live.figures(live.opened), final=final, full=True)
+    figures = live.figures(live.opened, ended_ms=duration_ms)
+    return live.payload(figures, final=final, full=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import models
 from django.utils import timezone
 
@@ -10,6 +12,15 @@ class CallState(models.TextChoices):
     RINGING = "ringing", "Ringing"
     CONNECTED = "connected", "Connected"
     ENDED = "ended", "Ended"
+
+
+class CallEndReason(models.TextChoices):
+    """How a call came to end, as Callsite knows it."""
+
+    NONE = "", "Not ended"
+    STREAM_CLOSED = "stream_closed", "Stream closed"
+    DISCONNECTED = "disconnected", "Call disconnected"
+    STREAM_LOST = "stream_lost", "Stream lost"
 
 
 class StreamState(models.TextChoices):
@@ -92,6 +103,9 @@ class Call(models.Model):
     )
     started_at = models.DateTimeField(null=True, blank=True)
     ended_at = models.DateTimeField(null=True, blank=True)
+    end_reason = models.CharField(
+        max_length=20, choices=CallEndReason.choices, default=CallEndReason.NONE, blank=True
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -139,6 +153,51 @@ class Participant(models.Model):
 
     def __str__(self) -> str:
         return self.display_label
+
+
+class StreamQuerySet(models.QuerySet["Stream"]):
+    def open(self) -> StreamQuerySet:
+        return self.filter(closed_at__isnull=True)
+
+    def heard_since(self, moment: datetime) -> StreamQuerySet:
+        """Open streams whose worker refreshed their heartbeat at or after ``moment``."""
+        return self.open().filter(seen_at__gte=moment)
+
+    def silent_since(self, moment: datetime) -> StreamQuerySet:
+        """Open streams whose worker has not refreshed their heartbeat since ``moment``."""
+        return self.open().filter(seen_at__lt=moment)
+
+    def whose_call_is_heard_since(self, moment: datetime) -> StreamQuerySet:
+        """Those whose call has another open stream heard since ``moment``."""
+        heard = Stream.objects.heard_since(moment).filter(call=models.OuterRef("call"))
+        return self.filter(models.Exists(heard))
+
+
+class Stream(models.Model):
+    """One ACS WebSocket stream of a call, and the heartbeat of the worker that holds it.
+
+    The worker refreshes ``seen_at`` every few seconds while the socket is open. A worker that
+    dies (kill -9, out of memory, power loss) never closes its streams: any other worker finds
+    them by their stopped heartbeat, flags their calls stuck, and ends them as lost if no
+    stream of the call comes back (``streaming.heartbeat``).
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="streams")
+    worker = models.CharField(max_length=100, help_text="host:pid of the worker holding it")
+    opened_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(default=timezone.now, help_text="The worker's last heartbeat")
+    last_packet_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    lost = models.BooleanField(default=False, help_text="Its worker stopped answering")
+
+    objects = StreamQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["call", "opened_at", "pk"]
+        indexes = [models.Index(fields=["closed_at", "seen_at"], name="stream_open_seen")]
+
+    def __str__(self) -> str:
+        return f"stream {self.pk} of call {self.call_id} on {self.worker}"
 
 
 class Utterance(models.Model):

@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 
+from streaming.db import db_call
 from streaming.metrics import INGEST
 
 logger = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ async def db_write(what: str, func: Callable[P, T], *args: P.args, **kwargs: P.k
     while True:
         attempt += 1
         try:
-            result = await database_sync_to_async(func)(*args, **kwargs)
+            result = await db_call(func, *args, **kwargs)
         except RETRYABLE as error:
             left = deadline - time.monotonic()
             if left <= 0:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.db.models import Count, Prefetch, QuerySet
+from django.utils import timezone
 
 from streaming.alerts import Rule
 from streaming.events import (
@@ -21,6 +25,7 @@ from streaming.models import (
     CallEvent,
     CallState,
     Participant,
+    Stream,
     TalkSecond,
     Utterance,
 )
@@ -59,6 +64,17 @@ def _problems(call: Call) -> list[CallEvent]:
     return list(reversed(newest))
 
 
+def call_duration_ms(call: Call, now: datetime | None = None) -> int | None:
+    """A call's length by the server's clock, the one every page, export and API shows.
+
+    From its start to its end, or to ``now`` while it goes on; None before it started.
+    """
+    if call.started_at is None:
+        return None
+    end = call.ended_at or (now or timezone.now())
+    return max(0, round((end - call.started_at).total_seconds() * 1000))
+
+
 def call_payload(call: Call, participants: list[Participant] | None = None) -> CallPayload:
     """Serialise a call; pass ``participants`` to avoid a query when they are at hand."""
     people = participants if participants is not None else list(call.participants.all())
@@ -76,6 +92,8 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "locale": call.locale,
         "started_at": call.started_at.isoformat() if call.started_at else None,
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
+        "end_reason": call.end_reason,
+        "duration_ms": call_duration_ms(call),
         "participants": [participant_payload(p) for p in people],
         "problems": [problem_payload(e) for e in _problems(call)],
     }
@@ -246,3 +264,29 @@ def analytics_inputs(*, call_id: int) -> AnalyticsInputs:
         count = len(u.words) if u.words else len(u.text.split())
         found.utterances.append((key, start, start + (u.duration_ticks or 0), count))
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class StaleStream:
+    """An open stream whose worker has stopped refreshing its heartbeat."""
+
+    id: int
+    call_id: int
+    worker: str
+    seen_at: datetime
+    last_packet_at: datetime | None
+
+
+def stale_streams(*, seen_before: datetime) -> list[StaleStream]:
+    """Open streams not seen since ``seen_before`` whose call has no fresher open stream.
+
+    A call whose stream moved to another worker (ACS reconnected) is not stale, even while
+    the dead worker's stream is still open.
+    """
+    silent = Stream.objects.silent_since(seen_before)
+    rows = (
+        silent.exclude(pk__in=silent.whose_call_is_heard_since(seen_before).values("pk"))
+        .order_by("seen_at", "pk")
+        .values_list("pk", "call_id", "worker", "seen_at", "last_packet_at")
+    )
+    return [StaleStream(*row) for row in rows]

@@ -13,10 +13,9 @@ import asyncio
 import contextlib
 import logging
 
-from channels.db import database_sync_to_async
-
 from streaming import services
 from streaming.audio import ActivitySecond
+from streaming.db import db_call
 from streaming.models import TalkSecond
 
 logger = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class TalkWriter:
             if not rows:
                 return
             try:
-                await database_sync_to_async(services.talk_seconds_store)(rows)
+                await db_call(services.talk_seconds_store, rows)
             except Exception:
                 logger.exception("could not store %d talk-time buckets; will retry", len(rows))
                 self.pending[:0] = rows

@@ -93,7 +93,8 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
         pytest.fail("live-server tests need a file-backed SQLite test database")
     started: list[DaphneServer] = []
 
-    def start(**environment: str) -> DaphneServer:
+    def start(*, module: str = "callsite.server", **environment: str) -> DaphneServer:
+        """``module``: ``daphne`` runs plain Daphne, as ``daphne callsite.asgi:application``."""
         port = _free_port()
         env = {
             **os.environ,
@@ -108,7 +109,7 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
                 [
                     sys.executable,
                     "-m",
-                    "callsite.server",
+                    module,
                     "-b",
                     "127.0.0.1",
                     "-p",

@@ -284,7 +284,7 @@ def test_changelist_shows_each_calls_figures(
     north = table["north-1"]
     assert north["state"] == "Ended"
     assert north["started_at"]
-    assert north["duration"] == "0:05:30"
+    assert north["duration"] == "5:30"
     assert north["participant_labels"] == "Agent 0001, +15555550123"
     assert north["agent_talk"] == "62%"
     assert north["mean_confidence"] == "0.85"
@@ -297,7 +297,7 @@ def test_changelist_shows_each_calls_figures(
     assert live["mean_confidence"] == "0.70"
     assert live["alert_total"] == "0"
 
-    assert table["north-2"]["duration"] == "0:01:00"
+    assert table["north-2"]["duration"] == "1:00"
     assert table["north-2"]["agent_talk"] == "50%"
     assert table["north-2"]["alert_total"] == "1"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -13,7 +14,16 @@ import pytest
 from django.conf import settings
 
 from streaming.models import Call, CallState, Utterance
-from streaming.simulator import DEMO_DIR, load_script, simulate_calls, stream_call
+from streaming.simulator import (
+    DEMO_DIR,
+    Script,
+    Speaker,
+    Turn,
+    load_script,
+    plan_packets,
+    simulate_calls,
+    stream_call,
+)
 from tests.conftest import ROOT, DaphneServer
 
 pytestmark = pytest.mark.live_server
@@ -128,3 +138,73 @@ def test_simulate_call_reports_a_refused_token(daphne_server: DaphneServer) -> N
     assert "403" in completed.stderr
     assert "Traceback" not in completed.stderr
     assert not Call.objects.exists()
+
+
+# Two long, gapless turns (about 6.5 s and 6 s of speech), then a real 8 s silence.
+LONG_TURNS = Script(
+    title="Long turns",
+    locale="en-US",
+    speakers=(Speaker("agent", "8:acs:agent-long"), Speaker("customer", "4:+15551239999")),
+    turns=(
+        Turn(
+            "agent",
+            "Thank you for calling, let me explain the three options on your account, starting "
+            "with the monthly plan and then the yearly plan",
+            pause=0.6,
+            wpm=200,
+        ),
+        Turn(
+            "customer",
+            "I see, and does the yearly plan include the international calls I make every "
+            "week to my family abroad",
+            pause=0.6,
+            wpm=190,
+        ),
+        Turn("agent", "Yes it does.", pause=8.0, wpm=180),
+    ),
+)
+
+
+def test_speech_in_progress_is_talk_and_only_real_silence_is_dead_air(
+    daphne_server: DaphneServer,
+) -> None:
+    """Turns longer than the dead-air limit raise no alert while they are spoken (their
+    interim results are talk); the 8 s silence raises one, and silence is counted right."""
+    from streaming.models import Alert, AlertRule, CallAnalytics
+
+    AlertRule.objects.filter(kind="dead_air").delete()
+    AlertRule.objects.create(name="Dead air over 5 s", kind="dead_air", seconds=5)
+    plan = plan_packets(LONG_TURNS, call_connection_id="long-turns", correlation_id="c")
+    finals = [json.loads(p.payload)["transcriptionData"] for p in plan if p.final]
+    speech_ms = sum(f["duration"] for f in finals) / 10_000
+    # The silence starts where the second turn's speech ends.
+    quiet_from_ms = (finals[1]["offset"] + finals[1]["duration"]) / 10_000
+    assert all(f["duration"] > 5 * 10_000_000 for f in finals[:2])
+    asyncio.run(
+        stream_call(
+            f"{daphne_server.ws_url}/ws/acs/",
+            call_connection_id="long-turns",
+            script=LONG_TURNS,
+            token=settings.CALLSITE_ACS_SHARED_SECRET,
+            speed=1,
+        )
+    )
+    assert _ended("long-turns")
+    call = Call.objects.get(connection_id="long-turns")
+    deadline = time.monotonic() + 10
+    while not CallAnalytics.objects.filter(call=call, final=True).exists():
+        assert time.monotonic() < deadline, "the final figures were never stored"
+        time.sleep(0.1)
+    alerts = list(Alert.objects.filter(call=call, kind="dead_air"))
+    assert len(alerts) == 1, [(a.at_ms, a.message) for a in alerts]
+    # Fired 5 s into the real silence, not during a turn.
+    assert abs(alerts[0].at_ms - (quiet_from_ms + 5000)) <= 600, alerts[0].at_ms
+    figures = CallAnalytics.objects.get(call=call)
+    assert call.ended_at is not None
+    assert call.started_at is not None
+    assert figures.duration_ms == pytest.approx(
+        (call.ended_at - call.started_at).total_seconds() * 1000, abs=20
+    )
+    # Silence is the call less its speech (pauses under the bridging limit aside).
+    assert figures.silence_ms >= 8000
+    assert figures.silence_ms == pytest.approx(figures.duration_ms - speech_ms, abs=1500)

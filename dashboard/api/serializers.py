@@ -17,6 +17,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from streaming.models import Call, CallAnalytics, Participant, Utterance
+from streaming.selectors import call_duration_ms
 
 
 def finite(value: Any) -> float | None:
@@ -76,7 +77,8 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
     """One row of the call list."""
 
     duration_seconds = serializers.SerializerMethodField(
-        help_text="From start to end; null until the call has ended."
+        help_text="From start to end, or to now while the call goes on (the duration every "
+        "page shows); null before it started."
     )
     participants: serializers.BaseSerializer[Any] = ParticipantBriefSerializer(
         many=True, read_only=True
@@ -97,6 +99,7 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
             "state",
             "started_at",
             "ended_at",
+            "end_reason",
             "duration_seconds",
             "participants",
             "agent_talk_ratio",
@@ -107,9 +110,8 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_duration_seconds(self, call: Call) -> float | None:
-        if call.started_at is None or call.ended_at is None:
-            return None
-        return max(0.0, (call.ended_at - call.started_at).total_seconds())
+        length = call_duration_ms(call)
+        return None if length is None else length / 1000
 
 
 class SpeakerSerializer(serializers.Serializer[dict[str, Any]]):

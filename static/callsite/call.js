@@ -17,6 +17,7 @@
   let lowConfidence = 0.6;
   let following = true;
   let chartsMounted = false;
+  let latestAnalytics = null;
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -166,15 +167,23 @@
 
   // --- analytics ------------------------------------------------------------------------
 
+  // Times are whole seconds that add up: talk and silence make the duration. Every share is
+  // of the call's duration; the talk ratio (share of all talk) is the donut's.
   function renderFigures(a) {
+    latestAnalytics = a;
+    const d = a.duration_ms;
+    const [talk, silence] = window.secondsAddingUp([a.talk_ms, a.silence_ms], d);
+    const ofCall = (ms) => (d > 0 ? `${Math.round((ms / d) * 100)} % of the call` : "");
+    const clock = (s) => window.formatDuration(s);
     const rows = [
-      ["Duration", msToClock(a.duration_ms)],
-      ["Silence", `${msToClock(a.silence_ms)}${a.current_silence_ms >= 3000 ? ` (now ${Math.round(a.current_silence_ms / 1000)} s)` : ""}`],
-      ["Overlap", msToClock(a.overlap_ms)],
+      ["Duration", clock(talk + silence)],
+      ["Someone talking", `${clock(talk)} · ${ofCall(a.talk_ms)}`],
+      ["Nobody talking", `${clock(silence)} · ${ofCall(a.silence_ms)}${a.current_silence_ms >= 3000 ? ` · now ${Math.round(a.current_silence_ms / 1000)} s` : ""}`],
+      ["Two or more talking", `${msToClock(a.overlap_ms)} · ${ofCall(a.overlap_ms)}`],
       ["Interruptions", String(a.interruptions)],
     ];
     for (const s of a.speakers) {
-      const parts = [`${Math.round(s.ratio * 100)} % of talk`, `longest monologue ${msToClock(s.longest_monologue_ms)}`];
+      const parts = [`${msToClock(s.talk_ms)} talking · ${ofCall(s.talk_ms)}`, `longest monologue ${msToClock(s.longest_monologue_ms)}`];
       if (s.wpm != null) parts.push(`${Math.round(s.wpm)} wpm`);
       if (s.interruptions) parts.push(`${s.interruptions} interruptions`);
       rows.push([s.label, parts.join(" · ")]);
@@ -216,9 +225,12 @@
   function renderCall() {
     if (!call) return;
     const state = document.getElementById("call-state");
-    state.textContent = call.state;
+    state.textContent = window.callStateText(call);
     state.dataset.state = call.state;
-    document.getElementById("call-duration").textContent = window.callDuration(call);
+    // The figures' duration once there are figures: the header and the figures agree.
+    document.getElementById("call-duration").textContent = latestAnalytics
+      ? window.formatDuration(window.secondsAddingUp([latestAnalytics.talk_ms, latestAnalytics.silence_ms], latestAnalytics.duration_ms).reduce((x, y) => x + y, 0))
+      : window.callDuration(call);
     document.getElementById("call-locale").textContent = call.locale || "";
     const streams = [];
     if (call.media_state) streams.push(`media ${call.media_state}`);

@@ -25,7 +25,9 @@
         setStatus("live", "live");
       };
       socket.onmessage = function (message) {
-        onMessage(JSON.parse(message.data));
+        const event = JSON.parse(message.data);
+        window.stampCalls(event);
+        onMessage(event);
       };
       socket.onclose = function (event) {
         if (event.code === 4403) {
@@ -42,17 +44,75 @@
     open();
   };
 
+  // Durations as everywhere in Callsite (streaming/units.py): whole seconds rounded half up,
+  // m:ss under an hour, h:mm:ss from an hour on.
   window.formatDuration = function (seconds) {
-    const s = Math.max(0, Math.floor(seconds));
+    const s = Number.isFinite(seconds) && seconds > 0 ? Math.floor(seconds + 0.5) : 0;
     const h = Math.floor(s / 3600);
     const m = Math.floor((s % 3600) / 60);
     const pad = (n) => String(n).padStart(2, "0");
     return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
   };
 
+  // Whole seconds for parts of a whole (ms) that add up to the whole's rounded seconds: the
+  // seconds the floors leave over go to the parts with the largest remainders.
+  window.secondsAddingUp = function (parts, total) {
+    const whole = total > 0 ? Math.floor(total / 1000 + 0.5) : 0;
+    const floors = parts.map((p) => Math.max(0, Math.floor(p / 1000)));
+    let spare = whole - floors.reduce((a, b) => a + b, 0);
+    const order = parts.map((p, i) => i).sort((a, b) => (parts[b] % 1000) - (parts[a] % 1000));
+    for (const i of order) {
+      if (spare <= 0) break;
+      floors[i] += 1;
+      spare -= 1;
+    }
+    return floors;
+  };
+
+  // A call's duration by the server's clock: `duration_ms` as the server sent it, counted on
+  // from when it arrived while the call goes on (the browser's own clock may be wrong).
   window.callDuration = function (call) {
-    if (!call.started_at) return "";
-    const end = call.ended_at ? new Date(call.ended_at) : new Date();
-    return window.formatDuration((end - new Date(call.started_at)) / 1000);
+    if (!call || call.duration_ms == null) return "";
+    let ms = call.duration_ms;
+    if (call.state !== "ended" && call.received_at) ms += Date.now() - call.received_at;
+    return window.formatDuration(ms / 1000);
+  };
+
+  // Dates and times in the page's time zone (the viewer's: see timezone.js), one format:
+  // 2026-12-03 14:05:09.
+  const zone = document.documentElement.dataset.timeZone || undefined;
+  let dateFormat;
+  try {
+    dateFormat = new Intl.DateTimeFormat("en-GB", {
+      timeZone: zone, year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    });
+  } catch (error) {
+    dateFormat = new Intl.DateTimeFormat("en-GB", {
+      year: "numeric", month: "2-digit", day: "2-digit",
+      hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23",
+    });
+  }
+  window.formatDateTime = function (iso) {
+    if (!iso) return "";
+    const parts = {};
+    for (const part of dateFormat.formatToParts(new Date(iso))) parts[part.type] = part.value;
+    return `${parts.year}-${parts.month}-${parts.day} ${parts.hour}:${parts.minute}:${parts.second}`;
+  };
+
+  const END_REASONS = { stream_lost: "stream lost" };
+  // "connected", "ended", or how it ended when that says more ("ended: stream lost").
+  window.callStateText = function (call) {
+    const reason = END_REASONS[call.end_reason];
+    return call.state === "ended" && reason ? `ended: ${reason}` : call.state;
+  };
+
+  // Calls arrive in snapshots and updates; each remembers when, for callDuration.
+  window.stampCalls = function (event) {
+    const now = Date.now();
+    if (event.call) event.call.received_at = now;
+    for (const call of event.calls || []) {
+      if (call && typeof call === "object" && "duration_ms" in call) call.received_at = now;
+    }
   };
 })();

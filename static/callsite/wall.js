@@ -28,7 +28,8 @@
 
   function ratioCell(call) {
     const td = document.createElement("td");
-    const talk = (health.get(call.id)?.payload.talk) || call.summary?.talk || [];
+    const live = health.get(call.id)?.payload.talk;
+    const talk = (live && live.length ? live : call.summary?.talk) || [];
     if (!talk.length) return td;
     const bar = document.createElement("div");
     bar.className = "ratio";
@@ -111,7 +112,7 @@
       const badge = document.createElement("span");
       badge.className = "badge";
       badge.dataset.state = call.state;
-      badge.textContent = call.state;
+      badge.textContent = window.callStateText(call);
       const state = document.createElement("td");
       state.append(badge);
       const h = healthOf(call);
@@ -126,7 +127,7 @@
       tr.append(
         name,
         state,
-        cell(call.started_at ? new Date(call.started_at).toLocaleTimeString() : ""),
+        cell(window.formatDateTime(call.started_at)),
         cell(window.callDuration(call), "duration"),
         cell(call.participants.map((p) => `${p.label} (${p.role})`).join(", ")),
         cell(call.transcript_source),

@@ -21,7 +21,14 @@ from django.utils import timezone
 from streaming.automation import client
 from streaming.automation.events import CloudEvent, IncomingCall, result_information
 from streaming.identities import identity_from_raw_id
-from streaming.models import Call, CallEvent, CallState, Participant, StreamState
+from streaming.models import (
+    Call,
+    CallEndReason,
+    CallEvent,
+    CallState,
+    Participant,
+    StreamState,
+)
 from streaming.services import call_broadcast_on_commit
 
 logger = logging.getLogger(__name__)
@@ -233,6 +240,7 @@ def _on_connected(call: Call, event: CloudEvent) -> None:
 def _on_disconnected(call: Call, event: CloudEvent) -> None:
     _advance(call, CallState.ENDED)
     call.ended_at = call.ended_at or event.time or timezone.now()
+    call.end_reason = call.end_reason or CallEndReason.DISCONNECTED
     call.started_at = call.started_at or call.ended_at
 
 

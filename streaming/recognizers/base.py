@@ -59,6 +59,8 @@ class Recognition:
     ``speaker`` is a label from the backend's own diarization ("Guest-1"), set only on sessions
     opened with ``diarize=True``; per-participant sessions already know who speaks.
     ``confidence`` is in [0, 1] or None when the backend gives none (interim results).
+    An interim with empty ``text`` says only that speech is in progress over its span: it
+    counts as talk for the live figures and nothing is shown.
     """
 
     text: str

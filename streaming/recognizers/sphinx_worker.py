@@ -160,17 +160,18 @@ class Worker:
             session.last_interim_at = session.speech_seconds
             hyp = decoder.hyp()
             text = hyp.hypstr if hyp is not None else ""
-            if text and text != session.last_interim:
-                session.last_interim = text
-                self.emit(
-                    {
-                        "s": session.ident,
-                        "t": "interim",
-                        "text": text,
-                        "offset": _ticks(session.utterance_start),
-                        "duration": _ticks(session.speech_seconds),
-                    }
-                )
+            # Sent even with nothing new to show (empty text): speech in progress is talk.
+            shown = text if text != session.last_interim else ""
+            session.last_interim = text or session.last_interim
+            self.emit(
+                {
+                    "s": session.ident,
+                    "t": "interim",
+                    "text": shown,
+                    "offset": _ticks(session.utterance_start),
+                    "duration": _ticks(session.speech_seconds),
+                }
+            )
 
     def finish(self, session: Session, end: float) -> None:
         decoder = session.decoder

@@ -381,7 +381,9 @@ def test_call_page_marks_doubtful_words_keeps_the_reader_s_place_and_resumes(
         expect(finals).to_have_count(32, timeout=10_000)
         urls = page.evaluate("() => window.__sockets.map((s) => s.url)")
         assert "after=" not in urls[-2]
-        assert urls[-1].split("after=")[1] in {"30", "32"}, urls
+        # However many of the two new finals arrived before the drop, the page resumes after
+        # the last one it had.
+        assert urls[-1].split("after=")[1] in {"30", "31", "32"}, urls
         texts = finals.locator(".text").all_inner_texts()
         assert texts == [
             f"Line {n}: the parcel is on its way, and it should arrive by Friday."

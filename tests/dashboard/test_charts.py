@@ -155,7 +155,7 @@ def test_talk_time_bars_are_the_speakers_talk_seconds(
 def test_talk_time_labels_carry_time_and_share_and_overlap_silence_look_different() -> None:
     figure = charts.talk_time_figure(TWO_SPEAKERS)
     speakers, others = figure["data"]
-    assert speakers["text"] == ["0:20 · 34%", "0:13 · 23%"]
+    assert speakers["text"] == ["0:21 · 34%", "0:14 · 23%"]  # 20.5 s and 13.7 s, rounded
     assert others["text"] == ["0:08 · 14%", "0:30 · 50%"]
     assert others["marker"]["pattern"]["shape"] == ["/", "."]
     assert "pattern" not in speakers["marker"]
@@ -233,7 +233,15 @@ def test_timeline_keeps_its_ui_revision_and_reads_as_minutes_and_seconds() -> No
 
 @pytest.mark.parametrize(
     ("seconds", "text"),
-    [(0, "0:00"), (59.99, "0:59"), (61, "1:01"), (3599, "59:59"), (3600, "1:00:00"), (-3, "0:00")],
+    [
+        (0, "0:00"),
+        (59.49, "0:59"),
+        (59.5, "1:00"),  # rounded half up, as every duration Callsite shows
+        (61, "1:01"),
+        (3599, "59:59"),
+        (3600, "1:00:00"),
+        (-3, "0:00"),
+    ],
 )
 def test_clock(seconds: float, text: str) -> None:
     assert charts.clock(seconds) == text

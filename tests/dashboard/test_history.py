@@ -71,7 +71,7 @@ def test_a_supervisor_finds_a_past_call_by_a_phrase(
     assert reverse("dashboard:call", args=[calls["team"]]) in page
     assert "1 call found" in page
     row = response.context["rows"][0]
-    assert (row.state, row.agent_talk, row.alerts, row.duration) == ("ended", "62%", 2, "0:03:00")
+    assert (row.state, row.agent_talk, row.alerts, row.duration) == ("ended", "62%", 2, "3:00")
 
 
 def test_staff_find_every_team_s_calls(db: Any, calls: dict[str, int]) -> None:

@@ -352,6 +352,7 @@ def test_json_reads_back_with_json_loads() -> None:
         "connection_id": "conn-7",
         "started_at": "2025-03-04T10:00:00+00:00",
         "ended_at": "2025-03-04T10:05:00+00:00",
+        "duration_ms": 300_000,
         "locale": "en-US",
     }
     assert data["ticks_per_second"] == TICKS_PER_SECOND
@@ -392,8 +393,9 @@ def test_txt_is_a_readable_transcript() -> None:
     assert header == [
         "Call 7",
         "Connection: conn-7",
-        "Started: 2025-03-04T10:00:00+00:00",
-        "Ended: 2025-03-04T10:05:00+00:00",
+        "Started: 2025-03-04 10:00:00 UTC",
+        "Ended: 2025-03-04 10:05:00 UTC",
+        "Duration: 5:00",
         "Locale: en-US",
         "Participants:",
         "  Agent Smith (agent)",
@@ -561,7 +563,7 @@ def test_every_format_reads_back_the_same_lines(t: Transcript) -> None:
 
     header, entries = read_txt(render_txt(t))
     assert header[0] == "Call 1"
-    assert len(header) == 6 + len(t.participants)
+    assert len(header) == 7 + len(t.participants)
     assert [(e.stamp, e.rest) for e in entries] == [
         (
             "--:--:--"

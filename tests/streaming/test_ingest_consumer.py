@@ -13,6 +13,7 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
+from streaming import events
 from streaming.events import call_group
 from streaming.models import Call, CallState, TranscriptSource, Utterance
 from tests.helpers import acs_socket, transcription_data, transcription_metadata
@@ -249,3 +250,38 @@ async def test_rejection_counts_stay_bounded_under_hostile_input() -> None:
     assert len(consumer.rejected) <= MAX_REJECT_CATEGORIES
     assert consumer.rejected["transcriptionData.offset must be a non-negative integer"] == 2000
     assert sum(consumer.rejected.values()) == 4000
+
+
+async def test_no_database_thread_waits_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events committed in a database thread are sent from the loop after it returns.
+
+    A thread that climbed back into the loop (``async_to_sync``) would wait for ever once
+    the loop stopped, and a stopping server, which joins its threads, would never exit.
+    """
+    climbed: list[str] = []
+    real = events.async_to_sync
+
+    def recording(function: Any) -> Any:
+        climbed.append(getattr(function, "__name__", repr(function)))
+        return real(function)
+
+    monkeypatch.setattr(events, "async_to_sync", recording)
+    socket = acs_socket("loop-call")
+    assert (await socket.connect())[0]
+    await socket.send_to(text_data=transcription_metadata("loop-call"))
+    channel = await _listen("loop-call")
+    for n in range(3):
+        await socket.send_to(
+            text_data=transcription_data(
+                f"phrase {n}", offset=n * 10_000_000, speaker=f"4:+1555{n}"
+            )
+        )
+    await socket.disconnect()
+    delivered = await _drain(channel)
+    assert [m["caption"]["text"] for m in delivered if m["type"] == "caption.final"] == [
+        "phrase 0",
+        "phrase 1",
+        "phrase 2",
+    ]
+    assert any(m["type"] == "call.updated" for m in delivered)
+    assert climbed == [], "a database thread sent an event through the event loop"

@@ -47,7 +47,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default=DEFAULT_URL, help=f"default: {DEFAULT_URL}")
         parser.add_argument(
-            "--token", help=f"shared secret sent as ?token= (default: ${TOKEN_ENV})"
+            "--token",
+            help=f"shared secret sent as ?token= (default: ${TOKEN_ENV}); a value given here "
+            "is visible to every user of the machine in `ps`: prefer the variable or --token-file",
+        )
+        parser.add_argument(
+            "--token-file", help="read the shared secret from this file (its first line)"
         )
         parser.add_argument(
             "--script",
@@ -100,7 +105,7 @@ class Command(BaseCommand):
         if not (stagger >= 0 and math.isfinite(stagger)):
             raise CommandError("--stagger must be a number of seconds >= 0")
         script = self._load(options)
-        token = options["token"] or os.environ.get(TOKEN_ENV) or None
+        token = self._token(options)
         if token is None:
             self.stderr.write(f"No --token and no ${TOKEN_ENV}: connecting without a token.")
 
@@ -143,6 +148,23 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             self.stdout.write("Interrupted.")
         self._summary()
+
+    def _token(self, options: dict[str, Any]) -> str | None:
+        """The shared secret: --token, else --token-file, else the environment."""
+        if options["token"] and options.get("token_file"):
+            raise CommandError("give either --token or --token-file, not both")
+        if options.get("token_file"):
+            try:
+                with open(options["token_file"], encoding="utf-8") as secret:
+                    token = secret.readline().strip()
+            except OSError as error:
+                raise CommandError(
+                    f"cannot read --token-file {options['token_file']}: {error.strerror}"
+                ) from error
+            if not token:
+                raise CommandError(f"--token-file {options['token_file']} is empty")
+            return token
+        return options["token"] or os.environ.get(TOKEN_ENV) or None
 
     def _load(self, options: dict[str, Any]) -> Script | AudioScript:
         """The call to play: WAVs, or a script of either kind, with the audio options applied."""
