@@ -29,7 +29,14 @@ from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from streaming.audio import (
+from streaming.acs.packets import (
+    MAX_PACKET_BYTES,
+    AudioData,
+    AudioMetadata,
+    PacketError,
+    parse_packet,
+)
+from streaming.audio.timeline import (
     SILENCE_DBFS,
     SUPPORTED_RATES,
     ActivitySecond,
@@ -41,13 +48,6 @@ from streaming.audio import (
     ticks_between,
 )
 from streaming.metrics import IngestMetrics
-from streaming.packets import (
-    MAX_PACKET_BYTES,
-    AudioData,
-    AudioMetadata,
-    PacketError,
-    parse_packet,
-)
 
 METRICS = IngestMetrics()
 VOICE_THRESHOLD_DBFS = -50.0  # Callsite's default CALLSITE_VOICE_THRESHOLD_DBFS

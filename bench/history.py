@@ -457,7 +457,7 @@ class Generator:
     """Builds calls with everything that hangs off them and stores them with ``bulk_create``."""
 
     def __init__(self, rng: random.Random, teams: list[Team], per_call: int) -> None:
-        from streaming.identities import identity_from_raw_id
+        from streaming.acs.identities import identity_from_raw_id
         from streaming.models import AlertRule
 
         self.rng = rng

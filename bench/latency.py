@@ -106,7 +106,8 @@ from bench.ingest import (
     stop_servers,
     workers_text,
 )
-from streaming.simulator import DATA_KIND, METADATA_KIND, TICKS_PER_SECOND
+from simulator import TRANSCRIPTION_DATA, TRANSCRIPTION_METADATA
+from streaming.units import TICKS_PER_SECOND
 
 LATENCY_TARGET = 0.100
 INTERIM_EVERY = 0.300  # seconds between a call's transcription packets
@@ -134,7 +135,7 @@ def _dump(kind: str, body: dict[str, Any]) -> str:
 
 def transcription_metadata(call_id: str) -> str:
     return _dump(
-        METADATA_KIND,
+        TRANSCRIPTION_METADATA,
         {
             "subscriptionId": f"bench-{call_id}",
             "locale": "en-US",
@@ -168,7 +169,7 @@ def transcription_data(raw_id: str, tag: str, step: int, start: float) -> str:
         body["words"] = [
             {"text": w, "offset": offset + i * each, "duration": each} for i, w in enumerate(words)
         ]
-    return _dump(DATA_KIND, body)
+    return _dump(TRANSCRIPTION_DATA, body)
 
 
 SILENT_PART = base64.b64encode(bytes(PCM_BYTES)) + b'","timestamp":"'

@@ -88,8 +88,8 @@ def _cpu_seconds(pid: int) -> float:
 async def decode(
     recognizer: Any, speaker: str, pcm: bytes, rate: int, reference: str
 ) -> StreamResult:
-    from streaming.evaluation import word_error_rate
     from streaming.recognizers import SessionConfig
+    from streaming.recognizers.evaluation import word_error_rate
 
     session = recognizer.open(SessionConfig(sample_rate=rate, label=speaker))
     await session.start()
@@ -123,8 +123,8 @@ async def decode(
 
 
 async def run(script: Path, concurrency: list[int]) -> dict[str, Any]:
-    from streaming.evaluation import normalize, word_errors
     from streaming.recognizers import SessionConfig
+    from streaming.recognizers.evaluation import normalize, word_errors
     from streaming.recognizers.sphinx import SphinxRecognizer
 
     participants, references = load_call(script)

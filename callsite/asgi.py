@@ -23,7 +23,7 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
-from streaming.routing import websocket_urlpatterns as streaming_ws  # noqa: E402
+from streaming.ingest.routing import websocket_urlpatterns as streaming_ws  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

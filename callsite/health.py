@@ -1,4 +1,5 @@
-"""Health endpoints for load balancers and orchestrators, and who counts as an operator.
+"""Health endpoints for load balancers and orchestrators, the metrics, and who counts as an
+operator.
 
 ``/healthz`` (liveness) answers as long as the process serves requests: it touches nothing
 else, so a database outage does not get every worker restarted. ``/readyz`` (readiness) checks
@@ -22,8 +23,11 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from streaming.metrics import INGEST
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +107,18 @@ async def readyz(request: HttpRequest) -> JsonResponse:
         {"status": "ready" if ready else "unavailable", "checks": checks},
         status=200 if ready else 503,
     )
+
+
+@require_GET
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Ingest counters in Prometheus' text format.
+
+    Served to operators (``operator_request``): a scraper or sidecar on the same host calling
+    the worker's own port, or a request that carries ``Authorization: Bearer
+    <CALLSITE_METRICS_TOKEN>``. Refused otherwise, including loopback requests relayed by
+    nginx: the counters are process-wide (no call ids or numbers), but how many calls a
+    contact centre runs is nobody else's business.
+    """
+    if not operator_request(request):
+        return HttpResponse("metrics need loopback or the metrics token\n", status=403)
+    return HttpResponse(INGEST.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

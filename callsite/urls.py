@@ -4,7 +4,6 @@ from django.urls import include, path
 
 from callsite import health
 from callsite.login import AdminLoginForm, LoginView
-from streaming import views as streaming_views
 
 admin.site.login_form = AdminLoginForm
 
@@ -12,7 +11,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("acs/", include("streaming.automation.urls")),
     path("api/", include("dashboard.api.urls")),
-    path("metrics", streaming_views.metrics, name="metrics"),
+    path("metrics", health.metrics, name="metrics"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("accounts/login/", LoginView.as_view(), name="login"),

@@ -17,13 +17,12 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard.api.filters import CallFilters, filter_calls
-from dashboard.api.pagination import DeferredJoinPaginator
-from dashboard.api.queries import newest_first, user_calls
 from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
+from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
 from streaming import units
+from streaming.acs.client import CallAutomationError
 from streaming.automation import lifecycle
-from streaming.automation.client import CallAutomationError
-from streaming.exports import FORMATS
+from streaming.history.exports import FORMATS
 from streaming.models import CallState
 from streaming.selectors import call_duration_ms, call_get
 

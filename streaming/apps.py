@@ -11,7 +11,7 @@ class StreamingConfig(AppConfig):
         from django.db.models.signals import post_delete, post_save
 
         from streaming import checks  # noqa: F401  (registers the system checks)
-        from streaming.live import LIVE
+        from streaming.live.registry import LIVE
         from streaming.models import AlertRule
 
         # A rule edited in this process applies at the next tick; other processes reload

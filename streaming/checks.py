@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
-from streaming.automation.tokens import TokenError, load_jwks_file
+from streaming.acs.tokens import TokenError, load_jwks_file
 
 
 @register("callsite", deploy=False)

@@ -204,14 +204,17 @@ Event = (
     | CallsHealthEvent
 )
 
-EVENT_TYPES: tuple[str, ...] = (
-    "call.updated",
-    "caption.interim",
-    "caption.final",
-    "analytics.updated",
-    "alert.fired",
-    "calls.health",
-)
+# Each event, and the groups it is sent to: "call" is ``call_group(id)``, a call page's;
+# "overview" is ``OVERVIEW_GROUP``, the call wall's. The consumers of a group handle every
+# event sent to it (tests/dashboard/test_contract.py checks both ways).
+EVENT_GROUPS: dict[type, tuple[str, ...]] = {
+    CallUpdatedEvent: ("call", "overview"),
+    CaptionInterimEvent: ("call",),
+    CaptionFinalEvent: ("call",),
+    AnalyticsUpdatedEvent: ("call",),
+    AlertFiredEvent: ("call", "overview"),
+    CallsHealthEvent: ("overview",),
+}
 
 
 def call_updated(call: CallPayload) -> CallUpdatedEvent:
@@ -228,6 +231,24 @@ def caption_final(caption: CaptionPayload) -> CaptionFinalEvent:
 
 def analytics_updated(analytics: AnalyticsPayload) -> AnalyticsUpdatedEvent:
     return {"type": "analytics.updated", "analytics": analytics}
+
+
+def analytics_empty(call_id: int) -> AnalyticsPayload:
+    """The figures of a call that has just begun: nothing yet, until its first tick."""
+    return {
+        "call_id": call_id,
+        "source": "none",
+        "final": False,
+        "duration_ms": 0,
+        "talk_ms": 0,
+        "overlap_ms": 0,
+        "silence_ms": 0,
+        "longest_silence_ms": 0,
+        "current_silence_ms": 0,
+        "interruptions": 0,
+        "speakers": [],
+        "timeline": {"since_ms": 0, "rows": {}},
+    }
 
 
 def alert_fired(alert: AlertPayload) -> AlertFiredEvent:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 
-from streaming.alerts import Rule
 from streaming.events import (
     AlertPayload,
     AnalyticsPayload,
@@ -17,6 +17,7 @@ from streaming.events import (
     ParticipantPayload,
     ProblemPayload,
 )
+from streaming.live.alerts import Rule
 from streaming.models import (
     Alert,
     AlertRule,
@@ -120,6 +121,10 @@ def call_get(*, call_id: int) -> CallPayload | None:
     return call_payload(call) if call else None
 
 
+def call_exists(*, call_id: int) -> bool:
+    return Call.objects.filter(pk=call_id).exists()
+
+
 def call_list(*, limit: int = 100, calls: QuerySet[Call] | None = None) -> list[CallPayload]:
     """Live calls first, then the most recent finished ones, for the call wall.
 
@@ -176,9 +181,10 @@ def call_alert_count(*, call_id: int) -> int:
     return Alert.objects.filter(call_id=call_id).count()
 
 
-def wall_summaries(*, call_ids: list[int]) -> dict[int, dict[str, object]]:
-    """Talk ratio per speaker and alert count of each call, for the call wall's first paint."""
-    found: dict[int, dict[str, object]] = {i: {"talk": [], "alerts": 0} for i in call_ids}
+def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
+    """Talk ratio per speaker and alert count of each call, for the call wall's first paint
+    (``dashboard.messages.WallSummary``)."""
+    found: dict[int, Any] = {i: {"talk": [], "alerts": 0} for i in call_ids}
     for call_id, speakers in CallAnalytics.objects.filter(call_id__in=call_ids).values_list(
         "call_id", "speakers"
     ):

@@ -1,5 +1,9 @@
 """Units Callsite measures in, and how durations are written for people.
 
+Pure Python, importable without Django (the simulator and the recognizer worker processes
+use it). Time on the wire and on a call's timeline is ACS's: 100-ns ticks. Audio comes in
+20 ms frames, and talk-time analytics work in the same frames.
+
 Every duration a person reads (the wall, the call page, history, the admin, the exports) is
 whole seconds, rounded half up (so 1:59.6 reads 2:00), written ``m:ss`` under an hour and
 ``h:mm:ss`` from an hour on. ``static/callsite/live.js`` writes them the same way.
@@ -9,6 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+TICKS_PER_SECOND = 10_000_000  # ACS offsets and durations are 100-ns ticks
+TICKS_PER_MS = 10_000
+FRAME_MS = 20  # ACS sends one 20 ms audio frame per stream every 20 ms
+FRAMES_PER_SECOND = 1000 // FRAME_MS
+FRAME_TICKS = FRAME_MS * TICKS_PER_MS
+# Timings past this are not plotted or counted as talk (a packet with a wild offset or
+# timestamp must not make a call's figures, or a worker's memory, enormous).
+MAX_CALL_SECONDS = 24 * 3600
 
 
 def whole_seconds(ms: float) -> int:

@@ -167,7 +167,7 @@ async def _fresh_channel_layer() -> Any:
 @pytest.fixture(autouse=True)
 def _fresh_live_calls() -> Iterator[None]:
     """Each test's alert rules and live calls are its own (the registry is process-wide)."""
-    from streaming.live import LIVE
+    from streaming.live.registry import LIVE
 
     LIVE.rules_changed()
     yield

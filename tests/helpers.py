@@ -2,27 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
 from callsite.asgi import application
+from simulator import wire
 
 
 def transcription_metadata(call: str = "call-1", locale: str = "en-US") -> str:
-    return json.dumps(
-        {
-            "kind": "TranscriptionMetadata",
-            "transcriptionMetadata": {
-                "subscriptionId": "sub-1",
-                "locale": locale,
-                "callConnectionId": call,
-                "correlationId": "corr-1",
-            },
-        }
+    return wire.transcription_metadata(
+        call_connection_id=call, correlation_id="corr-1", subscription_id="sub-1", locale=locale
     )
 
 
@@ -36,20 +29,15 @@ def transcription_data(
     confidence: float | None = 0.91,
     words: list[dict[str, Any]] | None = None,
 ) -> str:
-    data: dict[str, Any] = {
-        "text": text,
-        "format": "display",
-        "duration": duration,
-        "participantRawID": speaker,
-        "resultStatus": status,
-    }
-    if offset is not None:
-        data["offset"] = offset
-    if confidence is not None:
-        data["confidence"] = confidence
-    if words is not None:
-        data["words"] = words
-    return json.dumps({"kind": "TranscriptionData", "transcriptionData": data})
+    return wire.transcription_data(
+        text,
+        offset=offset,
+        duration=duration,
+        participant=speaker,
+        confidence=confidence,
+        words=words,
+        resultStatus=status,
+    )
 
 
 def acs_socket(
@@ -77,27 +65,15 @@ ACS_EPOCH = "2024-11-15T19:16:12"
 
 
 def audio_metadata(sample_rate: int = 16000, *, encoding: str = "PCM", channels: int = 1) -> str:
-    return json.dumps(
-        {
-            "kind": "AudioMetadata",
-            "audioMetadata": {
-                "subscriptionId": "sub-audio",
-                "encoding": encoding,
-                "sampleRate": sample_rate,
-                "channels": channels,
-                "length": sample_rate // 50 * 2,
-            },
-        }
+    return wire.audio_metadata(
+        sample_rate=sample_rate, encoding=encoding, channels=channels, subscription_id="sub-audio"
     )
 
 
 def frame_timestamp(index: int, *, start_ms: int = 0) -> str:
     """ACS-style timestamp of the ``index``-th 20 ms frame after the test call's origin."""
-    from datetime import datetime, timedelta
-
     base = datetime.fromisoformat(ACS_EPOCH + "+00:00")
-    moment = base + timedelta(milliseconds=start_ms + 20 * index)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return wire.frame_time(base + timedelta(milliseconds=start_ms), index)
 
 
 def audio_data(
@@ -108,18 +84,9 @@ def audio_data(
     silent: bool | None = None,
     timestamp: str | None = None,
 ) -> str:
-    import base64
-
-    data: dict[str, Any] = {"data": base64.b64encode(pcm).decode()}
-    if timestamp is not None:
-        data["timestamp"] = timestamp
-    elif index is not None:
-        data["timestamp"] = frame_timestamp(index)
-    if speaker is not None:
-        data["participantRawID"] = speaker
-    if silent is not None:
-        data["silent"] = silent
-    return json.dumps({"kind": "AudioData", "audioData": data})
+    if timestamp is None and index is not None:
+        timestamp = frame_timestamp(index)
+    return wire.audio_data(pcm, at=timestamp, participant=speaker, silent=silent)
 
 
 def tone_frame(sample_rate: int = 16000, *, amplitude: float = 0.3) -> bytes:

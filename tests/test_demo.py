@@ -22,13 +22,14 @@ from pathlib import Path
 
 import pytest
 
+from simulator import DEMO_AUDIO_DIR
 from tests.conftest import ROOT
 from tests.dashboard.test_browser import CHROMIUM_ARGS, SCREENSHOTS
 from tests.services import chromium_path, require
 
 pytestmark = [pytest.mark.browser, pytest.mark.live_server]
 
-TRANSCRIPT = ROOT / "streaming" / "demo" / "audio" / "transcript.txt"
+TRANSCRIPT = DEMO_AUDIO_DIR / "transcript.txt"
 # Words too common to show that the demo call itself was recognised.
 COMMON = {
     *("a", "am", "an", "and", "are", "at", "be", "can", "for", "have", "hi", "i", "in"),

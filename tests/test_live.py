@@ -13,8 +13,7 @@ from subprocess import CompletedProcess
 import pytest
 from django.conf import settings
 
-from streaming.models import Call, CallState, Utterance
-from streaming.simulator import (
+from simulator import (
     DEMO_DIR,
     Script,
     Speaker,
@@ -24,6 +23,7 @@ from streaming.simulator import (
     simulate_calls,
     stream_call,
 )
+from streaming.models import Call, CallState, Utterance
 from tests.conftest import ROOT, DaphneServer
 
 pytestmark = pytest.mark.live_server

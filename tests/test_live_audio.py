@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 from django.conf import settings
 
-from streaming.evaluation import normalize, word_errors
+from simulator import DEMO_AUDIO_DIR, load_call_script, stream_call
 from streaming.models import Call, CallEvent, CallState, TalkSecond, TranscriptSource, Utterance
-from streaming.simulator import load_call_script, stream_call
-from tests.conftest import ROOT, DaphneServer
+from streaming.recognizers.evaluation import normalize, word_errors
+from tests.conftest import DaphneServer
 
 pytestmark = pytest.mark.live_server
 
-DEMO = ROOT / "streaming" / "demo" / "audio"
+DEMO = DEMO_AUDIO_DIR
 SPEED = 2.0  # the 47 s call in about 24 s: 4x real time for one decoder of two speakers, a
 # margin of 2-3x below what sphinx decodes on a busy core
 AZURE_SPEED = 2.0  # the Speech SDK uploads audio at a bounded pace

@@ -21,7 +21,7 @@ from django.contrib.auth.models import User
 from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.heartbeat import BEAT_SECONDS
+from streaming.live.heartbeat import BEAT_SECONDS
 from streaming.models import Call, CallState, Stream, Utterance
 from tests.conftest import DaphneServer
 from tests.helpers import transcription_data, transcription_metadata
@@ -179,6 +179,6 @@ def test_a_stream_that_comes_back_in_time_continues_the_same_call(
     assert Call.objects.filter(connection_id="returning-call").count() == 1
     texts = list(call.utterances.order_by("offset_ticks").values_list("text", flat=True))
     assert texts == ["final number 1", "final number 2", "final number 3"]
-    first, second = Stream.objects.filter(call=call).order_by("opened_at")
+    first, _second = Stream.objects.filter(call=call).order_by("opened_at")
     assert not first.lost  # replaced by the stream that came back, not lost
     assert first.closed_at is not None

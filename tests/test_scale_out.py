@@ -27,7 +27,7 @@ from django.core.management import call_command
 from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
-from streaming.management.commands.nginx_config import render
+from callsite.management.commands.nginx_config import render
 from streaming.models import Call, Utterance
 from tests.conftest import DaphneServer, _free_port
 from tests.helpers import transcription_data, transcription_metadata

@@ -49,9 +49,9 @@ from callsite.asgi import application
 from dashboard.models import Team, TeamAddress
 from dashboard.permissions import SUPERVISORS_GROUP
 from dashboard.routing import websocket_urlpatterns as dashboard_routes
-from streaming.automation import tokens
+from streaming.acs import tokens
+from streaming.ingest.routing import websocket_urlpatterns as streaming_routes
 from streaming.models import Call, CallEvent, CallState, Participant, Utterance
-from streaming.routing import websocket_urlpatterns as streaming_routes
 from tests.api.conftest import CONVERSATION, OTHER_LINE, TEAM_LINE, Said, make_call, user_in
 from tests.helpers import clear_cache
 from tests.standins.jwks import AUDIENCE, ISSUER, SigningKey, jwks

@@ -28,8 +28,8 @@ from django.test import Client
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from simulator import DEMO_DIR
 from streaming.models import Call, Utterance
-from streaming.simulator import DEMO_DIR
 from tests.conftest import ROOT, DaphneServer, _database_url, _free_port
 from tests.services import REDIS_TEST_URL
 from tests.test_demo import _alive, _descendants

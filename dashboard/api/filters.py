@@ -17,8 +17,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from streaming.history.search import calls_matching
 from streaming.models import Alert, CallState, Participant
-from streaming.search import calls_matching
 
 
 @extend_schema_field(OpenApiTypes.STR)

@@ -1,4 +1,4 @@
-"""One DRF renderer per transcript format: the body is ``streaming.exports.render``'s."""
+"""One DRF renderer per transcript format: the body is ``streaming.history.exports.render``'s."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 
-from streaming.exports import FORMATS, Transcript, render
+from streaming.history.exports import FORMATS, Transcript, render
 
 
 class TranscriptRenderer(BaseRenderer):
-    """Renders a ``Transcript``; each subclass is one format of ``streaming.exports.FORMATS``.
+    """Renders a ``Transcript``; a subclass is one format of ``streaming.history.exports.FORMATS``.
 
     The views render anything else (errors, OPTIONS) as JSON, so this is never given one.
     """

@@ -4,7 +4,7 @@
 fields out of the class, hence their ``type: ignore``.)
 
 Figures computed in the database (talk ratio, mean confidence, alert count) come from the
-annotations of ``dashboard.api.queries.annotated_calls``. JSON holds no NaN or infinity, so
+annotations of ``dashboard.selectors.annotated_calls``. JSON holds no NaN or infinity, so
 every float that could be one is returned as ``null`` instead.
 """
 
@@ -304,7 +304,7 @@ class TranscriptLineSerializer(serializers.Serializer[Any]):
 
 
 class TranscriptSerializer(serializers.Serializer[Any]):
-    """The JSON transcript (docs/exports.md), as `streaming.exports.render_json` writes it."""
+    """The JSON transcript (docs/exports.md), as `streaming.history.exports.render_json` writes."""
 
     call = TranscriptCallSerializer()
     ticks_per_second = serializers.IntegerField()

@@ -29,7 +29,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from dashboard.api.filters import CallFilters, filter_calls
-from dashboard.api.queries import newest_first, spoken_order, user_calls
 from dashboard.api.renderers import (
     TRANSCRIPT_FORMATS,
     TRANSCRIPT_MEDIA_TYPES,
@@ -45,9 +44,10 @@ from dashboard.api.serializers import (
     UtteranceSerializer,
 )
 from dashboard.permissions import visible_calls
-from streaming.exports import Transcript
+from dashboard.selectors import newest_first, spoken_order, user_calls
+from streaming.history.exports import Transcript
+from streaming.history.transcripts import transcript_for_call
 from streaming.models import Call, Utterance
-from streaming.transcripts import transcript_for_call
 
 JSON = "application/json"
 

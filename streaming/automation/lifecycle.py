@@ -18,9 +18,9 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from streaming.automation import client
-from streaming.automation.events import CloudEvent, IncomingCall, result_information
-from streaming.identities import identity_from_raw_id
+from streaming.acs import client
+from streaming.acs.identities import identity_from_raw_id
+from streaming.acs.webhooks import CloudEvent, IncomingCall, result_information
 from streaming.models import (
     Call,
     CallEndReason,

@@ -18,9 +18,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from streaming.auth import acs_request_decision, http_request_decision
-from streaming.automation import lifecycle
-from streaming.automation.events import (
+from streaming.acs.auth import acs_request_decision, http_request_decision
+from streaming.acs.webhooks import (
     INCOMING_CALL,
     VALIDATION_EVENT,
     EventError,
@@ -31,6 +30,7 @@ from streaming.automation.events import (
     parse_cloud_event,
     parse_incoming_call,
 )
+from streaming.automation import lifecycle
 from streaming.models import Call
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """A GIN index for full-text search over utterance text, on PostgreSQL only.
 
-It matches the expression ``streaming.search`` queries with (``to_tsvector('simple', text)``),
+It matches the expression ``streaming.history.search`` queries with (``to_tsvector('simple', text)``),
 so PostgreSQL can use it. SQLite searches by substring and needs nothing.
 """
 

@@ -45,18 +45,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
+from streaming.recognizers import azure_sdk
+from streaming.recognizers.azure_sdk import (
+    BYTES_PER_SAMPLE,
+    Connection,
+    Failed,
+    SdkTranscription,
+    Stopped,
+)
 from streaming.recognizers.base import (
     END_OF_RESULTS,
     QueuedSession,
     Recognition,
-    RecognizedWord,
     Recognizer,
     RecognizerConfigurationError,
     RecognizerError,
@@ -67,20 +72,8 @@ logger = logging.getLogger(__name__)
 
 CLOSE_TIMEOUT = 30.0  # seconds to wait for the last finals after the end of audio
 STOP_TIMEOUT = 15.0  # seconds to wait for the SDK to stop (its own service timeout is 10 s)
-BYTES_PER_SAMPLE = 2
 # The SDK insists on a key; a local ws:// endpoint (the test stand-in) ignores it.
 PLACEHOLDER_KEY = "unused-local-endpoint"
-UNKNOWN_SPEAKER = "Unknown"
-
-
-def _speechsdk() -> Any:
-    try:
-        import azure.cognitiveservices.speech as speechsdk
-    except ImportError as error:  # pragma: no cover - the package is a dependency
-        raise RecognizerConfigurationError(
-            "the azure recognizer needs the azure-cognitiveservices-speech package"
-        ) from error
-    return speechsdk
 
 
 class AzureRecognizer(Recognizer):
@@ -130,7 +123,7 @@ class AzureRecognizer(Recognizer):
 
     def speech_config(self, config: SessionConfig) -> Any:
         """The SDK configuration for one session."""
-        speechsdk = _speechsdk()
+        speechsdk = azure_sdk.speechsdk()
         try:
             if self.endpoint:
                 speech_config = speechsdk.SpeechConfig(
@@ -176,22 +169,6 @@ class AzureRecognizer(Recognizer):
             await asyncio.to_thread(join)
 
 
-@dataclass(frozen=True, slots=True)
-class _Failed:
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Connection:
-    connected: bool
-
-
-class _Stopped:
-    """The SDK reported the session stopped."""
-
-
-
-
 class AzureSession(QueuedSession):
     """One ``ConversationTranscriber`` fed through a push stream; see the module docstring."""
 
@@ -203,14 +180,11 @@ class AzureSession(QueuedSession):
         self.disconnected_at: int | None = 0  # fed_bytes when the SDK lost its connection
         self.connections = 0
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._stream: Any = None
-        self._transcriber: Any = None
-        self._connection: Any = None
+        self._sdk: SdkTranscription | None = None
         self._started = False
         self._closing = False
         self._ended = False  # results() has its last item (end or error) queued
         self._sdk_done = asyncio.Event()  # session stopped or canceled, as the SDK said
-        self._sdk_finished = threading.Event()  # the same, for the thread that stops the SDK
         self._released = asyncio.Event()  # the SDK objects are stopped and let go
         self._stopper: threading.Thread | None = None
 
@@ -221,41 +195,21 @@ class AzureSession(QueuedSession):
             return
         self._started = True
         self._loop = asyncio.get_running_loop()
+        sdk = SdkTranscription(self.recognizer.speech_config(self.config), self.config, self._post)
         try:
-            await asyncio.to_thread(self._start_sdk)
+            await asyncio.to_thread(sdk.start)
         except RecognizerError:
             self._end()
             raise
         except Exception as error:  # the SDK raises RuntimeError with its own message
             self._end()
             raise RecognizerError(f"Azure Speech could not start: {error}") from error
-
-    def _start_sdk(self) -> None:
-        speechsdk = _speechsdk()
-        speech_config = self.recognizer.speech_config(self.config)
-        stream_format = speechsdk.audio.AudioStreamFormat(
-            samples_per_second=self.config.sample_rate,
-            bits_per_sample=8 * BYTES_PER_SAMPLE,
-            channels=1,
-        )
-        self._stream = speechsdk.audio.PushAudioInputStream(stream_format)
-        audio_config = speechsdk.audio.AudioConfig(stream=self._stream)
-        transcriber = speechsdk.transcription.ConversationTranscriber(
-            speech_config=speech_config, audio_config=audio_config
-        )
-        transcriber.transcribing.connect(self._on_transcribing)
-        transcriber.transcribed.connect(self._on_transcribed)
-        transcriber.canceled.connect(self._on_canceled)
-        transcriber.session_stopped.connect(self._on_session_stopped)
-        connection = speechsdk.Connection.from_recognizer(transcriber)
-        connection.connected.connect(self._on_connected)
-        connection.disconnected.connect(self._on_disconnected)
-        self._transcriber = transcriber
-        self._connection = connection
-        transcriber.start_transcribing_async().get()
+        finally:
+            if sdk.transcriber is not None:
+                self._sdk = sdk
 
     async def feed(self, pcm: bytes) -> None:
-        if self._stream is None or self._closing or self._ended or not pcm:
+        if self._sdk is None or self._closing or self._ended or not pcm:
             return
         self.fed_bytes += len(pcm)
         if (
@@ -267,17 +221,17 @@ class AzureSession(QueuedSession):
                 f"{self.recognizer.backlog_seconds} s of audio"
             )
             return
-        self._stream.write(pcm)
+        self._sdk.write(pcm)
 
     async def close(self) -> None:
         if self._closing:  # closed, aborted or failed: nothing left to flush
             return
         self._closing = True
-        if self._transcriber is None:
+        if self._sdk is None:
             self._end()
             return
         if not self._ended:
-            self._stream.close()
+            self._sdk.end_audio()
             try:
                 await asyncio.wait_for(self._sdk_done.wait(), self.recognizer.close_timeout)
             except TimeoutError:
@@ -292,7 +246,7 @@ class AzureSession(QueuedSession):
     async def abort(self) -> None:
         self._closing = True
         self._end()
-        if self._transcriber is not None:
+        if self._sdk is not None:
             self._stop_sdk()
 
     # --- SDK threads -> event loop --------------------------------------------------------
@@ -305,75 +259,22 @@ class AzureSession(QueuedSession):
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads any more
             loop.call_soon_threadsafe(self._deliver, item)
 
-    def _on_transcribing(self, event: Any) -> None:
-        result = event.result
-        if result.text:
-            self._post(
-                Recognition(
-                    text=result.text,
-                    final=False,
-                    offset=int(result.offset),
-                    duration=int(result.duration),
-                    speaker=self._speaker(result),
-                )
-            )
-
-    def _on_transcribed(self, event: Any) -> None:
-        result = event.result
-        speechsdk = _speechsdk()
-        if result.reason != speechsdk.ResultReason.RecognizedSpeech or not result.text:
-            return  # NoMatch, and the service's empty finals for noise
-        try:
-            recognition = _final(result, self._speaker(result))
-        except (ValueError, KeyError, TypeError) as error:
-            self._post(_Failed(f"Azure Speech sent a final result that did not parse: {error}"))
-            return
-        self._post(recognition)
-
-    def _on_canceled(self, event: Any) -> None:
-        self._sdk_finished.set()
-        speechsdk = _speechsdk()
-        details = event.cancellation_details
-        if details.reason == speechsdk.CancellationReason.Error:
-            code = getattr(details.code, "name", str(details.code))
-            self._post(
-                _Failed(f"Azure Speech canceled the session ({code}): {details.error_details}")
-            )
-        else:
-            self._post(_Stopped())  # end of stream
-
-    def _on_session_stopped(self, event: Any) -> None:
-        self._sdk_finished.set()
-        self._post(_Stopped())
-
-    def _on_connected(self, event: Any) -> None:
-        self._post(_Connection(connected=True))
-
-    def _on_disconnected(self, event: Any) -> None:
-        self._post(_Connection(connected=False))
-
-    def _speaker(self, result: Any) -> str | None:
-        speaker = result.speaker_id or ""
-        if not self.config.diarize or speaker in ("", UNKNOWN_SPEAKER):
-            return None
-        return str(speaker)
-
     # --- on the event loop ----------------------------------------------------------------
 
     def _deliver(self, item: object) -> None:
         if isinstance(item, Recognition):
             if not self._ended:
                 self.queue.put_nowait(item)
-        elif isinstance(item, _Connection):
+        elif isinstance(item, Connection):
             if item.connected:
                 self.connections += 1
                 self.disconnected_at = None
             elif self.disconnected_at is None:
                 self.disconnected_at = self.fed_bytes
-        elif isinstance(item, _Failed):
+        elif isinstance(item, Failed):
             self._sdk_done.set()
             self._fail(item.reason)
-        elif isinstance(item, _Stopped):
+        elif isinstance(item, Stopped):
             self._sdk_done.set()
             if not self._closing:
                 self._fail("Azure Speech stopped the session unexpectedly")
@@ -397,42 +298,14 @@ class AzureSession(QueuedSession):
 
     def _stop_sdk(self, *, end_audio: bool = True) -> None:
         """Stop and let go of the SDK objects in a thread (stopping blocks until it is done)."""
-        if self._stopper is not None or self._loop is None:
+        sdk, loop = self._sdk, self._loop
+        if self._stopper is not None or loop is None or sdk is None:
             return
-        transcriber, connection, stream, loop = (
-            self._transcriber,
-            self._connection,
-            self._stream,
-            self._loop,
-        )
-
-        finished, timeout = self._sdk_finished, self.recognizer.close_timeout
+        timeout = self.recognizer.close_timeout
 
         def stop() -> None:
             try:
-                if end_audio:
-                    with contextlib.suppress(Exception):
-                        stream.close()
-                else:
-                    # A failed session: let the SDK end it by itself first (bounded). A stop
-                    # (or end of audio) requested while the SDK is reconnecting waits out its
-                    # 10 s service timeout even when the reconnect fails at once.
-                    finished.wait(timeout)
-                try:
-                    transcriber.stop_transcribing_async().get()
-                except Exception:
-                    logger.exception("%s: stopping Azure Speech failed", self.config.label)
-                for signal in (
-                    transcriber.transcribing,
-                    transcriber.transcribed,
-                    transcriber.canceled,
-                    transcriber.session_stopped,
-                    connection.connected,
-                    connection.disconnected,
-                ):
-                    signal.disconnect_all()
-                with contextlib.suppress(Exception):
-                    connection.close()  # else the socket stays open until garbage collection
+                sdk.stop(end_audio=end_audio, timeout=timeout)
             finally:
                 with contextlib.suppress(RuntimeError):
                     loop.call_soon_threadsafe(self._let_go)
@@ -444,7 +317,7 @@ class AzureSession(QueuedSession):
         self._stopper.start()
 
     def _let_go(self) -> None:
-        self._transcriber = self._connection = self._stream = None
+        self._sdk = None
         self._released.set()
 
     async def _wait_released(self) -> None:
@@ -454,34 +327,3 @@ class AzureSession(QueuedSession):
             await asyncio.wait_for(self._released.wait(), STOP_TIMEOUT)
         except TimeoutError:
             logger.warning("%s: Azure Speech did not stop in time", self.config.label)
-
-
-def _final(result: Any, speaker: str | None) -> Recognition:
-    """A final ``Recognition`` from a ``RecognizedSpeech`` result and its detailed JSON."""
-    detail = json.loads(result.json) if result.json else {}
-    best = (detail.get("NBest") or [{}])[0]
-    confidence = best.get("Confidence")
-    words = tuple(
-        RecognizedWord(
-            text=str(word["Word"]),
-            offset=int(word["Offset"]),
-            duration=int(word["Duration"]),
-            confidence=_unit(word.get("Confidence")),
-        )
-        for word in best.get("Words") or ()
-    )
-    return Recognition(
-        text=result.text,
-        final=True,
-        offset=int(result.offset),
-        duration=int(result.duration),
-        confidence=_unit(confidence),
-        words=words,
-        speaker=speaker,
-    )
-
-
-def _unit(value: Any) -> float | None:
-    if value is None:
-        return None
-    return min(max(float(value), 0.0), 1.0)

@@ -27,8 +27,6 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-TICKS_PER_SECOND = 10_000_000
-
 
 class RecognizerError(Exception):
     """A recognition session failed; ``reason`` says why, for logs and the call's gap marker."""

@@ -12,7 +12,7 @@ Because results depend only on the audio, tests can assert exactly what is store
 
 from __future__ import annotations
 
-from streaming.audio import TICKS_PER_SECOND, frame_level_dbfs
+from streaming.audio.timeline import frame_level_dbfs
 from streaming.recognizers.base import (
     END_OF_RESULTS,
     QueuedSession,
@@ -22,6 +22,7 @@ from streaming.recognizers.base import (
     RecognizerError,
     SessionConfig,
 )
+from streaming.units import TICKS_PER_SECOND
 
 
 class FakeSession(QueuedSession):

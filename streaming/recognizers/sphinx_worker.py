@@ -31,11 +31,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from streaming.units import TICKS_PER_SECOND
+
 HEADER = struct.Struct("<IBI")
 OPEN, AUDIO, CLOSE, ABORT = 1, 2, 3, 4
 MAX_PAYLOAD = 16 * 1024 * 1024
 MODEL_RATE = 16000  # the bundled en-US acoustic model is 16 kHz
-TICKS_PER_SECOND = 10_000_000
 DECODER_FRAMES_PER_SECOND = 100  # pocketsphinx's frame rate (10 ms frames)
 MAX_UTTERANCE_SECONDS = 30.0  # a longer stretch of speech is cut so results keep coming
 FILLERS = {"<s>", "</s>", "<sil>", "[NOISE]", "<unk>"}

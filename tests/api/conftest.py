@@ -21,8 +21,9 @@ from rest_framework.authtoken.models import Token
 from dashboard.models import Team, TeamAddress
 from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
 from streaming import services
+from streaming.acs.packets import Word
 from streaming.models import Call, CallAnalytics
-from streaming.packets import TICKS_PER_SECOND, Word
+from streaming.units import TICKS_PER_SECOND
 from tests.helpers import clear_cache
 
 TEAM_LINE = "+15551230000"

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from dashboard.api.pagination import CallsitePagination
 from streaming.models import Call, CallState, Participant
-from streaming.packets import TICKS_PER_SECOND
+from streaming.units import TICKS_PER_SECOND
 from tests.api.conftest import AGENT, CONVERSATION, OTHER_LINE, TEAM_LINE, Said, make_call
 
 pytestmark = pytest.mark.django_db

@@ -9,8 +9,7 @@ import pytest
 from django.core.paginator import Paginator
 from django.utils import timezone
 
-from dashboard.api.pagination import DeferredJoinPaginator
-from dashboard.api.queries import newest_first, user_calls
+from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
 from tests.api.conftest import Said, make_call
 
 

@@ -18,9 +18,9 @@ import pytest
 from django.test import Client
 
 from streaming import services
-from streaming.exports import FORMATS
+from streaming.history.exports import FORMATS
 from streaming.models import Participant, TranscriptSource, Utterance
-from streaming.packets import TICKS_PER_SECOND
+from streaming.units import TICKS_PER_SECOND
 from tests.api.conftest import AGENT, OTHER_LINE, TEAM_LINE, Said, make_call
 
 pytestmark = pytest.mark.django_db

@@ -7,8 +7,8 @@ import json
 import pytest
 from django.test import Client
 
-from streaming.exports import render
-from streaming.transcripts import transcript_for_call
+from streaming.history.exports import render
+from streaming.history.transcripts import transcript_for_call
 from tests.api.conftest import AGENT
 
 pytestmark = pytest.mark.django_db

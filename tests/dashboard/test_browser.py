@@ -13,8 +13,8 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection
 
+from simulator import DEMO_AUDIO_SCRIPT, load_call_script, load_script, stream_call
 from streaming.models import Call
-from streaming.simulator import load_call_script, load_script, stream_call
 from tests.conftest import FIXTURES, ROOT, DaphneServer
 from tests.services import chromium_path, require
 
@@ -148,7 +148,7 @@ def test_supervisor_sees_the_recognized_audio_call_live(
     from playwright.sync_api import expect, sync_playwright
 
     server = daphne_factory(CALLSITE_RECOGNIZER="sphinx", CALLSITE_SPHINX_WORKERS="1")
-    script = load_call_script(ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml")
+    script = load_call_script(DEMO_AUDIO_SCRIPT)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -205,7 +205,7 @@ def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, superviso
     AlertRule.objects.all().delete()
     AlertRule.objects.create(name="Dead air over 5 s", kind="dead_air", seconds=5)
     server = daphne_factory(CALLSITE_RECOGNIZER="none")
-    script = load_call_script(ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml")
+    script = load_call_script(DEMO_AUDIO_SCRIPT)
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -282,7 +282,7 @@ def _in_thread(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def _store_finals(call_id: int, first: int, count: int) -> None:
     from streaming import services
-    from streaming.packets import Word
+    from streaming.acs.packets import Word
 
     for n in range(first, first + count):
         services.utterance_record(

@@ -486,20 +486,20 @@ def test_daphne_serves_plotly_js() -> None:
 
 def test_a_tick_s_analytics_message_is_built_once_for_every_page() -> None:
     """Pages of one process share the encoded message of a tick; the next tick is new."""
-    from dashboard.consumers import LIVE_ANALYTICS, analytics_message
+    from dashboard.messages import LIVE_ANALYTICS, analytics_update
 
     tick = copy.deepcopy(TWO_SPEAKERS)
     tick["call_id"] = 987_654
-    first = LIVE_ANALYTICS.get(copy.deepcopy(tick))
-    assert LIVE_ANALYTICS.get(copy.deepcopy(tick)) is first  # another page, same tick
-    assert json.loads(first) == json.loads(json.dumps(analytics_message(tick, full=False)))
+    first = LIVE_ANALYTICS.text(copy.deepcopy(tick))
+    assert LIVE_ANALYTICS.text(copy.deepcopy(tick)) is first  # another page, same tick
+    assert json.loads(first) == json.loads(json.dumps(analytics_update(tick)))
     later = copy.deepcopy(tick)
     later["duration_ms"] += 1000
     later["talk_ms"] += 1000
-    text = LIVE_ANALYTICS.get(later)
+    text = LIVE_ANALYTICS.text(later)
     assert text is not first
     assert json.loads(text)["analytics"]["talk_ms"] == tick["talk_ms"] + 1000
     final = copy.deepcopy(later)
     final["final"] = True
-    assert json.loads(LIVE_ANALYTICS.get(final))["analytics"]["final"] is True
+    assert json.loads(LIVE_ANALYTICS.text(final))["analytics"]["final"] is True
     assert 987_654 not in LIVE_ANALYTICS.latest  # the call ended: nothing kept for it

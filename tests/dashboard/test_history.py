@@ -22,7 +22,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from dashboard.views import HISTORY_PAGE_SIZE
-from streaming.exports import FORMATS
+from streaming.history.exports import FORMATS
 from tests.api.conftest import (
     CONVERSATION,
     OTHER_LINE,

@@ -15,7 +15,7 @@ import webvtt
 from django.contrib.auth.models import User
 
 from dashboard.models import Team, TeamAddress
-from streaming.exports import FORMATS
+from streaming.history.exports import FORMATS
 from tests.api.conftest import (
     CONVERSATION,
     OTHER_LINE,

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from simulator import DEMO_DIR, load_script
 from streaming import units
 from streaming.models import Call
-from streaming.simulator import DEMO_DIR, load_script
 from tests.conftest import DaphneServer
 from tests.dashboard.test_browser import (
     CHROMIUM_ARGS,

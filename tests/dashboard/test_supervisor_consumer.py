@@ -12,8 +12,8 @@ from django.test import Client
 
 from callsite.asgi import application
 from streaming import services
+from streaming.acs.packets import Word
 from streaming.models import Call
-from streaming.packets import Word
 from tests.helpers import acs_socket, next_event, transcription_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -163,7 +163,7 @@ async def test_an_open_page_closes_once_its_user_loses_access(
     socket checks again before it relays anything and closes with 4403."""
     from django.contrib.sessions.models import Session
 
-    from dashboard.consumers import ACCESS_REVOKED
+    from dashboard.consumers.base import ACCESS_REVOKED
 
     settings.CALLSITE_DASHBOARD_RECHECK_SECONDS = 0  # check before every message
     call_id = await _call_with_caption("revoked-call", "Earlier words.")

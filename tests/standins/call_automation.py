@@ -310,7 +310,7 @@ class CallAutomationStandIn:
 
         azure-core retries a POST answered 500, 503 or 504 by itself, so such a failure meant
         to reach the caller has to outlast the retries (``times=3`` with the settings of
-        ``streaming.automation.client``).
+        ``streaming.acs.client``).
         """
         with self._lock:
             self._failures.append(_Failure(status, code, message, times))

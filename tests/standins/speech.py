@@ -63,8 +63,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-TICKS_PER_SECOND = 10_000_000
-TICKS_PER_MS = 10_000
+from streaming.units import TICKS_PER_MS, TICKS_PER_SECOND
+
 WAV_HEADER_BYTES = 44
 
 

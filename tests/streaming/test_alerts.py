@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from streaming.alerts import AlertWatch, Firing, Rule, contains_phrase, keyword_firings
-from streaming.analytics import FRAMES_PER_SECOND, CallFigures, analyse, track_from_intervals
+from streaming.live.alerts import AlertWatch, Firing, Rule, contains_phrase, keyword_firings
+from streaming.live.analytics import CallFigures, analyse, track_from_intervals
 from streaming.models import AlertRule
+from streaming.units import FRAMES_PER_SECOND
 
 F = FRAMES_PER_SECOND
 DEAD_AIR = Rule(id=1, name="Dead air", kind="dead_air", seconds=5)

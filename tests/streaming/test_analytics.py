@@ -10,8 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.analytics import (
-    FRAMES_PER_SECOND,
+from streaming.live.analytics import (
     AnalyticsParams,
     Track,
     analyse,
@@ -24,6 +23,7 @@ from streaming.analytics import (
     track_from_mask_seconds,
     wpm,
 )
+from streaming.units import FRAMES_PER_SECOND
 
 F = FRAMES_PER_SECOND  # frames per second: 50
 

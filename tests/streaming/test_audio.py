@@ -10,11 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming.audio import (
-    FRAME_TICKS,
+from streaming.audio.timeline import (
     GAP_TOLERANCE_TICKS,
     SILENCE_DBFS,
-    TICKS_PER_SECOND,
     ActivityTracker,
     FrameVerdict,
     StreamClock,
@@ -23,6 +21,7 @@ from streaming.audio import (
     pcm_ticks,
     ticks_between,
 )
+from streaming.units import FRAME_TICKS, TICKS_PER_SECOND
 
 
 def tone(amplitude: float, samples: int = 320) -> bytes:

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from channels.layers import get_channel_layer
 
-from streaming.audio import FRAME_TICKS, TICKS_PER_SECOND
 from streaming.events import call_group
 from streaming.models import Call, CallEvent, TalkSecond, TranscriptSource, Utterance
 from streaming.recognizers import reset_recognizer
 from streaming.recognizers.fake import FakeRecognizer
+from streaming.units import FRAME_TICKS, TICKS_PER_SECOND
 from tests.helpers import (
     acs_socket,
     audio_data,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from streaming.automation import client
-from streaming.automation.client import (
+from streaming.acs import client
+from streaming.acs.client import (
     AnswerResult,
     CallAutomationError,
     CallAutomationNotConfigured,

@@ -24,10 +24,10 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streaming.consumers import POLICY_VIOLATION, UNKNOWN_KIND
+from streaming.acs.packets import PacketError, parse_packet
+from streaming.ingest.frames import POLICY_VIOLATION, UNKNOWN_KIND
 from streaming.metrics import INGEST
 from streaming.models import Utterance
-from streaming.packets import PacketError, parse_packet
 from tests.helpers import acs_socket, audio_data, audio_metadata, field_paths, transcription_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -300,7 +300,7 @@ async def test_bad_frames_are_counted_logged_and_cost_no_valid_final(
     socket = acs_socket(call)
     assert (await socket.connect())[0]
     frames_before, rejected_before = INGEST.frames, INGEST.rejected
-    with caplog.at_level(logging.WARNING, logger="streaming.consumers"):
+    with caplog.at_level(logging.WARNING, logger="streaming.ingest"):
         await send(socket, final(0))
         for frame in [*case.setup, *case.frames]:
             await send(socket, frame)
@@ -334,7 +334,7 @@ async def test_text_that_cannot_be_stored_costs_only_its_own_frame(
     socket = acs_socket(call)
     assert (await socket.connect())[0]
     frames_before = INGEST.frames
-    with caplog.at_level(logging.WARNING, logger="streaming.consumers"):
+    with caplog.at_level(logging.WARNING, logger="streaming.ingest"):
         await send(socket, final(0))
         await send(socket, td(text="lone \ud800 surrogate", offset=7))
         await send(socket, td(participantRawID="8:acs:\udfff", offset=8))
@@ -349,7 +349,7 @@ async def test_text_that_cannot_be_stored_costs_only_its_own_frame(
     failed = [
         r.getMessage()
         for r in caplog.records
-        if r.name == "streaming.consumers" and r.levelno >= logging.WARNING
+        if r.name.startswith("streaming.ingest") and r.levelno >= logging.WARNING
     ]
     for frame in (2, 3, 4, 5):
         assert any(f"rejected frame {frame} " in message for message in failed), failed
@@ -386,7 +386,7 @@ async def test_500_bad_frames_in_a_row_close_the_socket_with_4008(
     socket = acs_socket(call)
     assert (await socket.connect())[0]
     frames_before = INGEST.frames
-    with caplog.at_level(logging.WARNING, logger="streaming.consumers"):
+    with caplog.at_level(logging.WARNING, logger="streaming.ingest"):
         for n in range(3):
             await send(socket, final(n))
         for frame in garbage(499):

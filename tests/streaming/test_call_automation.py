@@ -179,7 +179,7 @@ def test_callbacks_with_an_acs_token(
 ) -> None:
     """With the resource id set, a callback carrying a valid ACS JWT is applied without the
     secret, and one with a token for another resource is refused."""
-    from streaming.automation import tokens
+    from streaming.acs import tokens
 
     key = SigningKey()
     server = JwksServer()
@@ -306,7 +306,7 @@ def test_a_stream_that_beats_the_answer_response_is_folded_in(
     """If ACS opens the media socket before the answer returns, the socket's call and the
     ringing call become one managed call with everything each had."""
     from streaming import services
-    from streaming.packets import Word
+    from streaming.acs.packets import Word
 
     early = services.call_stream_opened(connection_id=CONNECTION_ID)
     services.utterance_record(

@@ -3,7 +3,7 @@
 SRT is read with the ``srt`` package, WebVTT with ``webvtt-py`` (strict), CSV with
 ``csv.DictReader`` and JSON with ``json.loads``; plain text with the small reader below. The
 expected values are computed here from the rules in docs/exports.md, not with the helpers of
-``streaming.exports``.
+``streaming.history.exports``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streaming import services
-from streaming.exports import (
+from streaming.acs.packets import Word
+from streaming.history.exports import (
     FORMATS,
     Transcript,
     TranscriptLine,
@@ -37,12 +38,10 @@ from streaming.exports import (
     render_txt,
     render_vtt,
 )
+from streaming.history.transcripts import transcript_for_call
 from streaming.models import Participant
-from streaming.packets import Word
-from streaming.transcripts import transcript_for_call
+from streaming.units import TICKS_PER_MS, TICKS_PER_SECOND
 
-TICKS_PER_MS = 10_000
-TICKS_PER_SECOND = 10_000_000
 # The line breaks of str.splitlines, written out so the expectation does not reuse it.
 BREAKS = "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"
 

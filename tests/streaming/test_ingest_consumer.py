@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +165,7 @@ async def test_bad_frames_are_counted_logged_and_do_not_close_the_socket(
     """Garbage, binary noise and unknown kinds are rejected with a reason; the call goes on."""
     communicator = acs_socket("call-bad")
     assert (await communicator.connect())[0]
-    with caplog.at_level(logging.WARNING, logger="streaming.consumers"):
+    with caplog.at_level(logging.WARNING, logger="streaming.ingest"):
         await communicator.send_to(text_data="{not json")
         await communicator.send_to(bytes_data=b"\xff\xfe\x00garbage")
         await communicator.send_to(text_data=json.dumps({"kind": "Nonsense", "nonsense": {}}))
@@ -238,18 +237,15 @@ async def test_disconnect_ends_the_call_and_reconnect_resumes_it() -> None:
 
 async def test_rejection_counts_stay_bounded_under_hostile_input() -> None:
     """Thousands of distinct bad values are counted by kind, not one entry per value."""
-    from streaming.consumers import MAX_REJECT_CATEGORIES, AcsIngestConsumer
+    from streaming.ingest.frames import MAX_REJECT_CATEGORIES, FramePolicy
 
-    consumer = AcsIngestConsumer()
-    consumer.connection_id = "hostile"
-    consumer.frames = 0
-    consumer.rejected = Counter()
+    policy = FramePolicy("call hostile")
     for n in range(2000):
-        consumer.reject(f"transcriptionData.offset must be a non-negative integer, got '{n}'")
-        consumer.reject(f"unknown kind 'K{n}'")
-    assert len(consumer.rejected) <= MAX_REJECT_CATEGORIES
-    assert consumer.rejected["transcriptionData.offset must be a non-negative integer"] == 2000
-    assert sum(consumer.rejected.values()) == 4000
+        policy.reject(f"transcriptionData.offset must be a non-negative integer, got '{n}'")
+        policy.reject(f"unknown kind 'K{n}'")
+    assert len(policy.rejected) <= MAX_REJECT_CATEGORIES
+    assert policy.rejected["transcriptionData.offset must be a non-negative integer"] == 2000
+    assert sum(policy.rejected.values()) == 4000
 
 
 async def test_no_database_thread_waits_on_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,10 +17,10 @@ from django.test import Client
 
 from callsite.asgi import application
 from streaming import services
+from streaming.acs.packets import Word
 from streaming.events import call_group
-from streaming.live import analytics_from_history
+from streaming.live.registry import analytics_from_history
 from streaming.models import Alert, AlertRule, Call, CallAnalytics, Utterance
-from streaming.packets import Word
 from tests.helpers import (
     acs_socket,
     audio_data,

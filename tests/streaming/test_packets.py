@@ -18,9 +18,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streaming.packets import (
+from streaming.acs.packets import (
     MAX_PACKET_BYTES,
-    TICKS_PER_SECOND,
     AudioData,
     AudioMetadata,
     DtmfData,
@@ -32,6 +31,7 @@ from streaming.packets import (
     Word,
     parse_packet,
 )
+from streaming.units import TICKS_PER_SECOND
 from tests.helpers import field_paths
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "acs-packets"

@@ -19,13 +19,13 @@ import pytest
 from streaming.recognizers import recognizer_from_settings
 from streaming.recognizers.azure import PLACEHOLDER_KEY, AzureRecognizer, AzureSession
 from streaming.recognizers.base import (
-    TICKS_PER_SECOND,
     Recognition,
     RecognizedWord,
     RecognizerConfigurationError,
     RecognizerError,
     SessionConfig,
 )
+from streaming.units import TICKS_PER_SECOND
 from tests.standins.speech import ScriptedPhrase, SpeechStandIn
 
 WAIT = 15.0  # upper bound for anything one test waits on

@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streaming.evaluation import word_error_rate
 from streaming.recognizers import (
     Recognition,
     RecognitionSession,
     RecognizerError,
     SessionConfig,
 )
+from streaming.recognizers.evaluation import word_error_rate
 from streaming.recognizers.sphinx import SphinxRecognizer
 
 AUDIO = Path(__file__).resolve().parent.parent / "fixtures" / "audio"

@@ -9,8 +9,8 @@ import pytest
 from django.db import transaction
 
 from streaming import services
+from streaming.acs.packets import Word
 from streaming.models import Call, CallState, Participant, ParticipantRole, Utterance
-from streaming.packets import Word
 
 pytestmark = pytest.mark.django_db
 

@@ -24,14 +24,12 @@ from hypothesis import strategies as st
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from streaming.packets import TranscriptionData, TranscriptionMetadata, parse_packet
-from streaming.simulator import (
-    DATA_KIND,
+from simulator import (
     DEFAULT_SCRIPT,
     DEMO_DIR,
     FINAL_DELAY,
-    METADATA_KIND,
-    TICKS_PER_SECOND,
+    TRANSCRIPTION_DATA,
+    TRANSCRIPTION_METADATA,
     CallsFailedError,
     ScheduledPacket,
     Script,
@@ -44,6 +42,8 @@ from streaming.simulator import (
     simulate_calls,
     stream_call,
 )
+from streaming.acs.packets import TranscriptionData, TranscriptionMetadata, parse_packet
+from streaming.units import TICKS_PER_SECOND
 
 SHORT_CALL = DEMO_DIR / "short_call.toml"
 AGENT = "8:acs:00000000-0000-4000-8000-000000000001_00000002-0000-4000-8000-000000000003"
@@ -70,7 +70,7 @@ def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> 
     """Assert every invariant the simulator promises about a plan."""
     raw_ids = {s.key: s.raw_id for s in script.speakers}
     first = packets[0]
-    assert (first.at, first.final, first.kind) == (0.0, False, METADATA_KIND)
+    assert (first.at, first.final, first.kind) == (0.0, False, TRANSCRIPTION_METADATA)
     meta = json.loads(first.payload)
     assert meta["kind"] == "TranscriptionMetadata"
     assert set(meta["transcriptionMetadata"]) == {
@@ -86,7 +86,7 @@ def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> 
 
     ats = [p.at for p in packets]
     assert ats == sorted(ats)
-    assert all(p.kind == DATA_KIND for p in packets[1:])
+    assert all(p.kind == TRANSCRIPTION_DATA for p in packets[1:])
 
     # Group by phrase offset: each turn starts at a distinct tick.
     turns: dict[int, list[tuple[ScheduledPacket, dict[str, Any]]]] = {}

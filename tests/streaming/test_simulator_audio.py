@@ -35,11 +35,10 @@ from django.core.management import CommandError, call_command
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request
 
-import streaming.simulator as simulator
-from streaming.packets import AudioData, AudioMetadata, parse_packet
-from streaming.simulator import (
-    AUDIO_DATA_KIND,
-    AUDIO_METADATA_KIND,
+import simulator.audio
+from simulator import (
+    AUDIO_DATA,
+    AUDIO_METADATA,
     DEFAULT_AGENT_RAW_ID,
     DEMO_AUDIO_DIR,
     DEMO_AUDIO_MIXED_SCRIPT,
@@ -63,6 +62,7 @@ from streaming.simulator import (
     simulate_calls,
     stream_call,
 )
+from streaming.acs.packets import AudioData, AudioMetadata, parse_packet
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 TONES_CALL = FIXTURES / "tones_call.toml"
@@ -109,7 +109,7 @@ def plan(script: AudioScript, call_id: str = "call-1") -> AudioPlan:
 
 def bodies(packets: Sequence[Any]) -> list[dict[str, Any]]:
     """The ``audioData`` objects of the AudioData packets, decoded with json."""
-    return [json.loads(p.payload)["audioData"] for p in packets if p.kind == AUDIO_DATA_KIND]
+    return [json.loads(p.payload)["audioData"] for p in packets if p.kind == AUDIO_DATA]
 
 
 def sounding_frames(spans: Sequence[tuple[float, float]], frames: int) -> list[bool]:
@@ -212,7 +212,7 @@ def test_plan_is_metadata_then_frames_of_the_rate(rate: int, frame_bytes: int) -
     assert script.frame_count == 150  # 3 s, the longer WAV
     packets = plan(script)
     first = packets[0]
-    assert (first.at, first.final, first.kind) == (0.0, False, AUDIO_METADATA_KIND)
+    assert (first.at, first.final, first.kind) == (0.0, False, AUDIO_METADATA)
     meta = json.loads(first.payload)
     assert meta["kind"] == "AudioMetadata"
     assert meta["audioMetadata"] == {
@@ -228,7 +228,7 @@ def test_plan_is_metadata_then_frames_of_the_rate(rate: int, frame_bytes: int) -
 
     assert len(packets) == 1 + 2 * 150
     for packet in packets[1:]:
-        assert packet.kind == AUDIO_DATA_KIND
+        assert packet.kind == AUDIO_DATA
         assert not packet.final
         data = parse_packet(packet.payload)
         assert isinstance(data, AudioData)
@@ -667,7 +667,7 @@ async def test_stream_call_sends_the_audio_on_schedule(endpoint: Endpoint) -> No
     )
     assert (result.packets_sent, result.frames_sent) == (301, 300)
     assert (result.finals_sent, result.intermediates_sent) == (0, 0)
-    assert seen == [AUDIO_METADATA_KIND] + [AUDIO_DATA_KIND] * 300
+    assert seen == [AUDIO_METADATA] + [AUDIO_DATA] * 300
     [record] = await endpoint.settled(1)
     assert record.headers["x-ms-call-connection-id"] == "audio-1"
     assert "call=audio-1" in record.path
@@ -714,13 +714,13 @@ async def test_simulate_calls_plays_audio_to_concurrent_calls(
 ) -> None:
     script = load_audio_script(TONES_CALL)
     encoded = []
-    original = simulator._encode_track
+    original = simulator.audio.audio_frame_tails
 
     def counting(*args: Any) -> tuple[str, ...]:
         encoded.append(args[0])
         return original(*args)
 
-    monkeypatch.setattr(simulator, "_encode_track", counting)
+    monkeypatch.setattr(simulator.audio, "audio_frame_tails", counting)
     lines: list[str] = []
     results = await simulate_calls(
         endpoint.url,

@@ -17,9 +17,9 @@ from django.core.checks import run_checks
 from django.test import RequestFactory
 
 from callsite.asgi import application
-from streaming.auth import acs_request_decision, http_request_decision
-from streaming.automation import tokens
-from streaming.automation.tokens import (
+from streaming.acs import tokens
+from streaming.acs.auth import acs_request_decision, http_request_decision
+from streaming.acs.tokens import (
     AcsTokenVerifier,
     TokenConfig,
     TokenError,
@@ -490,7 +490,7 @@ async def test_socket_with_a_bad_acs_token_is_refused(
         "tampered": tamper(key.sign(), exp=now + 86_400),
         "missing": None,
     }[case]
-    caplog.set_level(logging.WARNING, logger="streaming.consumers")
+    caplog.set_level(logging.WARNING, logger="streaming.ingest")
     communicator = _socket(None if authorization is None else f"Bearer {authorization}")
     connected, _ = await communicator.connect()
     assert not connected

@@ -20,7 +20,7 @@ from django.test import Client
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streaming.automation.events import MAX_DEPTH, MAX_EVENTS_PER_REQUEST
+from streaming.acs.webhooks import MAX_DEPTH, MAX_EVENTS_PER_REQUEST
 from streaming.models import Call, CallEvent, CallState
 from tests.helpers import field_paths
 from tests.standins.call_automation import CallAutomationStandIn

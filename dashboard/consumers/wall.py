@@ -1,0 +1,88 @@
+"""The call wall's socket: every live and recent call the supervisor may see, then changes.
+
+The overview group carries every call; a supervisor who sees only their teams' calls gets
+only theirs. Which calls those are is worked out when the socket opens, a call at a time as
+new ones appear, and again whenever the socket re-checks the user's access, so a supervisor
+taken off a team stops seeing its calls within ``CALLSITE_DASHBOARD_RECHECK_SECONDS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from dashboard import messages
+from dashboard.consumers.base import SupervisorSocket
+from dashboard.permissions import can_view_call, sees_all_calls, visible_calls
+from streaming import selectors
+from streaming.events import OVERVIEW_GROUP
+
+
+class WallConsumer(SupervisorSocket):
+    """``/ws/dashboard/``: the call wall."""
+
+    # The ids the user may see (None: every call); the calls found not to be theirs.
+    visible: set[int] | None = None
+    hidden: set[int]
+
+    async def join(self) -> str | None:
+        self.hidden = set()
+        return OVERVIEW_GROUP
+
+    async def send_snapshot(self) -> None:
+        await self.send_message(await database_sync_to_async(self.snapshot)())
+
+    def snapshot(self) -> messages.WallSnapshot:
+        user = self.scope["user"]
+        scoped = None if sees_all_calls(user) else visible_calls(user)
+        calls = selectors.call_list(calls=scoped)
+        if scoped is not None:
+            self.visible = set(scoped.values_list("pk", flat=True))
+        summaries = selectors.wall_summaries(call_ids=[c["id"] for c in calls])
+        return messages.wall_snapshot(calls, summaries, settings.CALLSITE_STUCK_SECONDS)
+
+    async def access_rechecked(self) -> None:
+        """Work out again which calls the user may see: their teams may have changed."""
+        if self.visible is not None:
+            user = self.scope["user"]
+            scoped = visible_calls(user).values_list("pk", flat=True)
+            self.visible = set(await database_sync_to_async(list)(scoped))
+            self.hidden.clear()
+
+    async def may_see(self, call_id: int) -> bool:
+        """Whether this call is one of the user's teams' calls (always, for Staff).
+
+        A call can become visible (a team's number joins it); calls not yet known to be
+        visible are asked about, each at most once per call update.
+        """
+        if self.visible is None or call_id in self.visible:
+            return True
+        if call_id in self.hidden:
+            return False
+        if await database_sync_to_async(can_view_call)(self.scope["user"], call_id):
+            self.visible.add(call_id)
+            return True
+        self.hidden.add(call_id)
+        return False
+
+    async def call_updated(self, event: dict[str, Any]) -> None:
+        if self.visible is not None:
+            call_id = event["call"]["id"]
+            self.hidden.discard(call_id)  # participants may have joined: ask again
+            if not await self.may_see(call_id):
+                return
+        await self.send_message(event)
+
+    async def alert_fired(self, event: dict[str, Any]) -> None:
+        if await self.may_see(event["alert"]["call_id"]):
+            await self.send_message(event)
+
+    async def calls_health(self, event: dict[str, Any]) -> None:
+        if self.visible is not None:
+            rows = [row for row in event["calls"] if await self.may_see(row["call_id"])]
+            if not rows:
+                return
+            event = {**event, "calls": rows}
+        await self.send_message(event)

@@ -1,0 +1,245 @@
+"""Playing planned packets over a WebSocket the way ACS does, for one call or many."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from simulator.audio import AudioScript
+from simulator.plan import ScheduledPacket, plan_audio_packets, plan_packets
+from simulator.scripts import Script
+from simulator.wire import AUDIO_DATA, AUDIO_METADATA, TRANSCRIPTION_DATA, TRANSCRIPTION_METADATA
+
+AUDIO_PROGRESS_SECONDS = 10.0  # call time between simulate_calls' audio progress lines
+_YIELD_EVERY = 50  # packets sent back to back before the sender lets other tasks run
+
+
+class SimulatorError(RuntimeError):
+    """A simulated call could not connect, was rejected, or was cut off."""
+
+
+class CallsFailedError(SimulatorError):
+    """Raised by :func:`simulate_calls` when at least one call failed; keeps the rest."""
+
+    def __init__(
+        self, message: str, results: list[CallResult], failures: list[tuple[str, SimulatorError]]
+    ) -> None:
+        super().__init__(message)
+        self.results = results
+        self.failures = failures
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What one simulated call sent; ``elapsed`` is seconds from handshake to close."""
+
+    call_connection_id: str
+    packets_sent: int
+    finals_sent: int
+    intermediates_sent: int
+    elapsed: float
+    frames_sent: int = 0  # AudioData packets
+
+
+def _time_scale(speed: float) -> float:
+    """Seconds of wall time per second of call time; 0.0 means as fast as possible."""
+    if math.isnan(speed):
+        raise ValueError("speed must be a number, got NaN")
+    return 0.0 if speed <= 0 or math.isinf(speed) else 1.0 / speed
+
+
+def _with_query(url: str, **params: str | None) -> str:
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in params]
+    query += [(k, v) for k, v in params.items() if v is not None]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+async def send_packets(
+    url: str,
+    packets: Sequence[ScheduledPacket],
+    *,
+    call_connection_id: str,
+    correlation_id: str,
+    token: str | None,
+    speed: float = 1.0,
+    on_packet: Callable[[ScheduledPacket], None] | None = None,
+) -> CallResult:
+    """Open a WebSocket the way ACS does and send ``packets`` on schedule, then close (1000).
+
+    Each packet goes out at ``packet.at / speed`` seconds after the socket opened, measured
+    from one monotonic start, so a long call never drifts. ``packets`` may be any sequence,
+    such as a lazy :class:`AudioPlan`. Error messages name ``url`` as given, never the query
+    with the token.
+    """
+    scale = _time_scale(speed)
+    target = _with_query(url, token=token, call=call_connection_id)
+    headers = {
+        "x-ms-call-connection-id": call_connection_id,
+        "x-ms-call-correlation-id": correlation_id,
+    }
+    try:
+        # proxy=None: ACS connects straight to the endpoint; an env proxy would skew timing.
+        # compression=None: deflating every 20 ms audio frame costs CPU and gains little.
+        ws = await connect(target, additional_headers=headers, proxy=None, compression=None)
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        raise SimulatorError(f"{url} rejected the WebSocket handshake: HTTP {status}") from exc
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        raise SimulatorError(f"cannot connect to {url}: {exc}") from exc
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent = finals = intermediates = frames = 0
+    unbroken = 0  # packets sent since this task last let others run
+    try:
+        for packet in packets:
+            if scale:
+                # Absolute deadlines from one monotonic start, so sleep overshoot never adds up.
+                delay = started + packet.at * scale - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    unbroken = 0
+            if unbroken >= _YIELD_EVERY:
+                # send() rarely waits, so a call that is behind (or at speed 0) would otherwise
+                # starve the other calls of this event loop.
+                await asyncio.sleep(0)
+                unbroken = 0
+            await ws.send(packet.payload)
+            sent += 1
+            unbroken += 1
+            if packet.kind == AUDIO_DATA:
+                frames += 1
+            elif packet.final:
+                finals += 1
+            elif packet.kind == TRANSCRIPTION_DATA:
+                intermediates += 1
+            if on_packet is not None:
+                on_packet(packet)
+        await ws.close(code=1000, reason="call ended")
+    except ConnectionClosed as exc:
+        close = exc.rcvd
+        why = f"code {close.code} {close.reason!r}" if close else "no close frame"
+        raise SimulatorError(
+            f"{url} closed call {call_connection_id} after {sent} of {len(packets)} packets ({why})"
+        ) from exc
+    finally:
+        await ws.close()
+    elapsed = loop.time() - started
+    return CallResult(call_connection_id, sent, finals, intermediates, elapsed, frames)
+
+
+async def stream_call(
+    url: str,
+    *,
+    call_connection_id: str,
+    script: Script | AudioScript,
+    token: str | None,
+    speed: float = 1.0,
+    correlation_id: str | None = None,
+    on_packet: Callable[[ScheduledPacket], None] | None = None,
+) -> CallResult:
+    """Play one scripted or audio call to ``url`` (query gets ``token`` and ``call`` added).
+
+    Audio timestamps start at the moment of the call.
+    """
+    correlation_id = correlation_id or str(uuid.uuid4())
+    packets: Sequence[ScheduledPacket]
+    if isinstance(script, AudioScript):
+        packets = plan_audio_packets(script, call_connection_id=call_connection_id)
+    else:
+        packets = plan_packets(
+            script, call_connection_id=call_connection_id, correlation_id=correlation_id
+        )
+    return await send_packets(
+        url,
+        packets,
+        call_connection_id=call_connection_id,
+        correlation_id=correlation_id,
+        token=token,
+        speed=speed,
+        on_packet=on_packet,
+    )
+
+
+async def simulate_calls(
+    url: str,
+    *,
+    script: Script | AudioScript,
+    calls: int = 1,
+    token: str | None,
+    speed: float = 1.0,
+    stagger: float = 0.5,
+    call_prefix: str = "sim",
+    progress: Callable[[str], None] | None = None,
+) -> list[CallResult]:
+    """Run ``calls`` concurrent calls, started ``stagger / speed`` seconds apart.
+
+    Calls get fresh ids (``<call_prefix>-<12 hex>``) so reruns never collide. A failed call
+    does not stop the others; at the end :class:`CallsFailedError` reports every failure.
+    ``progress`` gets a line per connect, Final (transcription) or 10 s of audio, and end.
+    """
+    if calls < 1:
+        raise ValueError(f"calls must be >= 1, got {calls}")
+    scale = _time_scale(speed)
+    report = progress or (lambda line: None)
+    if isinstance(script, AudioScript):
+        total_finals, total = 0, f"{script.duration:.1f} s"
+        script._encoded  # noqa: B018 -- encode before any call starts its clock
+    else:
+        total_finals, total = len(script.turns), ""
+    call_ids = [f"{call_prefix}-{uuid.uuid4().hex[:12]}" for _ in range(calls)]
+    results: dict[str, CallResult] = {}
+    failures: list[tuple[str, SimulatorError]] = []
+
+    async def run(index: int, call_id: str) -> None:
+        await asyncio.sleep(index * stagger * scale)
+        finals = 0
+        reported = 0.0  # call time of the last audio progress line
+
+        def on_packet(packet: ScheduledPacket) -> None:
+            nonlocal finals, reported
+            if packet.kind in (TRANSCRIPTION_METADATA, AUDIO_METADATA):
+                report(f"call {call_id} connected")
+            elif packet.final:
+                finals += 1
+                report(f"call {call_id}: {finals}/{total_finals} finals")
+            elif packet.kind == AUDIO_DATA and packet.at - reported >= AUDIO_PROGRESS_SECONDS:
+                reported = packet.at
+                report(f"call {call_id}: {packet.at:.0f}/{total} of audio")
+
+        try:
+            result = await stream_call(
+                url,
+                call_connection_id=call_id,
+                script=script,
+                token=token,
+                speed=speed,
+                on_packet=on_packet,
+            )
+        except SimulatorError as exc:
+            failures.append((call_id, exc))
+            report(f"call {call_id} failed: {exc}")
+            return
+        results[call_id] = result
+        sent = (
+            f"{result.frames_sent} frames" if result.frames_sent else f"{result.finals_sent} finals"
+        )
+        report(f"call {call_id} done: {sent} in {result.elapsed:.1f} s")
+
+    async with asyncio.TaskGroup() as group:
+        for index, call_id in enumerate(call_ids):
+            group.create_task(run(index, call_id))
+    ordered = [results[c] for c in call_ids if c in results]
+    if failures:
+        first = failures[0][1]
+        raise CallsFailedError(
+            f"{len(failures)} of {calls} calls failed (first: {first})", ordered, failures
+        )
+    return ordered

@@ -1,0 +1,63 @@
+"""Build a call's ``Transcript`` (``streaming.history.exports``) from the database."""
+
+from __future__ import annotations
+
+from django.db.models import F
+
+from streaming.history.exports import UNKNOWN_SPEAKER, Transcript, TranscriptLine
+from streaming.models import Call, Participant, ParticipantRole, Utterance
+
+
+def transcript_for_call(call_id: int) -> Transcript | None:
+    """The call's transcript, or ``None`` when there is no such call. Three queries.
+
+    Lines come in the order they were stored (``seq``); ``exports.ordered_lines`` puts them in
+    spoken order, keeping each line without timings after the one stored before it.
+    """
+    call = (
+        Call.objects.filter(pk=call_id)
+        .only("pk", "connection_id", "started_at", "ended_at", "locale")
+        .first()
+    )
+    if call is None:
+        return None
+    participants = [
+        (p.raw_id, p.display_label or UNKNOWN_SPEAKER, p.role)
+        for p in Participant.objects.filter(call_id=call_id).order_by("created_at", "pk")
+    ]
+    utterances = (
+        Utterance.objects.filter(call_id=call_id)
+        .select_related("participant")
+        .order_by(F("seq").asc(nulls_last=True), "pk")
+    )
+    lines = []
+    for u in utterances:
+        person = u.participant
+        start = u.offset_ticks
+        lines.append(
+            TranscriptLine(
+                speaker_key=person.raw_id if person else "",
+                speaker=(person.display_label if person else "") or UNKNOWN_SPEAKER,
+                role=person.role if person else ParticipantRole.UNKNOWN.value,
+                start_ticks=start,
+                end_ticks=(
+                    start + u.duration_ticks
+                    if start is not None and u.duration_ticks is not None
+                    else None
+                ),
+                text=u.text,
+                confidence=u.confidence,
+                words=(
+                    [w for w in u.words if isinstance(w, dict)] if isinstance(u.words, list) else []
+                ),
+            )
+        )
+    return Transcript(
+        call_id=call.pk,
+        connection_id=call.connection_id,
+        started_at=call.started_at,
+        ended_at=call.ended_at,
+        locale=call.locale,
+        participants=participants,
+        lines=lines,
+    )

@@ -1,0 +1,300 @@
+"""One ACS stream of one call, and everything it holds: the one owner of a stream.
+
+The socket (``streaming.ingest.consumer``) authenticates, reads frames and hands each packet
+here. The stream owns the participants it has met, the call's live figures
+(``streaming.live``), the audio path (``streaming.audio``) and every database crossing the
+stream makes. A final or interim result takes one road whichever way it came, ACS
+transcription or a recognizer: :meth:`AcsStream.phrase`.
+
+    consumer ─► stream ─► services ─► events
+                  └─► audio ─► recognizer ─► stream.phrase
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from streaming import services
+from streaming.acs.packets import (
+    AudioData,
+    AudioMetadata,
+    DtmfData,
+    Packet,
+    TranscriptionData,
+    TranscriptionMetadata,
+)
+from streaming.audio.path import CallAudio
+from streaming.audio.timeline import ActivitySecond
+from streaming.db import db_call
+from streaming.events import (
+    CallPayload,
+    CaptionPayload,
+    ParticipantPayload,
+    asend_event,
+    call_group,
+    caption_interim,
+)
+from streaming.live.heartbeat import WATCH, worker_name
+from streaming.live.registry import LIVE, LiveCall
+from streaming.metrics import INGEST
+from streaming.recognizers import RecognizerError, get_recognizer
+from streaming.retry import RetriesExhausted, db_write
+from streaming.speech import Phrase
+from streaming.tasks import spawn
+
+logger = logging.getLogger(__name__)
+
+Reject = Callable[..., None]
+
+
+class AcsStream:
+    """One ACS WebSocket stream of a call; see the module docstring."""
+
+    def __init__(
+        self, *, call: CallPayload, stream_id: int, connection_id: str, reject: Reject
+    ) -> None:
+        self.call_id = call["id"]
+        self.stream_id = stream_id
+        self.connection_id = connection_id
+        self.label = f"call {connection_id}"
+        self.reject = reject
+        self.opened_at = datetime.now(UTC)  # tick 0 of ACS transcription's offsets
+        self.started = datetime.fromisoformat(call["started_at"]) if call["started_at"] else None
+        self.participants: dict[str, ParticipantPayload] = {}
+        self.live: LiveCall | None = None
+        self.audio: CallAudio | None = None
+
+    @classmethod
+    async def open(cls, *, connection_id: str, correlation_id: str, reject: Reject) -> AcsStream:
+        """Record the stream (creating the call on first sight) and start its heartbeat.
+
+        Raises ``RetriesExhausted`` when the database stays away: the socket is refused, and
+        ACS tries again.
+        """
+        call, stream_id = await db_write(
+            f"call {connection_id}: stream opened",
+            services.stream_opened,
+            connection_id=connection_id,
+            correlation_id=correlation_id,
+            worker=worker_name(),
+        )
+        stream = cls(call=call, stream_id=stream_id, connection_id=connection_id, reject=reject)
+        stream.live = await LIVE.attach(stream.call_id, stream.label, stream.started)
+        WATCH.hold(stream_id, stream.live)
+        return stream
+
+    # --- packets -------------------------------------------------------------------------------
+
+    def audio_frame(self, packet: AudioData) -> Coroutine[Any, Any, None] | None:
+        """The hot path, 50 frames a second per participant: a coroutine only when needed."""
+        if self.audio is None:
+            self.reject("AudioData before a usable AudioMetadata", hostile=False)
+            return None
+        return self.audio.frame(packet)
+
+    async def packet(self, packet: Packet) -> None:
+        """Any packet but audio frames."""
+        if isinstance(packet, TranscriptionData):
+            await self.phrase(Phrase.from_transcription(packet, self.opened_at))
+        elif isinstance(packet, TranscriptionMetadata):
+            await db_write(
+                f"{self.label}: transcription metadata",
+                services.call_transcription_started,
+                call_id=self.call_id,
+                metadata=packet,
+            )
+        elif isinstance(packet, AudioMetadata):
+            await self._audio_path().metadata(packet)
+        elif isinstance(packet, DtmfData):
+            await self._dtmf(packet)
+
+    def _audio_path(self) -> CallAudio:
+        """The stream's audio path, built on its first media packet."""
+        if self.audio is None:
+            try:
+                recognizer = get_recognizer()
+            except RecognizerError as error:
+                logger.error("%s: no speech recognition: %s", self.label, error.reason)
+                recognizer = None
+            self.audio = CallAudio(
+                host=self,
+                call_id=self.call_id,
+                label=self.label,
+                recognizer=recognizer,
+                reject=self.reject,
+            )
+            if self.live is not None:
+                self.live.audio_paths.append(self.audio)
+        return self.audio
+
+    async def _dtmf(self, packet: DtmfData) -> None:
+        logger.info("%s: DTMF %r", self.label, packet.data[:40])
+        stamp = packet.timestamp.isoformat() if packet.timestamp else None
+        event_id = None
+        if stamp is not None:
+            speaker = packet.participant_raw_id or ""
+            event_id = f"dtmf|{self.call_id}|{speaker}|{stamp}|{packet.data}"
+        await db_call(
+            services.call_event_record,
+            call_id=self.call_id,
+            type="DtmfData",
+            data={"tone": packet.data, "participant": packet.participant_raw_id, "at": stamp},
+            event_id=event_id,
+            time=packet.timestamp,
+        )
+
+    # --- phrases: ACS transcription and recognizers alike --------------------------------------
+
+    async def phrase(self, phrase: Phrase) -> None:
+        if phrase.final:
+            await self._final(phrase)
+        else:
+            await self._interim(phrase)
+
+    async def _final(self, phrase: Phrase) -> None:
+        """Store a final once; a new one is counted and timed by the live figures."""
+        try:
+            caption, created = await db_write(
+                f"{self.label}: final utterance",
+                services.utterance_record,
+                call_id=self.call_id,
+                participant_raw_id=phrase.speaker,
+                text=phrase.text,
+                confidence=phrase.confidence,
+                offset_ticks=phrase.offset_ticks,
+                duration_ticks=phrase.duration_ticks,
+                words=phrase.words,
+                source=phrase.source,
+            )
+        except Exception:
+            # Retries ran out (or a bug): the text goes to the log in full, to be recovered.
+            INGEST.finals_lost += 1
+            logger.exception(
+                "%s: final utterance NOT stored (participant %s, offset %s): %r",
+                self.label,
+                phrase.speaker,
+                phrase.offset_ticks,
+                phrase.text,
+            )
+            return
+        if caption["participant"] is not None:
+            self.participants[caption["participant"]["raw_id"]] = caption["participant"]
+        if created and self.live is not None:
+            try:
+                await LIVE.final_stored(self.live, caption, phrase.speech_end)
+            except Exception:
+                logger.exception("%s: handling a stored final failed", self.label)
+
+    async def _interim(self, phrase: Phrase) -> None:
+        """Relay an interim result (never stored); its span is talk for the live figures."""
+        participant = phrase.participant
+        if participant is None and phrase.speaker:
+            try:
+                participant = await self._participant(phrase.speaker)
+            except Exception as error:
+                # An interim result is replaced by the next one within a second: it is not
+                # worth waiting for the database.
+                logger.warning("%s: interim result not relayed: %s", self.label, error)
+                return
+        caption: CaptionPayload = {
+            "call_id": self.call_id,
+            "utterance_id": None,
+            "participant": participant,
+            "text": phrase.text,
+            "confidence": phrase.confidence,
+            "offset_ticks": phrase.offset_ticks,
+            "duration_ticks": phrase.duration_ticks,
+            "words": services.words_payload(phrase.words),
+            "final": False,
+            "seq": None,
+        }
+        if self.live is not None:
+            self.live.add_interim(caption)
+        if phrase.text:  # an empty interim only says that speech goes on: nothing to show
+            await asend_event((call_group(self.call_id),), caption_interim(caption))
+
+    async def _participant(self, raw_id: str) -> ParticipantPayload:
+        known = self.participants.get(raw_id)
+        if known is not None:
+            return known
+        found = await db_call(services.participant_ensure, call_id=self.call_id, raw_id=raw_id)
+        self.participants[raw_id] = found
+        return found
+
+    # --- what the audio path asks of its stream (streaming.audio.path.AudioHost) -----------------
+
+    async def audio_started(self, sample_rate: int, origin: datetime) -> datetime:
+        return await db_call(
+            services.call_audio_started,
+            call_id=self.call_id,
+            sample_rate=sample_rate,
+            origin=origin,
+        )
+
+    async def audio_participant(self, raw_id: str) -> ParticipantPayload:
+        return await self._participant(raw_id)
+
+    async def resume_point(self, key: str) -> int | None:
+        return await db_call(services.stream_resume_point, call_id=self.call_id, stream=key)
+
+    async def recognizer_attached(self) -> None:
+        await db_call(services.call_recognizer_attached, call_id=self.call_id)
+
+    def gap(self, key: str, start: int, end: int, reason: str) -> None:
+        kind = "audio.gap" if reason == "no audio received" else "recognition.gap"
+        data: dict[str, object] = {
+            "stream": key,
+            "start_ticks": start,
+            "end_ticks": end,
+            "reason": reason,
+        }
+        spawn(
+            db_call(
+                services.call_event_record,
+                call_id=self.call_id,
+                type=kind,
+                data=data,
+                is_failure=True,
+                message=reason,
+            ),
+            f"{self.label}: recording a gap",
+        )
+
+    def talk(
+        self, key: str, participant: ParticipantPayload | None, seconds: Sequence[ActivitySecond]
+    ) -> None:
+        if self.live is not None:
+            self.live.add_activity(key, participant, seconds)
+
+    # --- the end -------------------------------------------------------------------------------
+
+    async def finish(self, code: int) -> None:
+        """Store the last finals and talk time, then record that the stream closed."""
+        if self.audio is not None:
+            try:
+                await self.audio.close()
+            except Exception:
+                logger.exception("%s: closing the audio path failed", self.label)
+        if self.live is not None and self.audio in self.live.audio_paths:
+            self.live.audio_paths.remove(self.audio)
+        WATCH.release(self.stream_id)
+        # If the database stays away, the failure is logged; the call's state is put right by
+        # its next stream or Call Automation callback.
+        call = None
+        with contextlib.suppress(RetriesExhausted):
+            call = await db_write(
+                f"{self.label}: stream closed",
+                services.call_stream_closed,
+                call_id=self.call_id,
+                stream_id=self.stream_id,
+            )
+        if self.live is not None:
+            try:
+                await LIVE.detach(self.live, call)
+            except Exception:
+                logger.exception("%s: saving the final figures failed", self.label)
+        logger.info("ACS stream closed for %s (code %s)", self.label, code)

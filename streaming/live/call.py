@@ -1,0 +1,332 @@
+"""One live call in this process: its speakers' talk tracks, figures and stream health.
+
+A ``LiveCall`` is fed by the call's streams (``streaming.ingest.stream``): completed talk
+seconds of unmixed audio, the seconds still being filled (read at every tick), interim
+results and stored finals. Its figures are computed by ``streaming.live.analytics``; its
+clock is the call's (see :class:`LiveCall`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+import numpy as np
+from django.conf import settings
+
+from streaming import selectors
+from streaming.audio.timeline import ActivitySecond
+from streaming.events import (
+    AnalyticsPayload,
+    CaptionPayload,
+    HealthPayload,
+    ParticipantPayload,
+    SpeakerStatsPayload,
+)
+from streaming.live.alerts import AlertWatch
+from streaming.live.analytics import (
+    DEFAULT_PARAMS,
+    CallFigures,
+    Track,
+    analyse,
+    frames_from_ticks,
+    mask_bits,
+    ms,
+    segments_after,
+    wpm,
+)
+from streaming.units import FRAMES_PER_SECOND, MAX_CALL_SECONDS, TICKS_PER_SECOND
+
+logger = logging.getLogger(__name__)
+
+TAIL_FRAMES = 30 * FRAMES_PER_SECOND  # each update re-sends at least the last 30 s
+ROLE_ORDER = {"agent": 0, "customer": 1, "bot": 2}
+# Timings past this are not plotted or counted as talk (a packet with a wild offset or
+# timestamp must not make a call's figures, or this process's memory, enormous).
+MAX_CALL_FRAMES = MAX_CALL_SECONDS * FRAMES_PER_SECOND
+
+
+class GrowingTrack:
+    """A speaker's talking frames, growing as the call goes on."""
+
+    __slots__ = ("data", "length")
+
+    def __init__(self) -> None:
+        self.data: Track = np.zeros(64 * FRAMES_PER_SECOND, dtype=np.bool_)
+        self.length = 0
+
+    def _ensure(self, end: int) -> None:
+        if end > len(self.data):
+            grown = np.zeros(max(end, 2 * len(self.data)), dtype=np.bool_)
+            grown[: self.length] = self.data[: self.length]
+            self.data = grown
+        self.length = max(self.length, end)
+
+    def set_second(self, second: int, mask: int) -> None:
+        start = second * FRAMES_PER_SECOND
+        self._ensure(start + FRAMES_PER_SECOND)
+        self.data[start : start + FRAMES_PER_SECOND] = mask_bits(mask)
+
+    def set_span(self, start: int, end: int) -> None:
+        self._ensure(end)
+        if end > start:
+            self.data[start:end] = True
+
+    def view(self) -> Track:
+        return self.data[: self.length]
+
+
+class PartialAudio(Protocol):
+    """An audio path's seconds still being filled (see ``CallAudio.partial``)."""
+
+    def partial(self) -> Iterable[tuple[str, ParticipantPayload | None, list[ActivitySecond], int]]:
+        """(stream key, participant, open seconds, position in ticks) per stream."""
+        ...
+
+
+class LiveCall:
+    """One live call's figures, alert state and stream health, in this process.
+
+    Its clock is the call's: ``started`` (epoch seconds, the call's ``started_at``) to now,
+    the same clock every page, export and API shows. Audio calls are measured up to the
+    newest frame heard, seconds still being filled included, so the figures neither lag the
+    call nor count audio not yet received as silence.
+    """
+
+    def __init__(self, call_id: int, label: str, started: float | None = None) -> None:
+        self.call_id = call_id
+        self.label = label
+        self.started = started
+        self.audio_paths: list[PartialAudio] = []
+        self.refs = 1
+        self.audio_tracks: dict[str, GrowingTrack] = {}
+        self.utterance_tracks: dict[str, GrowingTrack] = {}
+        self.words: Counter[str] = Counter()
+        self.speakers: dict[str, tuple[str, str]] = {}  # key -> (label, role)
+        self.audio_end = 0  # frames covered by completed talk seconds of any stream
+        self.base_duration = 0  # frames already seen by earlier sockets of this call
+        self.opened = time.monotonic()
+        self.packets = 0
+        self.packets_seen = 0
+        self.last_packet = self.opened
+        self.rate = 0.0
+        self.rate_at = self.opened
+        self.caption_lag_ms: int | None = None
+        self.dirty_from: int | None = 0
+        self.ticks = 0
+        self.slot = 0  # which slice of each second ticks this call
+        self.last_payload: AnalyticsPayload | None = None
+        self.alerts = 0
+        self.watch = AlertWatch()
+        self.saved_at = 0.0
+        self.ended = False
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def speaker_seen(self, key: str, participant: ParticipantPayload | None) -> None:
+        if key and participant is not None:
+            self.speakers[key] = (participant["label"], participant["role"])
+
+    def add_activity(
+        self,
+        key: str,
+        participant: ParticipantPayload | None,
+        seconds: Sequence[ActivitySecond],
+        heard_until: int | None = None,
+    ) -> None:
+        """Talk seconds of one stream (``""``: mixed audio), heard up to ``heard_until``
+        (frames; by default the end of the last second: a completed second)."""
+        seconds = [s for s in seconds if 0 <= s.second < MAX_CALL_SECONDS]
+        if not seconds:
+            return
+        last = max(s.second for s in seconds)
+        end = (last + 1) * FRAMES_PER_SECOND
+        if heard_until is not None:
+            end = min(end, max(heard_until, last * FRAMES_PER_SECOND))
+        self.audio_end = max(self.audio_end, end)
+        if not key:  # mixed audio says how long the call is, not who talks
+            return
+        self.speaker_seen(key, participant)
+        track = self.audio_tracks.get(key)
+        if track is None:
+            track = self.audio_tracks[key] = GrowingTrack()
+        for s in seconds:
+            track.set_second(s.second, s.voiced_mask)
+        self._dirty(min(s.second for s in seconds) * FRAMES_PER_SECOND)
+
+    def add_utterance(self, key: str, start_ticks: int, end_ticks: int, words: int) -> None:
+        start = frames_from_ticks(start_ticks)
+        end = max(start + 1, -(-end_ticks // (TICKS_PER_SECOND // FRAMES_PER_SECOND)))
+        if end > MAX_CALL_FRAMES:
+            self.words[key] += words
+            return
+        track = self.utterance_tracks.get(key)
+        if track is None:
+            track = self.utterance_tracks[key] = GrowingTrack()
+        track.set_span(start, end)
+        self.words[key] += words
+        self._dirty(start)
+
+    def add_final(self, caption: CaptionPayload) -> None:
+        """A stored final: its span is talk, its words count."""
+        self._add_caption(caption, _word_count(caption))
+
+    def add_interim(self, caption: CaptionPayload) -> None:
+        """Speech in progress (an interim result): its span is talk before its final comes.
+
+        A turn is known from finals only once it ends; without this, every turn longer than
+        the dead-air limit would look like silence while it is being spoken.
+        """
+        if caption["offset_ticks"] is not None:
+            self._add_caption(caption, 0)
+
+    def _add_caption(self, caption: CaptionPayload, words: int) -> None:
+        participant = caption["participant"]
+        key = participant["raw_id"] if participant else ""
+        self.speaker_seen(key, participant)
+        start = caption["offset_ticks"]
+        if start is None:
+            self.words[key] += words
+            return
+        self.add_utterance(key, start, start + (caption["duration_ticks"] or 0), words)
+
+    def _dirty(self, frame: int) -> None:
+        self.dirty_from = frame if self.dirty_from is None else min(self.dirty_from, frame)
+
+    def seed(
+        self, inputs: selectors.AnalyticsInputs, stored: AnalyticsPayload | None, alerts: int
+    ) -> None:
+        """Start from what earlier sockets of this call stored."""
+        self.speakers.update(inputs.speakers)
+        for key, seconds in inputs.masks.items():
+            if seconds:
+                self.audio_end = max(self.audio_end, (max(seconds) + 1) * FRAMES_PER_SECOND)
+            if not key:
+                continue
+            track = self.audio_tracks[key] = GrowingTrack()
+            for second, mask in seconds.items():
+                track.set_second(second, mask)
+        for key, start, end, words in inputs.utterances:
+            self.add_utterance(key, start, end, words)
+        if stored is not None:
+            self.base_duration = stored["duration_ms"] // ms(1)
+        self.alerts = alerts
+
+    # --- outputs ---------------------------------------------------------------------------
+
+    @property
+    def source(self) -> str:
+        if self.audio_tracks:
+            return "audio"
+        return "utterances" if self.utterance_tracks else "none"
+
+    def clock(self, now: float, wall: float | None = None) -> int:
+        """Frames since the call started by the call's clock (``wall``: epoch seconds)."""
+        if self.started is None:  # not known: from when this process saw the call
+            return self.base_duration + int((now - self.opened) * FRAMES_PER_SECOND)
+        elapsed = (time.time() if wall is None else wall) - self.started
+        return max(0, int(elapsed * FRAMES_PER_SECOND))
+
+    def figures(
+        self, now: float, *, wall: float | None = None, ended_ms: int | None = None
+    ) -> CallFigures:
+        """The figures so far; ``ended_ms``: the call has ended and lasted this long."""
+        for audio in self.audio_paths:
+            for key, participant, seconds, position in audio.partial():
+                self.add_activity(key, participant, seconds, frames_from_ticks(position))
+        tracks = self.audio_tracks or self.utterance_tracks
+        views = {k: t.view() for k, t in tracks.items()}
+        if self.audio_end:  # audio: as far as it has been heard
+            duration = max(self.audio_end, self.base_duration)
+            if not self.audio_tracks:  # mixed audio: a result may end a little past it
+                duration = max([duration, *(len(v) for v in views.values())])
+        else:  # results only: the call's clock
+            duration = max([self.clock(now, wall), *(len(v) for v in views.values())])
+        if ended_ms is not None:
+            # Whole frames (floored), so whole seconds round as the call's duration does.
+            duration = max(duration, ended_ms // ms(1))
+        return analyse(views, duration, self.words, DEFAULT_PARAMS)
+
+    def payload(self, figures: CallFigures, *, final: bool, full: bool) -> AnalyticsPayload:
+        d = figures.duration
+        if full or self.dirty_from is None:
+            since = 0 if full else max(0, d - TAIL_FRAMES)
+        else:
+            since = max(0, min(self.dirty_from - DEFAULT_PARAMS.bridge - 1, d - TAIL_FRAMES))
+        total_talk = sum(s.talk for s in figures.speakers)
+        speakers: list[SpeakerStatsPayload] = []
+        rows: dict[str, list[list[int]]] = {}
+        for s in figures.speakers:
+            label, role = self.speakers.get(s.key, (_fallback_label(s.key), "unknown"))
+            speakers.append(
+                {
+                    "key": s.key,
+                    "label": label,
+                    "role": role,
+                    "talk_ms": ms(s.talk),
+                    "share": round(s.talk / d, 4) if d else 0.0,
+                    "ratio": round(s.talk / total_talk, 4) if total_talk else 0.0,
+                    "longest_monologue_ms": ms(s.longest_monologue),
+                    "current_monologue_ms": ms(s.current_monologue),
+                    "interruptions": s.interruptions,
+                    "words": s.words,
+                    "wpm": wpm(s.words, s.talk),
+                }
+            )
+            rows[s.key] = [[ms(a), ms(b)] for a, b in segments_after(s.segments, since)]
+        rows["overlap"] = [
+            [ms(a), ms(b)] for a, b in segments_after(figures.overlap_segments, since)
+        ]
+        speakers.sort(key=lambda p: ROLE_ORDER.get(p["role"], 3))
+        return {
+            "call_id": self.call_id,
+            "source": self.source,
+            "final": final,
+            "duration_ms": ms(d),
+            "talk_ms": ms(figures.talk),
+            "overlap_ms": ms(figures.overlap),
+            "silence_ms": ms(figures.silence),
+            "longest_silence_ms": ms(figures.longest_silence),
+            "current_silence_ms": 0 if final else ms(figures.current_silence),
+            "interruptions": figures.interruptions,
+            "speakers": speakers,
+            "timeline": {"since_ms": ms(since), "rows": rows},
+        }
+
+    def health(self, now: float, payload: AnalyticsPayload | None) -> HealthPayload:
+        if self.packets != self.packets_seen:
+            self.last_packet = now
+        elapsed = now - self.rate_at
+        if elapsed >= 0.5:
+            fresh = (self.packets - self.packets_seen) / elapsed
+            self.rate = fresh if self.rate == 0 else 0.5 * self.rate + 0.5 * fresh
+            self.rate_at = now
+        self.packets_seen = self.packets
+        silent_for = now - self.last_packet
+        talk = [
+            {"key": s["key"], "label": s["label"], "role": s["role"], "ratio": s["ratio"]}
+            for s in (payload["speakers"] if payload else [])
+        ]
+        return {
+            "call_id": self.call_id,
+            "frames_per_second": round(self.rate, 1),
+            "last_packet_ms": int(silent_for * 1000),
+            "caption_lag_ms": self.caption_lag_ms,
+            "stuck": silent_for >= settings.CALLSITE_STUCK_SECONDS,
+            "talk": talk,
+            "alerts": self.alerts,
+        }
+
+
+def _word_count(caption: CaptionPayload) -> int:
+    return len(caption["words"]) or len(caption["text"].split())
+
+
+def _fallback_label(key: str) -> str:
+    if key.startswith("speaker:"):
+        return key.removeprefix("speaker:")
+    return key or "Unknown speaker"
+

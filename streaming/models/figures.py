@@ -1,0 +1,159 @@
+"""Talk time per second, a call's figures, and the alerts that fired on it."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from streaming.models.calls import Call
+from streaming.models.participants import Participant, ParticipantRole
+
+
+class TalkSecond(models.Model):
+    """One participant's audio in one second of the call, for talk-time analytics.
+
+    ``stream`` is the participant's raw id, or empty for mixed audio. Bit *i* of
+    ``voiced_mask`` is set when the 20 ms frame at ``i * 20`` ms into the second was speech
+    (not marked silent by ACS and louder than ``CALLSITE_VOICE_THRESHOLD_DBFS``).
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="talk_seconds")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, null=True, blank=True, related_name="talk_seconds"
+    )
+    stream = models.CharField(max_length=200, blank=True)
+    second = models.PositiveIntegerField(help_text="Seconds from the call's first audio frame")
+    frames = models.PositiveSmallIntegerField(default=0)
+    voiced_frames = models.PositiveSmallIntegerField(default=0)
+    voiced_mask = models.BigIntegerField(default=0)
+    mean_db = models.FloatField(help_text="Mean frame level, dBFS")
+    peak_db = models.FloatField(help_text="Loudest frame, dBFS")
+
+    class Meta:
+        ordering = ["call", "second", "stream"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["call", "stream", "second"], name="talksecond_once_per_stream"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stream or 'mixed'} @ {self.second}s: {self.voiced_frames}/{self.frames}"
+
+
+class CallAnalytics(models.Model):
+    """A call's talk-time figures: refreshed every few seconds while it runs, final after.
+
+    ``speakers`` holds each speaker's figures (``SpeakerStatsPayload``) and ``timeline`` who
+    spoke when (``{speaker key or "overlap": [[start_ms, end_ms], ...]}``).
+    """
+
+    class Source(models.TextChoices):
+        AUDIO = "audio", "Unmixed audio frames"
+        UTTERANCES = "utterances", "Result timings"
+        NONE = "none", "Nothing yet"
+
+    call = models.OneToOneField(
+        Call, on_delete=models.CASCADE, primary_key=True, related_name="analytics"
+    )
+    source = models.CharField(max_length=20, choices=Source.choices, default=Source.NONE)
+    final = models.BooleanField(default=False, help_text="The call has ended")
+    duration_ms = models.PositiveIntegerField(default=0)
+    talk_ms = models.PositiveIntegerField(default=0, help_text="Someone talking")
+    overlap_ms = models.PositiveIntegerField(default=0, help_text="Two or more talking")
+    silence_ms = models.PositiveIntegerField(default=0, help_text="Nobody talking")
+    longest_silence_ms = models.PositiveIntegerField(default=0)
+    longest_monologue_ms = models.PositiveIntegerField(default=0)
+    interruptions = models.PositiveIntegerField(default=0)
+    agent_talk_ratio = models.FloatField(
+        null=True, blank=True, help_text="Agents' share of all talk (0-1)"
+    )
+    speakers = models.JSONField(default=list, blank=True)
+    timeline = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "call analytics"
+
+    def __str__(self) -> str:
+        return f"analytics of call {self.call_id}"
+
+
+class AlertKind(models.TextChoices):
+    KEYWORD = "keyword", "Keyword or phrase in a final utterance"
+    DEAD_AIR = "dead_air", "Dead air longer than N seconds"
+    MONOLOGUE = "monologue", "Monologue longer than N seconds"
+    OVERTALK = "overtalk", "Overtalk above N % over a window"
+
+
+class AlertRule(models.Model):
+    """What a supervisor wants to hear about, checked live on every call."""
+
+    name = models.CharField(max_length=120)
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    enabled = models.BooleanField(default=True)
+    phrase = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Keyword rules: the word or phrase, matched whole-word and case-insensitively",
+    )
+    seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Dead air and monologue: longer than this; overtalk: the window",
+    )
+    percent = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Overtalk: the share of the window with two talking"
+    )
+    speaker_role = models.CharField(
+        max_length=20,
+        choices=ParticipantRole.choices,
+        blank=True,
+        help_text="Keyword and monologue rules: only this role (blank: anyone)",
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["kind", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        from django.core.exceptions import ValidationError
+
+        if self.kind == AlertKind.KEYWORD and not self.phrase.strip():
+            raise ValidationError({"phrase": "A keyword rule needs a word or phrase."})
+        if self.kind != AlertKind.KEYWORD and not self.seconds:
+            raise ValidationError({"seconds": "This rule needs a number of seconds."})
+        if self.kind == AlertKind.OVERTALK and not (self.percent and 0 < self.percent <= 100):
+            raise ValidationError({"percent": "Overtalk needs a percentage from 1 to 100."})
+
+
+class Alert(models.Model):
+    """An alert rule that fired on a call: stored once per episode."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="alerts")
+    rule = models.ForeignKey(
+        AlertRule, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    kind = models.CharField(max_length=20, choices=AlertKind.choices)
+    message = models.CharField(max_length=500)
+    participant = models.ForeignKey(
+        Participant, on_delete=models.SET_NULL, null=True, blank=True, related_name="alerts"
+    )
+    at_ms = models.PositiveIntegerField(help_text="Where in the call it fired, ms")
+    episode = models.CharField(
+        max_length=400, editable=False, help_text="What makes a repeat of this alert the same one"
+    )
+    seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    fired_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["call", "at_ms", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "episode"], name="alert_once_per_episode")
+        ]
+
+    def __str__(self) -> str:
+        return self.message

@@ -1,0 +1,91 @@
+"""Who was heard on a call, and what they said."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from streaming.models.calls import Call, TranscriptSource
+
+
+class ParticipantKind(models.TextChoices):
+    PHONE = "phone", "Phone number"
+    ACS_USER = "acs_user", "ACS user"
+    TEAMS_USER = "teams_user", "Teams user"
+    BOT = "bot", "Bot or Teams app"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class ParticipantRole(models.TextChoices):
+    AGENT = "agent", "Agent"
+    CUSTOMER = "customer", "Customer"
+    BOT = "bot", "Bot"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Participant(models.Model):
+    """Someone (or something) heard on a call, keyed by its ACS raw id."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
+    raw_id = models.CharField(max_length=300, help_text="ACS participantRawID")
+    kind = models.CharField(
+        max_length=20, choices=ParticipantKind.choices, default=ParticipantKind.UNKNOWN
+    )
+    display_label = models.CharField(max_length=200)
+    role = models.CharField(
+        max_length=20, choices=ParticipantRole.choices, default=ParticipantRole.UNKNOWN
+    )
+    is_muted = models.BooleanField(default=False)
+    is_on_hold = models.BooleanField(default=False)
+    in_call = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["call", "created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "raw_id"], name="participant_unique_per_call")
+        ]
+
+    def __str__(self) -> str:
+        return self.display_label
+
+
+class Utterance(models.Model):
+    """A final recognition result: one phrase by one speaker, stored exactly once.
+
+    ``dedupe_key`` identifies the phrase independently of when it arrived (source, speaker and
+    offset, or a digest of the text when a packet carries no offset), so a replayed packet or a
+    reconnecting stream cannot store it twice.
+    """
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="utterances")
+    participant = models.ForeignKey(
+        Participant,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="utterances",
+    )
+    text = models.TextField()
+    confidence = models.FloatField(null=True, blank=True)
+    offset_ticks = models.BigIntegerField(
+        null=True, blank=True, help_text="Start, in 100-ns ticks from the stream start"
+    )
+    duration_ticks = models.BigIntegerField(null=True, blank=True, help_text="100-ns ticks")
+    words = models.JSONField(default=list, blank=True)
+    source = models.CharField(max_length=20, choices=TranscriptSource.choices)
+    seq = models.PositiveIntegerField(
+        null=True, blank=True, editable=False, help_text="Order among the call's stored events"
+    )
+    dedupe_key = models.CharField(max_length=400, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["call", "offset_ticks", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["call", "dedupe_key"], name="utterance_once_per_call")
+        ]
+        indexes = [models.Index(fields=["call", "offset_ticks"], name="utterance_call_offset")]
+
+    def __str__(self) -> str:
+        return self.text[:60]

@@ -1,0 +1,57 @@
+"""Write-side operations on calls, their streams, what was said in them and their figures.
+
+Services are synchronous and transactional; the event loop calls them through
+``streaming.db.db_call``. Each one broadcasts what it changed with ``transaction.on_commit``,
+so a browser never sees an event for data that was rolled back. One module per subject:
+``calls``, ``streams``, ``utterances``, ``figures``.
+"""
+
+from streaming.services.calls import (
+    call_audio_started,
+    call_broadcast_on_commit,
+    call_event_record,
+    call_recognizer_attached,
+    call_stream_opened,
+    call_transcription_started,
+)
+from streaming.services.figures import (
+    alert_record,
+    call_analytics_store,
+    stream_resume_point,
+    talk_seconds_store,
+)
+from streaming.services.streams import (
+    call_stream_closed,
+    stream_lost,
+    stream_opened,
+    streams_heartbeat,
+    streams_replaced,
+)
+from streaming.services.utterances import (
+    participant_ensure,
+    utterance_dedupe_key,
+    utterance_record,
+    words_payload,
+)
+
+__all__ = [
+    "alert_record",
+    "call_analytics_store",
+    "call_audio_started",
+    "call_broadcast_on_commit",
+    "call_event_record",
+    "call_recognizer_attached",
+    "call_stream_closed",
+    "call_stream_opened",
+    "call_transcription_started",
+    "participant_ensure",
+    "stream_lost",
+    "stream_opened",
+    "stream_resume_point",
+    "streams_heartbeat",
+    "streams_replaced",
+    "talk_seconds_store",
+    "utterance_dedupe_key",
+    "utterance_record",
+    "words_payload",
+]

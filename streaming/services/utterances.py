@@ -1,0 +1,140 @@
+"""Participants and what they said: finals stored exactly once, in the call's event order."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+
+from streaming import events
+from streaming.acs.identities import identity_from_raw_id
+from streaming.acs.packets import Word
+from streaming.events import (
+    CaptionPayload,
+    ParticipantPayload,
+    WordPayload,
+)
+from streaming.models import (
+    Call,
+    Participant,
+    Utterance,
+)
+from streaming.selectors import (
+    caption_payload,
+    participant_payload,
+)
+from streaming.services.calls import call_broadcast_on_commit
+
+
+def participant_ensure(*, call_id: int, raw_id: str) -> ParticipantPayload:
+    """Return the call's participant for ``raw_id``, creating it on first sight."""
+    with transaction.atomic():
+        participant, created = _participant_get_or_create(call_id=call_id, raw_id=raw_id)
+        if created:
+            call_broadcast_on_commit(Call.objects.get(pk=call_id))
+    return participant_payload(participant)
+
+
+def _participant_get_or_create(*, call_id: int, raw_id: str) -> tuple[Participant, bool]:
+    identity = identity_from_raw_id(raw_id)
+    return Participant.objects.get_or_create(
+        call_id=call_id,
+        raw_id=raw_id,
+        defaults={"kind": identity.kind, "role": identity.role, "display_label": identity.label},
+    )
+
+
+def call_next_seq(call_id: int) -> int:
+    """The call's next event sequence number, inside the caller's transaction.
+
+    The update locks the call's row until commit, so a call's events commit in ``seq`` order
+    and a browser resuming after ``seq`` *n* misses nothing that commits later.
+    """
+    Call.objects.filter(pk=call_id).update(last_seq=F("last_seq") + 1)
+    return Call.objects.filter(pk=call_id).values_list("last_seq", flat=True).get()
+
+
+def utterance_dedupe_key(
+    *, source: str, participant_raw_id: str | None, offset_ticks: int | None, text: str
+) -> str:
+    """What identifies a final result whatever the packet that carried it.
+
+    The offset pins a phrase in the stream; packets without one fall back to a digest of the
+    text, which still collapses exact replays.
+    """
+    speaker = participant_raw_id or ""
+    if offset_ticks is not None:
+        anchor = f"t{offset_ticks}"
+    else:
+        anchor = "h" + hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+    key = f"{source}|{anchor}|{speaker}"
+    return key[:400]
+
+
+def words_payload(words: Sequence[Word]) -> list[WordPayload]:
+    return [
+        {"text": w.text, "offset": w.offset, "duration": w.duration, "confidence": w.confidence}
+        for w in words
+    ]
+
+
+def utterance_record(
+    *,
+    call_id: int,
+    participant_raw_id: str | None,
+    text: str,
+    confidence: float | None,
+    offset_ticks: int | None,
+    duration_ticks: int | None,
+    words: Sequence[Word],
+    source: str,
+) -> tuple[CaptionPayload, bool]:
+    """Store a final result exactly once and broadcast it after commit.
+
+    Returns the caption and whether it was new; a replayed result returns the stored one and
+    broadcasts nothing.
+    """
+    key = utterance_dedupe_key(
+        source=source, participant_raw_id=participant_raw_id, offset_ticks=offset_ticks, text=text
+    )
+    with transaction.atomic():
+        participant = None
+        if participant_raw_id:
+            participant, created_participant = _participant_get_or_create(
+                call_id=call_id, raw_id=participant_raw_id
+            )
+            if created_participant:
+                call_broadcast_on_commit(Call.objects.get(pk=call_id))
+        existing = Utterance.objects.filter(call_id=call_id, dedupe_key=key).first()
+        if existing is not None:
+            return caption_payload(existing, existing.participant), False
+        try:
+            # The savepoint keeps the outer transaction usable if a concurrent writer (a
+            # reconnected stream replaying the same packet) inserted the row first.
+            with transaction.atomic():
+                seq = call_next_seq(call_id)
+                utterance = Utterance.objects.create(
+                    seq=seq,
+                    call_id=call_id,
+                    participant=participant,
+                    text=text,
+                    confidence=confidence,
+                    offset_ticks=offset_ticks,
+                    duration_ticks=duration_ticks,
+                    words=words_payload(words),
+                    source=source,
+                    dedupe_key=key,
+                )
+        except IntegrityError:
+            existing = Utterance.objects.select_related("participant").get(
+                call_id=call_id, dedupe_key=key
+            )
+            return caption_payload(existing, existing.participant), False
+        caption = caption_payload(utterance, participant)
+        transaction.on_commit(
+            partial(events.send_event, (events.call_group(call_id),), events.caption_final(caption))
+        )
+    return caption, True
