@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.db import connection
 
 from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
+from tests.servers import DaphneServer, start_server
 from tests.standins.call_automation import call_automation_standin  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,12 +48,6 @@ def supervisor(db: Any) -> User:
     return user
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _database_url() -> str:
     """A URL for the test database that the pytest process has created."""
     conf = connection.settings_dict
@@ -67,84 +57,32 @@ def _database_url() -> str:
     return f"postgres://{auth}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
 
 
-class DaphneServer:
-    """A Daphne process on a free loopback port, serving this checkout."""
-
-    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.port = port
-        self.process = process
-        self.log = log
-        self.http_url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[..., DaphneServer]]:
-    """Start ``daphne callsite.asgi:application`` processes against the test database.
+    """Start server processes (``tests.servers.start_server``) against the test database.
 
     They share the test database, so the test must use ``transactional_db``: data a test
     creates is committed and visible to the server, and flushed afterwards. Keyword
-    arguments are environment variables for the server (``CALLSITE_RECOGNIZER="sphinx"``).
+    arguments are environment variables for the server (``CALLSITE_RECOGNIZER="sphinx"``);
+    ``module="daphne"`` runs plain Daphne, as ``daphne callsite.asgi:application``.
     """
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:"):
         pytest.fail("live-server tests need a file-backed SQLite test database")
     started: list[DaphneServer] = []
 
     def start(*, module: str = "callsite.server", **environment: str) -> DaphneServer:
-        """``module``: ``daphne`` runs plain Daphne, as ``daphne callsite.asgi:application``."""
-        port = _free_port()
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
-            "DATABASE_URL": _database_url(),
-            "PYTHONUNBUFFERED": "1",
-            **environment,
-        }
-        log = tmp_path / f"daphne-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    module,
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    str(port),
-                    "callsite.asgi:application",
-                ],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
+        try:
+            server = start_server(
+                {"DATABASE_URL": _database_url(), **environment}, log_dir=tmp_path, module=module
             )
-        server = DaphneServer(port, process, log)
+        except RuntimeError as error:
+            pytest.fail(str(error))
         started.append(server)
-        deadline = time.monotonic() + 30
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"daphne exited with {process.returncode}:\n{server.output()}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), 0.2):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    process.kill()
-                    pytest.fail(f"daphne did not listen on {port} within 30 s:\n{server.output()}")
-                time.sleep(0.1)
         return server
 
     yield start
     for server in started:
-        server.process.terminate()
-        try:
-            server.process.wait(10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        server.stop()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import os
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnop")
 os.environ.setdefault("CALLSITE_ACS_SHARED_SECRET", "tests-only-acs-secret-0123456789")
 # The test client and the test servers speak plain HTTP (DEBUG is off, so CALLSITE_HTTPS
-# would default to on); tests/test_deploy_check.py checks the HTTPS settings.
+# would default to on); tests/callsite/test_deploy_check.py checks the HTTPS settings.
 os.environ.setdefault("CALLSITE_HTTPS", "0")
 # Deterministic recognition unless a test asks for a real backend.
 os.environ.setdefault("CALLSITE_RECOGNIZER", "fake")

@@ -52,7 +52,15 @@ from dashboard.routing import websocket_urlpatterns as dashboard_routes
 from streaming.acs import tokens
 from streaming.ingest.routing import websocket_urlpatterns as streaming_routes
 from streaming.models import Call, CallEvent, CallState, Participant, Utterance
-from tests.api.conftest import CONVERSATION, OTHER_LINE, TEAM_LINE, Said, make_call, user_in
+from tests.dashboard.api.conftest import (
+    CONVERSATION,
+    OTHER_LINE,
+    TEAM_LINE,
+    Said,
+    make_call,
+    user_in,
+)
+from tests.factories import session_cookie
 from tests.helpers import clear_cache
 from tests.standins.jwks import AUDIENCE, ISSUER, SigningKey, jwks
 
@@ -458,12 +466,6 @@ def acs_key() -> SigningKey:
     return SigningKey(kid="acs-security-key")
 
 
-def _session(user: User) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.cookies[django_settings.SESSION_COOKIE_NAME].value
-
-
 @pytest.fixture
 def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
     clear_cache()  # API throttle counts
@@ -490,7 +492,7 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
         "staff_no_perms": User.objects.create_user("clerk", password=PASSWORD, is_staff=True),
         "admin": User.objects.create_superuser("root", password=PASSWORD),
     }
-    sessions = {who: _session(user) for who, user in users.items()}
+    sessions = {who: session_cookie(user).split("=", 1)[1] for who, user in users.items()}
     sessions["forged"] = "f" * 32
     users["inactive"].is_active = False
     users["inactive"].save()

@@ -13,7 +13,6 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
-from django.test import Client
 
 from callsite.asgi import application
 from dashboard import messages
@@ -23,6 +22,7 @@ from streaming.acs.packets import Word
 from streaming.live.registry import analytics_from_history
 from streaming.models import AlertRule
 from tests.contract import conforms
+from tests.factories import session_cookie
 from tests.helpers import (
     acs_socket,
     audio_data,
@@ -156,9 +156,7 @@ def test_a_tampered_message_is_caught() -> None:
 
 @database_sync_to_async
 def _cookie(user: User) -> bytes:
-    client = Client()
-    client.force_login(user)
-    return f"sessionid={client.cookies['sessionid'].value}".encode()
+    return session_cookie(user).encode()
 
 
 async def _page(cookie: bytes, path: str) -> WebsocketCommunicator:

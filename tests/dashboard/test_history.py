@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from dashboard.views import HISTORY_PAGE_SIZE
 from streaming.history.exports import FORMATS
-from tests.api.conftest import (
+from tests.dashboard.api.conftest import (
     CONVERSATION,
     OTHER_LINE,
     STAFF_GROUP,
@@ -32,7 +32,7 @@ from tests.api.conftest import (
     make_call,
     user_in,
 )
-from tests.api.conftest import team_supervisor as team_supervisor
+from tests.dashboard.api.conftest import team_supervisor as team_supervisor
 
 HISTORY = reverse("dashboard:history")
 

@@ -8,15 +8,15 @@ import pytest
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.test import Client
 
 from callsite.asgi import application
-from dashboard.models import Team, TeamAddress, canonical_address
-from dashboard.permissions import SUPERVISORS_GROUP, visible_calls
+from dashboard.models import canonical_address
+from dashboard.permissions import visible_calls
 from streaming import events, services
-from streaming.models import Call
+from tests.factories import make_call, session_cookie, team_supervisor
 from tests.helpers import wait_for_event
 
 TEAM_LINE = "+15551230000"
@@ -42,23 +42,8 @@ def test_malformed_addresses_are_refused(typed: str) -> None:
         canonical_address(typed)
 
 
-def _team_supervisor(name: str, *addresses: str) -> User:
-    user = User.objects.create_user(name, password="x-123456-pass")
-    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP))
-    team = Team.objects.create(name=f"{name}'s team")
-    team.members.add(user)
-    for address in addresses:
-        TeamAddress.objects.create(team=team, address=address)
-    return user
-
-
 def _call(connection_id: str, *, participant: str | None = None, caller: str = "") -> int:
-    call = services.call_stream_opened(connection_id=connection_id)
-    if participant:
-        services.participant_ensure(call_id=call["id"], raw_id=participant)
-    if caller:
-        Call.objects.filter(pk=call["id"]).update(caller=caller)
-    return call["id"]
+    return make_call(connection_id, people=[participant] if participant else [], caller=caller)
 
 
 @pytest.mark.django_db
@@ -68,7 +53,7 @@ def test_a_supervisor_sees_the_calls_of_their_teams_only(supervisor: User) -> No
     by_user = _call("by-acs-user", participant="8:acs:resource_agent-7")
     theirs = _call("theirs", participant=f"4:{OTHER_LINE}")
     nobody = _call("nobody")
-    dana = _team_supervisor("dana", TEAM_LINE, "8:acs:resource_agent-7")
+    dana = team_supervisor("dana", TEAM_LINE, "8:acs:resource_agent-7")
     assert set(visible_calls(dana).values_list("pk", flat=True)) == {mine, rang_us, by_user}
     # Staff (the shared fixture) see all; a user who may not watch calls sees none.
     assert visible_calls(supervisor).count() == 5
@@ -82,17 +67,15 @@ def test_another_teams_call_page_is_not_found() -> None:
     mine = _call("mine", participant=f"4:{TEAM_LINE}")
     theirs = _call("theirs", participant=f"4:{OTHER_LINE}")
     client = Client()
-    client.force_login(_team_supervisor("dana", TEAM_LINE))
+    client.force_login(team_supervisor("dana", TEAM_LINE))
     assert client.get(f"/calls/{mine}/").status_code == 200
     assert client.get(f"/calls/{theirs}/").status_code == 404
 
 
 async def _socket(user: User, path: str) -> WebsocketCommunicator:
-    client = Client()
-    await database_sync_to_async(client.force_login)(user)
-    cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+    cookie = await database_sync_to_async(session_cookie)(user)
     return WebsocketCommunicator(
-        application, path, headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+        application, path, headers=[(b"cookie", cookie.encode()), (b"origin", b"http://localhost")]
     )
 
 
@@ -100,7 +83,7 @@ async def _socket(user: User, path: str) -> WebsocketCommunicator:
 async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
     mine = await database_sync_to_async(_call)("mine", participant=f"4:{TEAM_LINE}")
     theirs = await database_sync_to_async(_call)("theirs", participant=f"4:{OTHER_LINE}")
-    dana = await database_sync_to_async(_team_supervisor)("dana", TEAM_LINE)
+    dana = await database_sync_to_async(team_supervisor)("dana", TEAM_LINE)
 
     page = await _socket(dana, f"/ws/dashboard/calls/{theirs}/")
     assert not (await page.connect())[0]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -24,11 +23,10 @@ import pytest
 from tests.faults.disposable import (
     PostgresProcess,
     RedisProcess,
-    free_port,
     postgres_bin_dir,
     redis_server_path,
-    wait_for_port,
 )
+from tests.servers import DaphneServer, start_server
 from tests.services import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,62 +114,31 @@ def redis(tmp_path: Path) -> Iterator[RedisProcess]:
     server.kill()
 
 
-class Server:
-    """One ``python -m callsite.server`` process."""
-
-    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
-        self.port = port
-        self.process = process
-        self.log = log
-        self.http_url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
 def server_factory(
     cluster: Cluster, database: str, redis: RedisProcess, tmp_path: Path
-) -> Iterator[Callable[..., Server]]:
-    started: list[Server] = []
+) -> Iterator[Callable[..., DaphneServer]]:
+    """``python -m callsite.server`` processes on this test's database and Redis."""
+    started: list[DaphneServer] = []
     prefix = f"faults-{uuid.uuid4().hex[:8]}"
 
-    def start(**environment: str) -> Server:
-        port = free_port()
+    def start(**environment: str) -> DaphneServer:
         env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
             "DATABASE_URL": cluster.pg.url(database),
             "REDIS_URL": redis.url,
             "CALLSITE_CHANNEL_PREFIX": prefix,
-            "PYTHONUNBUFFERED": "1",
             **environment,
         }
-        log = tmp_path / f"server-{port}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "callsite.server", "-b", "127.0.0.1", "-p", str(port),
-                 "callsite.asgi:application"],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        server = Server(port, process, log)
-        started.append(server)
         try:
-            wait_for_port(port, within=30, what="callsite.server")
+            server = start_server(env, log_dir=tmp_path)
         except RuntimeError as error:
-            process.kill()
-            pytest.fail(f"{error}:\n{server.output()}")
+            pytest.fail(str(error))
+        started.append(server)
         return server
 
     yield start
     for server in started:
-        if server.process.poll() is None:
-            server.process.send_signal(signal.SIGKILL)
-            server.process.wait(10)
+        server.stop(kill=True)
 
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -192,7 +159,7 @@ def report(request: pytest.FixtureRequest) -> Callable[..., None]:
     return record
 
 
-def metric(server: Server, name: str) -> float:
+def metric(server: DaphneServer, name: str) -> float:
     """A counter from the server's ``/metrics`` (loopback clients need no token)."""
     import urllib.request
 

@@ -23,7 +23,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.faults.conftest import Cluster, Server, metric
+from tests.faults.conftest import Cluster, metric
 from tests.faults.disposable import RedisProcess
 from tests.helpers import (
     audio_data,
@@ -32,6 +32,7 @@ from tests.helpers import (
     transcription_data,
     transcription_metadata,
 )
+from tests.servers import DaphneServer
 
 pytestmark = pytest.mark.live_server
 
@@ -49,7 +50,7 @@ def expected(count: int, call: str = "") -> list[str]:
     return [f"{call}final number {n}" for n in range(1, count + 1)]
 
 
-async def acs(server: Server, call: str, *, metadata: str | None = None) -> ClientConnection:
+async def acs(server: DaphneServer, call: str, *, metadata: str | None = None) -> ClientConnection:
     ws = await connect(
         f"{server.ws_url}/ws/acs/?token={settings.CALLSITE_ACS_SHARED_SECRET}",
         additional_headers={"x-ms-call-connection-id": call},
@@ -59,7 +60,9 @@ async def acs(server: Server, call: str, *, metadata: str | None = None) -> Clie
     return ws
 
 
-async def page(server: Server, cluster: Cluster, path: str, **options: Any) -> ClientConnection:
+async def page(
+    server: DaphneServer, cluster: Cluster, path: str, **options: Any
+) -> ClientConnection:
     return await connect(
         f"{server.ws_url}{path}",
         additional_headers={"Cookie": cluster.cookie},
@@ -69,7 +72,7 @@ async def page(server: Server, cluster: Cluster, path: str, **options: Any) -> C
     )
 
 
-def api_get(server: Server, cluster: Cluster, path: str) -> int:
+def api_get(server: DaphneServer, cluster: Cluster, path: str) -> int:
     request = urllib.request.Request(server.http_url + path, headers={"Cookie": cluster.cookie})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -94,7 +97,7 @@ def call_id(cluster: Cluster, database: str, call: str) -> int:
     return int(rows[0][0])  # type: ignore[call-overload]
 
 
-async def call_page(server: Server, cluster: Cluster, database: str, call: str) -> PageReader:
+async def call_page(server: DaphneServer, cluster: Cluster, database: str, call: str) -> PageReader:
     """A supervisor's page of the call, read in the background."""
     return PageReader(
         await page(server, cluster, f"/ws/dashboard/calls/{call_id(cluster, database, call)}/")
@@ -113,7 +116,7 @@ async def until_stored(
 
 
 async def call_under_way(
-    server: Server, cluster: Cluster, database: str, call: str
+    server: DaphneServer, cluster: Cluster, database: str, call: str
 ) -> tuple[ClientConnection, PageReader]:
     """A call's ACS socket with finals 1-3 stored, and a supervisor's page showing them."""
     ws = await acs(server, call)
@@ -169,7 +172,7 @@ def tally(sent: list[str], stored_texts: list[str]) -> dict[str, int]:
     }
 
 
-def assert_no_consumer_crashed(server: Server) -> None:
+def assert_no_consumer_crashed(server: DaphneServer) -> None:
     log = server.output()
     assert "Exception inside application" not in log, log[-5000:]
 
@@ -181,7 +184,7 @@ def test_redis_restart_mid_call(
     cluster: Cluster,
     database: str,
     redis: RedisProcess,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     """Redis dies for about two seconds mid-call: ingest goes on, the page resumes by itself."""
@@ -232,7 +235,7 @@ def test_redis_restart_mid_call(
 def test_postgres_restart_mid_call(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
     mode: str,
 ) -> None:
@@ -290,7 +293,7 @@ def test_postgres_restart_mid_call(
 def test_acs_reconnect_replays_without_duplicates(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     """The stream's TCP connection dies without a close; ACS reconnects and replays it all."""
@@ -333,7 +336,7 @@ def _refused(port: int) -> bool:
 def test_sigterm_drains_sockets_and_stores_pending_finals(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     """SIGTERM: the server stops listening, closes its sockets with 1012, stores the speech
@@ -399,7 +402,7 @@ def test_sigterm_drains_sockets_and_stores_pending_finals(
 def test_slow_supervisor_neither_stalls_ingest_nor_loses_captions(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     """A page that stops reading (its TCP window full) while 150 finals arrive."""
@@ -472,7 +475,7 @@ def test_slow_supervisor_neither_stalls_ingest_nor_loses_captions(
 def test_page_that_never_reads_is_dropped_and_resumes_without_loss(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     """A page that stops reading for good: the worker drops it once its backlog passes the
@@ -565,7 +568,7 @@ def test_page_that_never_reads_is_dropped_and_resumes_without_loss(
 def test_frame_over_the_size_limit_closes_with_1009_and_the_call_goes_on(
     cluster: Cluster,
     database: str,
-    server_factory: Callable[..., Server],
+    server_factory: Callable[..., DaphneServer],
     report: Callable[..., None],
 ) -> None:
     server = server_factory(CALLSITE_WS_MAX_MESSAGE_BYTES="65536")
@@ -601,7 +604,7 @@ def test_frame_over_the_size_limit_closes_with_1009_and_the_call_goes_on(
 
 
 def test_the_size_limit_is_on_what_peers_send_not_on_snapshots(
-    cluster: Cluster, database: str, server_factory: Callable[..., Server]
+    cluster: Cluster, database: str, server_factory: Callable[..., DaphneServer]
 ) -> None:
     """A long call's snapshot is larger than the limit on incoming messages: it is sent."""
     server = server_factory(CALLSITE_WS_MAX_MESSAGE_BYTES="65536")

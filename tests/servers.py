@@ -1,0 +1,131 @@
+"""Callsite server processes for the tests: one way to start them, for every suite.
+
+The live, browser, scale-out and fault tests all run ``python -m callsite.server`` (what
+``manage.py serve`` runs in production), or plain ``daphne``, as a subprocess on a free
+loopback port with an environment of their own, and read its output when something fails.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+APPLICATION = "callsite.asgi:application"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def consecutive_free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports (``manage.py serve`` takes a
+    first port and the ones after it)."""
+    for _ in range(50):
+        first = free_port()
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket()
+                sock.bind(("127.0.0.1", port))
+                sockets.append(sock)
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], log: Path, within: float = 30
+) -> None:
+    """Wait until something listens on ``port``; fail with ``log`` if ``process`` exits."""
+    deadline = time.monotonic() + within
+    while not listening(port):
+        if process.poll() is not None:
+            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing listened on {port} in {within:.0f} s:\n{log.read_text()}")
+        time.sleep(0.05)
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), 0.2):
+            return True
+    except OSError:
+        return False
+
+
+class DaphneServer:
+    """One server process on a loopback port, serving this checkout."""
+
+    def __init__(self, port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+        self.port = port
+        self.process = process
+        self.log = log
+        self.http_url = f"http://127.0.0.1:{port}"
+        self.ws_url = f"ws://127.0.0.1:{port}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, *, kill: bool = False) -> None:
+        """SIGTERM (it drains) or SIGKILL, then wait; a server that will not stop is killed."""
+        if self.process.poll() is not None:
+            return
+        if kill:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def start_server(
+    environment: Mapping[str, str],
+    *,
+    log_dir: Path,
+    module: str = "callsite.server",
+    within: float = 30,
+) -> DaphneServer:
+    """Start a server with the test settings and ``environment``; return once it listens.
+
+    ``module`` is ``callsite.server`` (Daphne with Callsite's drain and limits) or ``daphne``.
+    Raises ``RuntimeError`` with the server's output if it exits or does not listen in time.
+    """
+    port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "PYTHONUNBUFFERED": "1",
+        **environment,
+    }
+    log = log_dir / f"server-{port}.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, "-b", "127.0.0.1", "-p", str(port), APPLICATION],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    server = DaphneServer(port, process, log)
+    try:
+        wait_listening(port, process, log, within)
+    except RuntimeError as error:
+        process.kill()
+        raise RuntimeError(f"{module} {error}") from None
+    return server
