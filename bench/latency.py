@@ -33,7 +33,7 @@ worker; the run reports how many. (Callsite's Redis layers send every group mess
 Redis, to a page on the same worker too.) The metrics of all workers are added up. This
 process keeps a core of its own (CPU N) while N < cpu_count and runs unpinned otherwise; CPU
 use is reported per worker, for this process, Redis, and other processes on the workers'
-cores (``bench.ingest.CpuMeter``).
+cores (``bench.harness.cpu.CpuMeter``).
 
 ``--layer redis`` is Callsite's default Redis layer (channels-redis's pub/sub layer);
 ``--layer redis-list`` (channels-redis's inbox-per-process layer, ``CALLSITE_REDIS_LAYER=list``)
@@ -45,615 +45,54 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import importlib
-import json
 import math
-import os
 import secrets
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import urlsplit
 
-import numpy as np
-
-from bench.ingest import (
-    AUDIO_METADATA,
-    DEFAULT_REDIS_URL,
-    FRAME_TAIL,
+from bench.harness.clients import (
+    CONNECT_LIMIT,
+    PERIOD,
+    CaptionLoad,
+    PageSocket,
+    open_page,
+    open_pages,
+)
+from bench.harness.cpu import generator_cpu, pin_generator, placement
+from bench.harness.db import ScratchDatabase, fresh_sqlite, seed_supervisor
+from bench.harness.metrics import (
+    AUDIO_FRAMES,
     MAX_SEND_LATENESS,
     MIN_SEND_RATE,
-    PCM_BYTES,
-    PCM_PARTS,
-    PERIOD,
-    ROOT,
-    STAMP_BYTES,
-    TICK,
-    AcsSocket,
-    CpuMeter,
-    SendStats,
-    Snapshot,
-    Stamp,
-    Workers,
-    base_env,
-    client_frame,
-    client_frame_header,
-    code_version,
-    fmt_ms,
-    generator_cpu,
-    interrupt,
+    REJECTED,
+    Quantiles,
     lag_between,
-    log_problems,
-    parse_workers,
-    pin_generator,
-    placement,
-    raise_fd_limit,
-    redis_cleanup,
-    redis_pid,
-    redis_problem,
-    start_py_spy,
-    stop_servers,
-    workers_text,
 )
-from simulator import TRANSCRIPTION_DATA, TRANSCRIPTION_METADATA
-from streaming.units import TICKS_PER_SECOND
+from bench.harness.report import each_worker, fmt_ms, header, median, workers_text, write_json
+from bench.harness.runs import (
+    add_load_options,
+    keep,
+    parse_worker_counts,
+    prepare_process,
+    redis_problem,
+    run_load,
+    tear_down,
+    workdir,
+)
+from bench.harness.servers import CALLSITE, Workers, log_problems, redis_inbox
 
 LATENCY_TARGET = 0.100
-INTERIM_EVERY = 0.300  # seconds between a call's transcription packets
-TURN_EVENTS = 10  # packets per turn: nine Intermediates, then the Final (a turn is 3 s)
-TURN_START = 30.0  # call time of the first turn's start, in seconds (keeps offsets positive)
-WORDS = (
-    *("thanks", "for", "calling", "how", "can", "I", "help", "you", "today", "my", "order"),
-    *("never", "arrived", "and", "I", "would", "like", "a", "refund"),
-)
-CAPTION_TYPES = ("caption.interim", "caption.final")
-CONNECT_LIMIT = 60.0  # seconds a socket may take to open and send its first message
 TREND_SLICE = 5.0  # seconds of send time per point of a run's latency trend
 MAX_NOISE = 0.10  # share of each worker's core other processes may use in a counted run
-
-
-T = TypeVar("T")
-
-
-# --- packets -----------------------------------------------------------------------------------
-
-
-def _dump(kind: str, body: dict[str, Any]) -> str:
-    return json.dumps({"kind": kind, kind[0].lower() + kind[1:]: body}, separators=(",", ":"))
-
-
-def transcription_metadata(call_id: str) -> str:
-    return _dump(
-        TRANSCRIPTION_METADATA,
-        {
-            "subscriptionId": f"bench-{call_id}",
-            "locale": "en-US",
-            "callConnectionId": call_id,
-            "correlationId": "bench",
-        },
-    )
-
-
-def transcription_data(raw_id: str, tag: str, step: int, start: float) -> str:
-    """Step ``step`` of a turn that started ``start`` seconds into the call.
-
-    Steps 0-8 are Intermediates of 2, 4, ... 18 words, step 9 the Final with every word; the
-    text starts with ``tag``.
-    """
-    final = step == TURN_EVENTS - 1
-    words = [tag, *WORDS[: len(WORDS) if final else 2 * (step + 1)]]
-    offset = round(start * TICKS_PER_SECOND)
-    duration = round((step + 1) * INTERIM_EVERY * TICKS_PER_SECOND)
-    body: dict[str, Any] = {
-        "text": " ".join(words),
-        "format": "display",
-        "offset": offset,
-        "duration": duration,
-        "participantRawID": raw_id,
-        "resultStatus": "Final" if final else "Intermediate",
-    }
-    if final:
-        each = duration // len(words)
-        body["confidence"] = 0.9
-        body["words"] = [
-            {"text": w, "offset": offset + i * each, "duration": each} for i, w in enumerate(words)
-        ]
-    return _dump(TRANSCRIPTION_DATA, body)
-
-
-SILENT_PART = base64.b64encode(bytes(PCM_BYTES)) + b'","timestamp":"'
-
-
-class CallSocket(AcsSocket):
-    """One call's ACS socket: two unmixed participants' audio, then transcription."""
-
-    def __init__(self, index: int, host: str, port: int, token: str, call_id: str) -> None:
-        super().__init__(index, host, port, token, call_id)
-        self.raw_ids = (f"8:acs:bench-agent-{index:05d}", f"4:+1555{index:07d}")
-        self.speaker = 0  # whose frames carry speech; the other's are marked silent
-        self.heads: list[tuple[bytes, bytes]] = []
-        for raw_id in self.raw_ids:
-            pair = []
-            for silent in ("false", "true"):
-                head = (
-                    '{"kind":"AudioData","audioData":{"participantRawID":"'
-                    + raw_id
-                    + f'","silent":{silent},"data":"'
-                ).encode()
-                length = len(head) + len(PCM_PARTS[0]) + STAMP_BYTES + len(FRAME_TAIL)
-                pair.append(client_frame_header(length) + head)
-            self.heads.append((pair[0], pair[1]))
-
-    def send_frame(self, participant: int, stamp: bytes) -> None:
-        n = self.frames
-        self.frames = n + 1
-        assert self.transport is not None
-        if participant == self.speaker:
-            part = self.heads[participant][0] + PCM_PARTS[(n + self.offset) % len(PCM_PARTS)]
-        else:
-            part = self.heads[participant][1] + SILENT_PART
-        self.transport.write(part + stamp + FRAME_TAIL)
-
-
-@dataclass(slots=True)
-class Sent:
-    """One transcription packet as sent."""
-
-    at: float  # time.time() just before the write
-    final: bool
-    call: int  # index of the call's socket
-    counted: bool  # sent inside the measurement window
-
-
-class Load:
-    """The calls, and one task that sends every socket's audio and transcription on time."""
-
-    def __init__(
-        self, ports: Sequence[int], calls: int, token: str, label: str, audio: bool = True
-    ) -> None:
-        self.ports = ports  # call i's socket goes to worker i % len(ports)
-        self.calls = calls
-        self.with_audio = audio
-        self.token = token
-        self.label = label
-        self.sockets: list[CallSocket] = []
-        self.opening: list[CallSocket] = []  # every socket made, opened or not (to close)
-        self.stamp = Stamp()
-        self.audio = SendStats()
-        self.captions = SendStats()
-        self.sent: dict[str, Sent] = {}
-        self.measuring = False
-        self.captions_from = math.inf  # monotonic time of the first transcription packet
-        self.stop_at = math.inf
-
-    async def connect(self, concurrency: int = 32) -> None:
-        loop = asyncio.get_running_loop()
-        limit = asyncio.Semaphore(concurrency)
-
-        workers = len(self.ports)
-
-        async def open_one(index: int) -> CallSocket:
-            async with limit:
-                call_id = f"{self.label}-{index:05d}"
-                port = self.ports[index % workers]
-                sock = CallSocket(index, "127.0.0.1", port, self.token, call_id)
-                self.opening.append(sock)
-                await loop.create_connection(lambda: sock, "127.0.0.1", port)
-                try:
-                    await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
-                except TimeoutError:
-                    raise TimeoutError(f"no handshake within {CONNECT_LIMIT:.0f} s") from None
-                if self.with_audio:
-                    sock.send_text(AUDIO_METADATA)
-                sock.send_text(transcription_metadata(call_id))
-                return sock
-
-        self.sockets = await gather_open(
-            "ACS sockets",
-            [open_one(i) for i in range(self.calls)],
-            [i % workers for i in range(self.calls)],
-            workers,
-        )
-
-    async def drive(self, t0: float) -> None:
-        """Audio from ``t0``, transcription from ``captions_from``, until ``stop_at``.
-
-        Audio: 2 C streams, one frame each per 20 ms, phases spread evenly over the period.
-        Transcription: one packet per call per 300 ms, phases spread evenly; a call's turns
-        are offset by its index, so Finals are spread over the 3 s too.
-        """
-        sockets = self.sockets
-        calls = len(sockets)
-        slot = PERIOD / (2 * calls)
-        caption_slot = INTERIM_EVERY / calls
-        monotonic, wall = time.monotonic, time.time
-        audio, captions = self.audio, self.captions
-        s = g = 0
-        if not self.with_audio:
-            t0 = math.inf
-        while True:
-            now = monotonic()
-            if now >= self.stop_at:
-                return
-            due = int((now - t0) / slot) if now >= t0 else -1
-            if due >= s:
-                stamp = self.stamp.at(wall())
-                measuring = self.measuring
-                late = audio.late_ms
-                while s <= due:
-                    sockets[s % calls].send_frame((s // calls) & 1, stamp)
-                    if measuring:
-                        late[int((now - t0 - s * slot) * 1000)] += 1
-                    s += 1
-                audio.sent = s
-            start = self.captions_from
-            next_caption = start
-            if now >= start:
-                due = int((now - start) / caption_slot)
-                while g <= due:
-                    self.send_caption(g, now - start - g * caption_slot)
-                    g += 1
-                captions.sent = g
-                next_caption = start + g * caption_slot
-            delay = min(t0 + s * slot, next_caption) - monotonic()
-            await asyncio.sleep(min(max(delay, TICK), 0.05))
-
-    def send_caption(self, g: int, late: float) -> None:
-        index = g % self.calls
-        turn, step = divmod(g // self.calls + index % TURN_EVENTS, TURN_EVENTS)
-        sock = self.sockets[index]
-        speaker = turn & 1
-        final = step == TURN_EVENTS - 1
-        tag = f"k{index}-{turn}-{step}"
-        start = TURN_START + (turn * TURN_EVENTS - index % TURN_EVENTS) * INTERIM_EVERY
-        payload = client_frame(transcription_data(sock.raw_ids[speaker], tag, step, start).encode())
-        assert sock.transport is not None
-        at = time.time()
-        sock.transport.write(payload)
-        self.sent[tag] = Sent(at, final, index, self.measuring)
-        sock.speaker = (turn + 1) & 1 if final else speaker
-        if self.measuring:
-            self.captions.late_ms[int(late * 1000)] += 1
-
-    def closed(self) -> list[str]:
-        return [f"{s.call_id}: {s.closed_by_server}" for s in self.sockets if s.closed_by_server]
-
-    def close(self) -> None:
-        for sock in self.opening:
-            if sock.transport is not None:
-                sock.transport.abort()
-
-
-class OpenFailed(RuntimeError):
-    """Some sockets did not open: how many did, on which worker, and why the others did not."""
-
-
-def failure_reason(error: BaseException) -> str:
-    if isinstance(error, TimeoutError):
-        return str(error) or f"no answer within {CONNECT_LIMIT:.0f} s"
-    return f"{type(error).__name__}: {error}"
-
-
-async def gather_open(
-    what: str, openings: Sequence[Awaitable[T]], where: Sequence[int], workers: int
-) -> list[T]:
-    """Await every opening; if any failed, raise OpenFailed saying how many of ``what`` opened.
-
-    ``where[i]`` is the worker that opening i went to, for a count per worker when there are
-    several. Nothing is retried: a socket that does not open within CONNECT_LIMIT fails the
-    run (the server is overloaded, or broken), and the message says how far opening got.
-    """
-    results = await asyncio.gather(*openings, return_exceptions=True)
-    opened = [r for r in results if not isinstance(r, BaseException)]
-    if len(opened) == len(results):
-        return opened
-    text = f"{len(opened)} of {len(results)} {what} opened"
-    if workers > 1:
-        per = []
-        for w in range(workers):
-            mine = [r for r, at in zip(results, where, strict=True) if at == w]
-            done = sum(1 for r in mine if not isinstance(r, BaseException))
-            per.append(f"worker {w}: {done}/{len(mine)}")
-        text += f" ({', '.join(per)})"
-    reasons = Counter(failure_reason(r) for r in results if isinstance(r, BaseException))
-    text += "; failed: " + "; ".join(f"{n} x {why}" for why, n in reasons.most_common(3))
-    raise OpenFailed(text)
-
-
-# --- supervisors -------------------------------------------------------------------------------
-
-
-class PageSocket(asyncio.Protocol):
-    """A supervisor's browser socket: the wall, or one call page. Keeps caption receipts."""
-
-    def __init__(
-        self,
-        path: str,
-        port: int,
-        cookie: str,
-        *,
-        call: int | None = None,
-        on_call: Callable[[dict[str, Any]], None] | None = None,
-    ) -> None:
-        self.path = path
-        self.port = port  # the worker's
-        self.call = call  # index of the watched call's socket; None for the wall
-        self.on_call = on_call
-        key = base64.b64encode(secrets.token_bytes(16)).decode()
-        self.request = (
-            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-            f"Origin: http://127.0.0.1:{port}\r\nCookie: {cookie}\r\n\r\n"
-        ).encode()
-        loop = asyncio.get_running_loop()
-        self.opened: asyncio.Future[None] = loop.create_future()
-        self.first: asyncio.Future[None] = loop.create_future()  # the snapshot arrived
-        self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
-        self.fragments: bytearray | None = None
-        self.handshaken = False
-        self.closed_by_server: str | None = None
-        self.receipts: list[tuple[str, float]] = []  # (tag, time.time() at arrival)
-        self.events: Counter[str] = Counter()  # every message by type
-        self.event_bytes: Counter[str] = Counter()
-
-    @property
-    def ready(self) -> bool:
-        """Open, and its first message (the snapshot) arrived."""
-        first = self.first
-        return first.done() and not first.cancelled() and first.exception() is None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        self.buffer += data
-        if not self.handshaken:
-            end = self.buffer.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            status = bytes(self.buffer[: self.buffer.find(b"\r\n")])
-            del self.buffer[: end + 4]
-            if b" 101 " not in status + b" ":
-                self._fail(f"{self.path}: handshake refused: {status.decode(errors='replace')}")
-                return
-            self.handshaken = True
-            if not self.opened.done():
-                self.opened.set_result(None)
-        buf = self.buffer
-        while len(buf) >= 2:
-            fin, opcode = buf[0] & 0x80, buf[0] & 0x0F
-            masked, length = buf[1] & 0x80, buf[1] & 0x7F
-            start = 2
-            if length == 126:
-                if len(buf) < 4:
-                    return
-                length, start = int.from_bytes(buf[2:4], "big"), 4
-            elif length == 127:
-                if len(buf) < 10:
-                    return
-                length, start = int.from_bytes(buf[2:10], "big"), 10
-            mask = bytes(buf[start : start + 4]) if masked else b""
-            start += len(mask)
-            if len(buf) < start + length:
-                return
-            payload = bytes(buf[start : start + length])
-            del buf[: start + length]
-            if mask:
-                payload = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-            if opcode in (0x0, 0x1, 0x2):
-                if opcode:
-                    self.fragments = bytearray()
-                if self.fragments is None:
-                    continue
-                self.fragments += payload
-                if fin:
-                    self.message(bytes(self.fragments), now)
-                    self.fragments = None
-            elif opcode == 0x9 and self.transport is not None:
-                self.transport.write(client_frame(payload, 0xA))
-            elif opcode == 0x8:
-                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
-                self.closed_by_server = self.closed_by_server or f"close frame {code}"
-                self._fail(f"{self.path}: closed by the server ({code})")
-
-    def message(self, raw: bytes, now: float) -> None:
-        try:
-            content = json.loads(raw)
-        except ValueError:
-            self.events["(not JSON)"] += 1
-            return
-        kind = content.get("type") if isinstance(content, dict) else None
-        self.events[str(kind)] += 1
-        self.event_bytes[str(kind)] += len(raw)
-        if kind in CAPTION_TYPES:
-            caption = content.get("caption")
-            text = caption.get("text") if isinstance(caption, dict) else None
-            if isinstance(text, str):
-                self.receipts.append((text.split(" ", 1)[0], now))
-        elif self.on_call is not None and isinstance(content, dict):
-            if kind == "snapshot" and isinstance(content.get("calls"), list):
-                for call in content["calls"]:
-                    self.on_call(call)
-            elif kind == "call.updated" and isinstance(content.get("call"), dict):
-                self.on_call(content["call"])
-        if not self.first.done():
-            self.first.set_result(None)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.closed_by_server is None:
-            self.closed_by_server = f"connection lost ({exc or 'EOF'})"
-        self._fail(f"{self.path}: {self.closed_by_server}")
-
-    def _fail(self, reason: str) -> None:
-        for future in (self.opened, self.first):
-            if not future.done():
-                future.set_exception(ConnectionError(reason))
-                future.exception()  # retrieved: a socket nobody waits for is not an error
-        if self.transport is not None and not self.handshaken:
-            self.transport.close()
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.abort()
-
-
-async def open_page(sock: PageSocket) -> PageSocket:
-    """Open the page's socket and wait for its first message (the snapshot)."""
-    loop = asyncio.get_running_loop()
-    await loop.create_connection(lambda: sock, "127.0.0.1", sock.port)
-    try:
-        await asyncio.wait_for(sock.opened, CONNECT_LIMIT)
-    except TimeoutError:
-        raise TimeoutError(f"no handshake within {CONNECT_LIMIT:.0f} s") from None
-    try:
-        await asyncio.wait_for(sock.first, CONNECT_LIMIT)
-    except TimeoutError:
-        raise TimeoutError(f"open, but no first message within {CONNECT_LIMIT:.0f} s") from None
-    return sock
-
-
-def watched_calls(supervisor: int, calls: int, per_supervisor: int) -> list[int]:
-    """Supervisor j watches calls j*K .. j*K+K-1, wrapping: each call gets S*K/C watchers."""
-    return [(supervisor * per_supervisor + k) % calls for k in range(min(per_supervisor, calls))]
-
-
-# --- databases and Redis -----------------------------------------------------------------------
-
-
-PREPARE = """
-from importlib import import_module
-
-import django
-
-django.setup()
-
-from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.auth.models import Permission
-from django.core.management import call_command
-
-call_command("migrate", interactive=False, verbosity=0, skip_checks=True)
-user = get_user_model().objects.create_user("bench-supervisor")
-# Watches calls, and sees all of them (as Staff do), where the code knows that permission.
-user.user_permissions.add(
-    *Permission.objects.filter(
-        content_type__app_label="streaming", codename__in=["view_call", "view_all_calls"]
-    )
-)
-session = import_module(settings.SESSION_ENGINE).SessionStore()
-session[SESSION_KEY] = user._meta.pk.value_to_string(user)
-session[BACKEND_SESSION_KEY] = settings.AUTHENTICATION_BACKENDS[0]
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
-print(f"{settings.SESSION_COOKIE_NAME}={session.session_key}")
-"""
-
-
-class Database:
-    """A fresh database for one run: a SQLite file, or a scratch PostgreSQL database."""
-
-    def __init__(self, workdir: Path, label: str, server_url: str | None) -> None:
-        """``label`` names the SQLite file (``latency-<label>.sqlite3``) in ``workdir``."""
-        self.server_url = server_url
-        self.name: str | None = None
-        if server_url is None:
-            path = workdir / f"latency-{label}.sqlite3"
-            for old in (
-                path,
-                path.with_name(path.name + "-wal"),
-                path.with_name(path.name + "-shm"),
-            ):
-                old.unlink(missing_ok=True)
-            self.url = f"sqlite:///{path}"
-            return
-        parts = urlsplit(server_url)
-        self.name = f"callsite_bench_{secrets.token_hex(4)}"
-        self.url = urlunsplit(parts._replace(path="/" + self.name))
-
-    def _admin(self, sql: str) -> None:
-        import psycopg
-
-        assert self.server_url is not None
-        parts = urlsplit(self.server_url)
-        admin = urlunsplit(
-            parts._replace(path=parts.path if parts.path.strip("/") else "/postgres")
-        )
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.encode())
-
-    def prepare(self, secret: str, extra_env: dict[str, str]) -> str:
-        """Create and migrate the database, add a supervisor and a session: the cookie.
-
-        ``extra_env`` must be the server's: the session is signed with its secret key.
-        """
-        if self.name is not None:
-            self._admin(f'CREATE DATABASE "{self.name}"')
-        env = base_env(secret)
-        env.update(extra_env)
-        done = subprocess.run(
-            [sys.executable, "-c", PREPARE],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout.strip().splitlines()[-1]
-
-    def drop(self) -> None:
-        if self.name is not None:
-            self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-
-
-async def redis_inbox(url: str, prefix: str) -> int:
-    """Messages waiting in the server's inbox (the list layer's per-process sorted set)."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    waiting = 0
-    try:
-        async for key in client.scan_iter(match=prefix + "specific.*", count=1000):
-            if not key.endswith(b"$inflight"):
-                waiting += int(await client.zcard(key))
-    finally:
-        await client.aclose()
-    return waiting
-
-
-# --- one run -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Quantiles:
-    count: int = 0
-    p50_ms: float = math.nan
-    p90_ms: float = math.nan
-    p99_ms: float = math.nan
-    max_ms: float = math.nan
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Quantiles:
-        if not seconds:
-            return cls()
-        values = np.asarray(seconds) * 1000
-        p50, p90, p99 = np.percentile(values, [50, 90, 99])
-        return cls(len(values), float(p50), float(p90), float(p99), float(values.max()))
 
 
 @dataclass
@@ -724,11 +163,7 @@ class Run:
                 f" p99 {fmt_ms(stats.p99_ms)} max {fmt_ms(stats.max_ms)} ms"
             )
 
-        each = (
-            " (" + " ".join(f"{c:.0%}" for c in self.worker_cpu) + ")"
-            if len(self.worker_cpu) > 1
-            else ""
-        )
+        each = each_worker(self.worker_cpu)
         return (
             f"{self.name}: {q('interim', self.interim)} ({self.interim.count}"
             f"/{self.expected_interim}) | {q('final', self.final)} ({self.final.count}"
@@ -748,7 +183,12 @@ class Run:
         )
 
 
-async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Path) -> Run:
+def watched_calls(supervisor: int, calls: int, per_supervisor: int) -> list[int]:
+    """Supervisor j watches calls j*K .. j*K+K-1, wrapping: each call gets S*K/C watchers."""
+    return [(supervisor * per_supervisor + k) % calls for k in range(min(per_supervisor, calls))]
+
+
+async def measure(run: int, workers: int, args: argparse.Namespace, folder: Path) -> Run:
     calls, supervisors, per = args.calls, args.supervisors, args.calls_per_supervisor
     database = "postgresql" if args.database_url else "sqlite"
     result = Run(run, calls, supervisors, supervisors * per // calls, args.layer, database)
@@ -757,9 +197,14 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
     started = time.monotonic()
     generator_cpus = pin_generator(generator_cpu(workers))
     prefix = f"callsite-bench-{secrets.token_hex(4)}"
-    db = Database(workdir, f"run{run}-w{workers}", args.database_url)
+    scratch = None
+    if args.database_url:
+        scratch = ScratchDatabase(args.database_url, f"callsite_bench_{secrets.token_hex(4)}")
+        url = scratch.url
+    else:
+        url = fresh_sqlite(folder / f"latency-run{run}-w{workers}.sqlite3")
     extra = {
-        "DATABASE_URL": db.url,  # the same database for every worker
+        "DATABASE_URL": url,  # the same database for every worker
         "CALLSITE_CHANNEL_PREFIX": prefix,
         "CALLSITE_WORKERS": str(workers),
         # one key for the session made beforehand and the servers that read it
@@ -768,16 +213,20 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
     if args.layer != "memory":
         extra["REDIS_URL"] = args.redis_url
     extra["CALLSITE_REDIS_LAYER"] = "list" if args.layer == "redis-list" else "pubsub"
-    load = Load([], calls, args.secret, f"r{run}w{workers}-{secrets.token_hex(3)}", result.audio)
+    load = CaptionLoad(
+        [], calls, args.secret, f"r{run}w{workers}-{secrets.token_hex(3)}", result.audio
+    )
     pages: list[PageSocket] = []
     driver: asyncio.Task[None] | None = None
     group: Workers | None = None
     spies: list[subprocess.Popen[bytes]] = []
     phase = "preparing the database"
     try:
-        cookie = db.prepare(args.secret, extra)
+        if scratch is not None:
+            scratch.create()
+        cookie = seed_supervisor(args.secret, extra)
         phase = "starting the servers"
-        group = Workers("callsite", workdir, args.secret, workers, extra)
+        group = Workers(CALLSITE, folder, args.secret, workers, extra)
         await group.ready()
         ports = load.ports = group.ports
 
@@ -798,7 +247,7 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
         pages.append(first_wall)
         await open_page(first_wall)
         phase = "opening the ACS sockets"
-        await load.connect()
+        await load.connect(load.hello)
         t0 = time.monotonic() + 0.2
         driver = asyncio.create_task(load.drive(t0))
         phase = "waiting for the first wall to list every call"
@@ -812,7 +261,6 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
         # Then every supervisor's wall (the first has one already) and call pages.
         phase = "opening supervisor pages"
         connect0 = time.monotonic()
-        limit = asyncio.Semaphore(16)
         new: list[PageSocket] = [
             PageSocket("/ws/dashboard/", page_port(j), cookie) for j in range(1, supervisors)
         ]
@@ -827,17 +275,8 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
             1 for sock in new if sock.call is not None and sock.port != ports[sock.call % workers]
         )
 
-        async def open_limited(sock: PageSocket) -> PageSocket:
-            async with limit:
-                return await open_page(sock)
-
         try:
-            await gather_open(
-                "supervisor pages (besides the first wall)",
-                [open_limited(sock) for sock in new],
-                [ports.index(sock.port) for sock in new],
-                workers,
-            )
+            await open_pages("supervisor pages (besides the first wall)", new, ports)
         finally:
             result.pages_opened = 1 + sum(1 for sock in new if sock.ready)
         result.connect_s = time.monotonic() - connect0
@@ -847,24 +286,9 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
         await asyncio.sleep(args.warmup + 0.1)
 
         phase = "measuring"
-        redis = await redis_pid(args.redis_url) if args.layer != "memory" else None
-        before: Snapshot = await group.metrics()
-        meter = CpuMeter(group.pids, group.cores, generator_cpus, redis)
-        w0 = time.monotonic()
-        frames0 = load.audio.sent
-        if args.py_spy is not None:
-            args.py_spy.mkdir(parents=True, exist_ok=True)
-            stem = f"latency-{args.layer}-C{calls}-run{run}"
-            for i, pid in enumerate(group.pids):
-                name = f"{stem}.txt" if workers == 1 else f"{stem}-W{workers}-worker{i}.txt"
-                spies.append(start_py_spy(pid, args.seconds, args.py_spy / name))
-        load.measuring = True
-        await asyncio.sleep(args.seconds)
-        load.measuring = False
-        frames1 = load.audio.sent
-        w1 = time.monotonic()
-        cpu = meter.stop()
-        after = await group.metrics()
+        profile = (args.py_spy, f"latency-{args.layer}-C{calls}-run{run}") if args.py_spy else None
+        redis_url = args.redis_url if args.layer != "memory" else None
+        window = await group.window(load, args.seconds, generator_cpus, redis_url, profile, spies)
         if args.layer == "redis-list":
             result.inbox = await redis_inbox(args.redis_url, prefix)
 
@@ -890,43 +314,25 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
         result.elapsed_s = time.monotonic() - started
         return result
     finally:
-        load.stop_at = 0
-        for spy in spies:
-            if spy.poll() is None:
-                spy.kill()
-                spy.wait()
-        if driver is not None and not driver.done():
-            driver.cancel()
-            with contextlib.suppress(BaseException):
-                await driver
         for page in pages:
             page.close()
-        load.close()
-        if group is not None:
-            group.stop()
-        with contextlib.suppress(Exception):
-            db.drop()
-        if args.layer != "memory":
+        redis = (args.redis_url, prefix) if args.layer != "memory" else None
+        await tear_down(load, driver, spies, group, redis)
+        if scratch is not None:
             with contextlib.suppress(Exception):
-                await redis_cleanup(args.redis_url, prefix)
+                scratch.drop()
 
     assert group is not None
-    window = w1 - w0
-    lag = lag_between(before, after)
+    lag = lag_between(window.before, window.after)
     result.audio_lag_p50_ms, result.audio_lag_p99_ms = lag.p50 * 1000, lag.p99 * 1000
-    result.frames_handled, result.frames_sent = lag.count, frames1 - frames0
+    result.frames_handled, result.frames_sent = lag.count, window.frames_sent
     if load.with_audio:
-        result.audio_send_rate = result.frames_sent / (2 * calls * window / PERIOD)
-    result.unhandled = int(load.audio.sent - final.value("callsite_ingest_audio_frames_total"))
-    result.rejected = int(final.value("callsite_ingest_rejected_total"))
+        result.audio_send_rate = result.frames_sent / (2 * calls * window.seconds / PERIOD)
+    result.unhandled = int(load.audio.sent - final.value(AUDIO_FRAMES))
+    result.rejected = int(final.value(REJECTED))
     result.audio_late_p99_ms = load.audio.lateness_quantile(0.99) * 1000
     result.caption_late_p99_ms = load.captions.lateness_quantile(0.99) * 1000
-    result.server_cpu = cpu.total
-    result.worker_cpu = cpu.workers
-    result.core_busy = cpu.cores_busy
-    result.others_cpu = cpu.others
-    result.generator_cpu = cpu.generator
-    result.redis_cpu = cpu.redis
+    vars(result).update(window.cpu.shares())
     result.log_problems = log_problems(group.logs())
     tally(result, load, pages)
     late = max(result.audio_late_p99_ms, result.caption_late_p99_ms)
@@ -942,7 +348,7 @@ async def measure(run: int, workers: int, args: argparse.Namespace, workdir: Pat
     return result
 
 
-def tally(result: Run, load: Load, pages: Sequence[PageSocket]) -> None:
+def tally(result: Run, load: CaptionLoad, pages: Sequence[PageSocket]) -> None:
     """Match every page's receipts to the packets sent; latencies and losses of the window."""
     watchers: Counter[int] = Counter(p.call for p in pages if p.call is not None)
     for sent in load.sent.values():
@@ -987,11 +393,6 @@ def tally(result: Run, load: Load, pages: Sequence[PageSocket]) -> None:
 
 
 # --- report ------------------------------------------------------------------------------------
-
-
-def median(values: Sequence[float]) -> float:
-    finite = [v for v in values if not math.isnan(v)]
-    return statistics.median(finite) if finite else math.nan
 
 
 def counted_runs(runs: Sequence[Run], workers: int) -> list[Run]:
@@ -1089,53 +490,27 @@ def markdown(runs: Sequence[Run], workers: Sequence[int] = (1,)) -> str:
     return "\n".join(lines)
 
 
-def write_json(path: Path, runs: Sequence[Run], args: argparse.Namespace) -> None:
+def save(path: Path, runs: Sequence[Run], args: argparse.Namespace) -> None:
+    names = (
+        "calls supervisors calls_per_supervisor seconds warmup drain runs layer no_audio workers"
+    )
     document = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join(sys.argv),
-        "code": args.code_version,
-        "cpus": os.cpu_count(),
         "loop": args.loop_name,
-        "settings": {
-            k: getattr(args, k)
-            for k in (
-                "calls",
-                "supervisors",
-                "calls_per_supervisor",
-                "seconds",
-                "warmup",
-                "drain",
-                "runs",
-                "layer",
-                "no_audio",
-                "workers",
-            )
-        },
+        "settings": {k: getattr(args, k) for k in names.split()},
         "placement": placement(args.workers, "load"),
         "runs": [asdict(r) for r in runs],
     }
-    path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    write_json(path, args.code_version, document)
 
 
 async def bench(args: argparse.Namespace) -> list[Run]:
     runs: list[Run] = []
-    with contextlib.ExitStack() as stack:
-        if args.workdir is not None:
-            workdir = args.workdir
-            workdir.mkdir(parents=True, exist_ok=True)
-        else:
-            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-")))
+    saving = None if args.json is None else lambda runs: save(args.json, runs, args)
+    with workdir(args.workdir) as folder:
         for run in range(1, args.runs + 1):
             # each worker count in turn, so that noise falls on all of them alike
             for workers in args.workers:
-                result = await measure(run, workers, args, workdir)
-                runs.append(result)
-                print(result.line(), flush=True)
-                for problem in result.log_problems[:3]:
-                    print(f"    server log: {problem[:200]}", flush=True)
-                if args.json is not None:
-                    write_json(args.json, runs, args)
-                await asyncio.sleep(args.pause)
+                await keep(await measure(run, workers, args, folder), runs, saving, args.pause)
     return runs
 
 
@@ -1148,17 +523,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--calls-per-supervisor", type=int, default=10, help="call pages each supervisor opens"
     )
-    parser.add_argument("--seconds", type=float, default=30.0, help="measurement window")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of captions first")
-    parser.add_argument("--drain", type=float, default=5.0, help="load after the window")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--pause", type=float, default=2.0, help="seconds between runs")
+    add_load_options(
+        parser,
+        seconds=30.0,
+        warmup=(10.0, "seconds of captions first"),
+        drain=(5.0, "load after the window"),
+        pause=(2.0, "seconds between runs"),
+        workers="Daphne processes sharing the database and Redis, or a list (1,2) to run each in"
+        " turn in every run (default 1)",
+    )
     parser.add_argument(
         "--database-url",
         help="a PostgreSQL server (postgres://user@host:5432/postgres) to create a scratch"
         " database on for each run; default: a fresh SQLite file",
     )
-    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the layer")
     parser.add_argument(
         "--layer",
         choices=["redis", "redis-list", "memory"],
@@ -1168,72 +546,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         " worker only)",
     )
     parser.add_argument(
-        "--workers",
-        default="1",
-        help="Daphne processes sharing the database and Redis, or a list (1,2) to run each in"
-        " turn in every run (default 1)",
-    )
-    parser.add_argument(
         "--no-audio", action="store_true", help="send transcription only (to compare)"
-    )
-    parser.add_argument("--json", type=Path, help="write raw results here")
-    parser.add_argument("--workdir", type=Path, help="keep databases and server logs here")
-    parser.add_argument(
-        "--py-spy",
-        type=Path,
-        help="record a py-spy profile of the server during each window into this folder"
-        " (summarise with python -m bench.ingest --summarize FILE)",
     )
     args = parser.parse_args(argv)
     if args.database_url and urlsplit(args.database_url).scheme not in ("postgres", "postgresql"):
         parser.error("--database-url must be a postgres:// URL")
     if min(args.calls, args.supervisors, args.calls_per_supervisor) < 1:
         parser.error("--calls, --supervisors and --calls-per-supervisor must be at least 1")
-    try:
-        args.workers = parse_workers(args.workers)
-    except ValueError as error:
-        parser.error(f"--workers: {error}")
+    parse_worker_counts(parser, args)
     if args.layer == "memory" and max(args.workers) > 1:
         parser.error(
             "--layer memory cannot serve more than one worker: the in-memory channel layer"
             " lives inside one process, so captions would never reach pages on another worker;"
             " use --layer redis (or redis-list)"
         )
-    args.secret = secrets.token_urlsafe(16)
-    args.code_version = code_version()
-    signal.signal(signal.SIGTERM, interrupt)  # stop the servers and clean up, as on Ctrl-C
-    raise_fd_limit()
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        uvloop = None
-    args.loop_name = "uvloop" if uvloop is not None else "asyncio"
-    runner = uvloop.run if uvloop is not None else asyncio.run
+    runner = prepare_process(args)  # SIGTERM: stop the servers and clean up, as on Ctrl-C
     if args.layer != "memory":
         problem = redis_problem(runner, args.redis_url)
         if problem:
             parser.error(problem)
     started = time.monotonic()
     print(
-        f"# caption latency, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, code {args.code_version},"
-        f" {os.cpu_count()} CPUs, {args.calls} calls, {args.supervisors} supervisors x"
+        header("caption latency", args.code_version)
+        + f", {args.calls} calls, {args.supervisors} supervisors x"
         f" {args.calls_per_supervisor} call pages, {args.layer} layer,"
         f" {'no audio' if args.no_audio else 'audio'},"
         f" {'postgresql' if args.database_url else 'sqlite'}; "
         + placement(args.workers, f"load ({args.loop_name})"),
         flush=True,
     )
-    try:
-        runs = runner(bench(args))
-    except KeyboardInterrupt:
-        print("interrupted; the servers were stopped", file=sys.stderr)
-        return 130
-    finally:
-        stop_servers()
-    print()
-    print(markdown(runs, args.workers))
-    print(f"\n({time.monotonic() - started:.0f} s)")
-    return 0
+    return run_load(runner, bench(args), lambda runs: markdown(runs, args.workers), started)
 
 
 if __name__ == "__main__":

@@ -28,9 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-DEMO_SCRIPT = ROOT / "streaming" / "demo" / "audio" / "two_speaker_call.toml"
-FRAME_MS = 20
+from bench.harness import ROOT
+from bench.harness.cpu import cpu_seconds
+from simulator.audio import DEMO_AUDIO_SCRIPT
+from streaming.units import FRAME_MS
 
 
 @dataclass
@@ -78,11 +79,6 @@ def read_wav(path: Path) -> tuple[bytes, int]:
         if wav.getsampwidth() != 2 or wav.getnchannels() != 1:
             raise SystemExit(f"{path}: need 16-bit mono PCM")
         return wav.readframes(wav.getnframes()), wav.getframerate()
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def decode(
@@ -138,14 +134,14 @@ async def run(script: Path, concurrency: list[int]) -> dict[str, Any]:
         async for _ in warm.results():
             pass
         (pid,) = recognizer.worker_pids()
-        cpu_before = _cpu_seconds(pid)
+        cpu_before = cpu_seconds(pid)
         started = time.perf_counter()
         chosen = participants[:streams] if streams <= len(participants) else participants
         results = await asyncio.gather(
             *(decode(recognizer, s, *audio[s], references.get(s, "")) for s, _ in chosen)
         )
         wall = time.perf_counter() - started
-        cpu = _cpu_seconds(pid) - cpu_before
+        cpu = cpu_seconds(pid) - cpu_before
         await recognizer.aclose()
         audio_total = sum(r.audio_seconds for r in results)
         errors = sum(word_errors(normalize(r.reference), normalize(r.hypothesis)) for r in results)
@@ -175,7 +171,7 @@ async def run(script: Path, concurrency: list[int]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--script", type=Path, default=DEMO_SCRIPT)
+    parser.add_argument("--script", type=Path, default=DEMO_AUDIO_SCRIPT)
     parser.add_argument("--streams", default="1,2", help="concurrent streams per run")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     args = parser.parse_args(argv)
