@@ -5,6 +5,7 @@ imports models.
 """
 
 import gc
+import logging
 import os
 
 from django.core.asgi import get_asgi_application
@@ -19,11 +20,25 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 if settings.CALLSITE_SETTINGS_ERRORS:
     raise ImproperlyConfigured("; ".join(settings.CALLSITE_SETTINGS_ERRORS))
 
+from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
 from streaming.ingest.routing import websocket_urlpatterns as streaming_ws  # noqa: E402
+
+
+class NoSuchSocket(AsyncWebsocketConsumer):
+    """A WebSocket to a path that has none: refused at the handshake (403), one log line,
+    instead of Channels' routing error (a 500 and a traceback per attempt)."""
+
+    async def connect(self) -> None:
+        logging.getLogger("callsite.asgi").info(
+            "refused WebSocket to %s: no socket there", self.scope.get("path", "?")[:200]
+        )
+        await self.close()
+
 
 application = ProtocolTypeRouter(
     {
@@ -34,7 +49,9 @@ application = ProtocolTypeRouter(
         ),
         # ACS is a server-side client that sends no Origin header, so its route is
         # authenticated by token only; the dashboard routes check session and Origin.
-        "websocket": URLRouter([*streaming_ws, *dashboard_ws]),
+        "websocket": URLRouter(
+            [*streaming_ws, *dashboard_ws, re_path(r"", NoSuchSocket.as_asgi())]
+        ),
     }
 )
 

@@ -27,6 +27,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from callsite.load import LOAD
 from streaming.metrics import INGEST
 
 logger = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     database, layer = await asyncio.gather(
         _timed(sync_to_async(_database, thread_sensitive=False)), _timed(_channel_layer)
     )
-    checks = {"database": database, "channel_layer": layer}
+    checks = {"database": database, "channel_layer": layer, "capacity": _capacity()}
     ready = all(check["ok"] for check in checks.values())
     if not ready:
         logger.warning("not ready: %s", {k: v["error"] for k, v in checks.items() if not v["ok"]})
@@ -109,9 +110,19 @@ async def readyz(request: HttpRequest) -> JsonResponse:
     )
 
 
+def _capacity() -> dict[str, object]:
+    """Whether this worker takes new calls (``callsite/load.py``)."""
+    if LOAD.overloaded:
+        return {
+            "ok": False,
+            "error": f"over capacity: {LOAD.reason}",
+        }
+    return {"ok": True, "error": None}
+
+
 @require_GET
 def metrics(request: HttpRequest) -> HttpResponse:
-    """Ingest counters in Prometheus' text format.
+    """Ingest counters and the event loop's lag in Prometheus' text format.
 
     Served to operators (``operator_request``): a scraper or sidecar on the same host calling
     the worker's own port, or a request that carries ``Authorization: Bearer
@@ -121,4 +132,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """
     if not operator_request(request):
         return HttpResponse("metrics need loopback or the metrics token\n", status=403)
-    return HttpResponse(INGEST.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+    return HttpResponse(
+        INGEST.render() + LOAD.render(), content_type="text/plain; version=0.0.4; charset=utf-8"
+    )

@@ -26,6 +26,15 @@ A second signal during the drain stops at once.
 ``--websocket-max-frame-size`` is given. The limit is on what peers send; what the server
 sends (a long call's snapshot) is not limited.
 
+**Over capacity** (``callsite/load.py``): while the event loop is busy more than
+``CALLSITE_SHED_LOOP_BUSY_PERCENT`` of the time or runs more than
+``CALLSITE_SHED_LOOP_LAG_MS`` late, new ACS streams are refused at the handshake with 503,
+before any of the application runs; ``/readyz`` says "over capacity".
+
+**Access log.** Daphne's access log writes each request's query string, and Event Grid
+deliveries and some callbacks carry the ACS shared secret there (``?token=``): this server
+writes the path alone (``/acs/events/?…``).
+
 **Slow readers.** What a socket's peer has not read yet waits in the worker's memory, and
 Twisted buffers it without limit. A socket whose unsent backlog passes
 ``CALLSITE_WS_MAX_BACKLOG_BYTES`` (default 1 MiB: messages sent while Twisted's 64 KiB send
@@ -44,6 +53,7 @@ import sys
 import time
 from typing import Any
 
+from autobahn.websocket.types import ConnectionDeny
 from daphne.cli import CommandLineInterface
 from daphne.server import Server
 from daphne.ws_protocol import WebSocketProtocol
@@ -52,6 +62,7 @@ from twisted.internet.interfaces import IPushProducer
 from zope.interface import implementer
 
 from callsite.env import env_int
+from callsite.load import LOAD
 from streaming.metrics import INGEST
 
 logger = logging.getLogger("callsite.server")
@@ -59,6 +70,7 @@ logger = logging.getLogger("callsite.server")
 reactor: Any = _reactor  # Twisted's global reactor (the asyncio one Daphne installs)
 
 SERVICE_RESTART = 1012
+ACS_PATH = "/ws/acs/"
 DEFAULT_DRAIN_SECONDS = 20
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_MAX_BACKLOG_BYTES = 1024 * 1024
@@ -97,11 +109,26 @@ class SendBacklog:
 
 
 class BoundedWebSocketProtocol(WebSocketProtocol):
-    """Daphne's WebSocket protocol, dropping a peer that lets its backlog pass the limit."""
+    """Daphne's WebSocket protocol, dropping a peer that lets its backlog pass the limit,
+    and refusing new ACS streams while the worker is over capacity."""
 
     max_backlog = DEFAULT_MAX_BACKLOG_BYTES
     send_backlog: SendBacklog | None = None
     dropped_slow = False
+
+    def onConnect(self, request: Any) -> Any:
+        if request.path.startswith(ACS_PATH):
+            reason = LOAD.refusal(INGEST.sockets_open)
+            if reason:
+                INGEST.streams_shed += 1
+                logger.warning(
+                    "ACS stream from %s refused (503): this worker is over capacity, %s",
+                    request.peer,
+                    reason,
+                )
+                raise ConnectionDeny(503, "over capacity: try another worker")
+            LOAD.took()
+        return super().onConnect(request)
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -167,7 +194,14 @@ class DrainingServer(Server):
         if self.install_drain_handlers:
             reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._set_protocol_options)
+        reactor.callWhenRunning(self._start_load_monitor)
         super().run()
+
+    def _start_load_monitor(self) -> None:
+        LOAD.start(
+            float(env_int("CALLSITE_SHED_LOOP_LAG_MS", 50, minimum=0)),
+            float(env_int("CALLSITE_SHED_LOOP_BUSY_PERCENT", 70, minimum=0)),
+        )
 
     def _set_protocol_options(self) -> None:
         # Autobahn fails a connection (a frame over the size limit, a protocol error) by
@@ -190,6 +224,13 @@ class DrainingServer(Server):
         if reactor.running:
             self.stopping = True
         super().stop()
+
+    def log_action(self, protocol: str, action: str, details: dict[str, Any]) -> None:
+        """Daphne's access log, without query strings: they carry secrets (``?token=``)."""
+        path = details.get("path")
+        if isinstance(path, str) and "?" in path:
+            details = {**details, "path": path.split("?", 1)[0] + "?…"}
+        super().log_action(protocol, action, details)
 
     def listen_success(self, port: Any) -> None:
         self.ports.append(port)

@@ -18,6 +18,7 @@ from streaming.events import (
     AlertFiredEvent,
     AlertPayload,
     AnalyticsPayload,
+    CallParticipantEvent,
     CallPayload,
     CallsHealthEvent,
     CallUpdatedEvent,
@@ -97,6 +98,7 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
     "analytics": AnalyticsMessage,
     "analytics.updated": AnalyticsUpdateMessage,  # the layer's AnalyticsUpdatedEvent, drawn
     "call.updated": CallUpdatedEvent,
+    "call.participant": CallParticipantEvent,
     "caption.interim": CaptionInterimEvent,
     "caption.final": CaptionFinalEvent,
     "alert.fired": AlertFiredEvent,
@@ -104,6 +106,7 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
 WALL_MESSAGES: dict[str, type] = {
     "snapshot": WallSnapshot,
     "call.updated": CallUpdatedEvent,
+    "call.participant": CallParticipantEvent,
     "alert.fired": AlertFiredEvent,
     "calls.health": CallsHealthEvent,
 }

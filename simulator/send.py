@@ -19,6 +19,9 @@ from simulator.wire import AUDIO_DATA, AUDIO_METADATA, TRANSCRIPTION_DATA, TRANS
 
 AUDIO_PROGRESS_SECONDS = 10.0  # call time between simulate_calls' audio progress lines
 _YIELD_EVERY = 50  # packets sent back to back before the sender lets other tasks run
+# A worker over capacity refuses new streams with 503 (``callsite/load.py``): try again,
+# waiting longer each time, for this long in all.
+OVER_CAPACITY_RETRY_SECONDS = 30.0
 
 
 class SimulatorError(RuntimeError):
@@ -85,16 +88,25 @@ async def send_packets(
         "x-ms-call-connection-id": call_connection_id,
         "x-ms-call-correlation-id": correlation_id,
     }
-    try:
-        # proxy=None: ACS connects straight to the endpoint; an env proxy would skew timing.
-        # compression=None: deflating every 20 ms audio frame costs CPU and gains little.
-        ws = await connect(target, additional_headers=headers, proxy=None, compression=None)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        raise SimulatorError(f"{url} rejected the WebSocket handshake: HTTP {status}") from exc
-    except (OSError, TimeoutError, WebSocketException) as exc:
-        raise SimulatorError(f"cannot connect to {url}: {exc}") from exc
     loop = asyncio.get_running_loop()
+    give_up, wait = loop.time() + OVER_CAPACITY_RETRY_SECONDS, 0.25
+    while True:
+        try:
+            # proxy=None: ACS connects straight to the endpoint; an env proxy would skew
+            # timing. compression=None: deflating every 20 ms frame costs CPU, gains little.
+            ws = await connect(target, additional_headers=headers, proxy=None, compression=None)
+            break
+        except InvalidStatus as exc:
+            status, reason = exc.response.status_code, exc.response.reason_phrase
+            if status == 503 and loop.time() + wait < give_up:
+                await asyncio.sleep(wait)  # over capacity: it says so, and may not be for long
+                wait = min(wait * 2, 4.0)
+                continue
+            raise SimulatorError(
+                f"{url} rejected the WebSocket handshake: HTTP {status} {reason}".rstrip()
+            ) from exc
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            raise SimulatorError(f"cannot connect to {url}: {exc}") from exc
     started = loop.time()
     sent = finals = intermediates = frames = 0
     unbroken = 0  # packets sent since this task last let others run

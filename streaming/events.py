@@ -170,6 +170,15 @@ class CallUpdatedEvent(TypedDict):
     call: CallPayload
 
 
+class CallParticipantEvent(TypedDict):
+    """A participant joined the call (or changed): a delta, so a call with many participants
+    is not re-sent whole for each of them."""
+
+    type: Literal["call.participant"]
+    call_id: int
+    participant: ParticipantPayload
+
+
 class CaptionInterimEvent(TypedDict):
     type: Literal["caption.interim"]
     caption: CaptionPayload
@@ -197,6 +206,7 @@ class CallsHealthEvent(TypedDict):
 
 Event = (
     CallUpdatedEvent
+    | CallParticipantEvent
     | CaptionInterimEvent
     | CaptionFinalEvent
     | AnalyticsUpdatedEvent
@@ -209,6 +219,7 @@ Event = (
 # event sent to it (tests/dashboard/test_contract.py checks both ways).
 EVENT_GROUPS: dict[type, tuple[str, ...]] = {
     CallUpdatedEvent: ("call", "overview"),
+    CallParticipantEvent: ("call", "overview"),
     CaptionInterimEvent: ("call",),
     CaptionFinalEvent: ("call",),
     AnalyticsUpdatedEvent: ("call",),
@@ -219,6 +230,10 @@ EVENT_GROUPS: dict[type, tuple[str, ...]] = {
 
 def call_updated(call: CallPayload) -> CallUpdatedEvent:
     return {"type": "call.updated", "call": call}
+
+
+def call_participant(call_id: int, participant: ParticipantPayload) -> CallParticipantEvent:
+    return {"type": "call.participant", "call_id": call_id, "participant": participant}
 
 
 def caption_interim(caption: CaptionPayload) -> CaptionInterimEvent:

@@ -20,6 +20,31 @@ LAG_BUCKETS = (
 )  # fmt: skip
 
 
+# (attribute, metric name, type, help) of each counter and gauge, in the order served.
+COUNTERS = (
+    ("frames", "callsite_ingest_frames_total", "counter", "Frames received on ACS sockets."),
+    ("audio_frames", "callsite_ingest_audio_frames_total", "counter", "AudioData frames received."),
+    ("rejected", "callsite_ingest_rejected_total", "counter", "Frames rejected with a reason."),
+    ("internal_errors", "callsite_ingest_internal_errors_total", "counter",
+     "Valid frames whose handling failed."),
+    ("db_retries", "callsite_ingest_db_retries_total", "counter",
+     "Database writes tried again after an outage."),
+    ("finals_lost", "callsite_ingest_finals_lost_total", "counter",
+     "Finals not stored: retries ran out."),
+    ("talk_seconds_refused", "callsite_ingest_talk_seconds_refused_total", "counter",
+     "Talk-time buckets the database refused (dropped, each logged)."),
+    ("capped", "callsite_ingest_capped_total", "counter",
+     "Speakers, participants or timings past a call's bounds, ignored with a logged reason."),
+    ("streams_shed", "callsite_ingest_streams_shed_total", "counter",
+     "ACS streams refused because the worker was over capacity."),
+    ("sockets_open", "callsite_ingest_sockets", "gauge", "ACS sockets open now."),
+    ("sockets_total", "callsite_ingest_sockets_total", "counter", "ACS sockets accepted."),
+    ("slow_readers_dropped", "callsite_websocket_slow_readers_dropped_total", "counter",
+     "WebSockets dropped: their peer stopped reading and the backlog passed "
+     "CALLSITE_WS_MAX_BACKLOG_BYTES."),
+)  # fmt: skip
+
+
 @dataclass
 class IngestMetrics:
     frames: int = 0
@@ -28,6 +53,9 @@ class IngestMetrics:
     internal_errors: int = 0
     db_retries: int = 0
     finals_lost: int = 0
+    talk_seconds_refused: int = 0
+    capped: int = 0
+    streams_shed: int = 0
     sockets_open: int = 0
     sockets_total: int = 0
     slow_readers_dropped: int = 0
@@ -42,35 +70,11 @@ class IngestMetrics:
         self.lag_count += 1
 
     def render(self) -> str:
-        lines = [
-            "# HELP callsite_ingest_frames_total Frames received on ACS sockets.",
-            "# TYPE callsite_ingest_frames_total counter",
-            f"callsite_ingest_frames_total {self.frames}",
-            "# HELP callsite_ingest_audio_frames_total AudioData frames received.",
-            "# TYPE callsite_ingest_audio_frames_total counter",
-            f"callsite_ingest_audio_frames_total {self.audio_frames}",
-            "# HELP callsite_ingest_rejected_total Frames rejected with a reason.",
-            "# TYPE callsite_ingest_rejected_total counter",
-            f"callsite_ingest_rejected_total {self.rejected}",
-            "# HELP callsite_ingest_internal_errors_total Valid frames whose handling failed.",
-            "# TYPE callsite_ingest_internal_errors_total counter",
-            f"callsite_ingest_internal_errors_total {self.internal_errors}",
-            "# HELP callsite_ingest_db_retries_total Database writes tried again after an outage.",
-            "# TYPE callsite_ingest_db_retries_total counter",
-            f"callsite_ingest_db_retries_total {self.db_retries}",
-            "# HELP callsite_ingest_finals_lost_total Finals not stored: retries ran out.",
-            "# TYPE callsite_ingest_finals_lost_total counter",
-            f"callsite_ingest_finals_lost_total {self.finals_lost}",
-            "# HELP callsite_ingest_sockets ACS sockets open now.",
-            "# TYPE callsite_ingest_sockets gauge",
-            f"callsite_ingest_sockets {self.sockets_open}",
-            "# HELP callsite_ingest_sockets_total ACS sockets accepted.",
-            "# TYPE callsite_ingest_sockets_total counter",
-            f"callsite_ingest_sockets_total {self.sockets_total}",
-            "# HELP callsite_websocket_slow_readers_dropped_total WebSockets dropped: their "
-            "peer stopped reading and the backlog passed CALLSITE_WS_MAX_BACKLOG_BYTES.",
-            "# TYPE callsite_websocket_slow_readers_dropped_total counter",
-            f"callsite_websocket_slow_readers_dropped_total {self.slow_readers_dropped}",
+        lines = []
+        for attribute, name, kind, text in COUNTERS:
+            lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}"]
+            lines.append(f"{name} {getattr(self, attribute)}")
+        lines += [
             "# HELP callsite_ingest_frame_lag_seconds Frame handling time after its timestamp.",
             "# TYPE callsite_ingest_frame_lag_seconds histogram",
         ]

@@ -64,16 +64,22 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
     They share the test database, so the test must use ``transactional_db``: data a test
     creates is committed and visible to the server, and flushed afterwards. Keyword
     arguments are environment variables for the server (``CALLSITE_RECOGNIZER="sphinx"``);
-    ``module="daphne"`` runs plain Daphne, as ``daphne callsite.asgi:application``.
+    ``module="daphne"`` runs plain Daphne, as ``daphne callsite.asgi:application``;
+    ``options`` are more of the server's options.
     """
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:"):
         pytest.fail("live-server tests need a file-backed SQLite test database")
     started: list[DaphneServer] = []
 
-    def start(*, module: str = "callsite.server", **environment: str) -> DaphneServer:
+    def start(
+        *, module: str = "callsite.server", options: tuple[str, ...] = (), **environment: str
+    ) -> DaphneServer:
         try:
             server = start_server(
-                {"DATABASE_URL": _database_url(), **environment}, log_dir=tmp_path, module=module
+                {"DATABASE_URL": _database_url(), **environment},
+                log_dir=tmp_path,
+                module=module,
+                options=options,
             )
         except RuntimeError as error:
             pytest.fail(str(error))

@@ -61,6 +61,19 @@ def acs_socket(
     return WebsocketCommunicator(application, f"/ws/acs/?{query}", headers=headers)
 
 
+async def page_socket(user: Any, path: str = "/ws/dashboard/") -> WebsocketCommunicator:
+    """A communicator to a dashboard socket as ``user``'s browser opens it from the site's
+    own page (their session cookie, the site's Origin); not yet connected."""
+    from channels.db import database_sync_to_async
+
+    from tests.factories import session_cookie
+
+    cookie = (await database_sync_to_async(session_cookie)(user)).encode()
+    return WebsocketCommunicator(
+        application, path, headers=[(b"cookie", cookie), (b"origin", b"http://localhost")]
+    )
+
+
 ACS_EPOCH = "2024-11-15T19:16:12"
 
 

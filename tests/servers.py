@@ -8,11 +8,13 @@ loopback port with an environment of their own, and read its output when somethi
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,11 +101,13 @@ def start_server(
     *,
     log_dir: Path,
     module: str = "callsite.server",
+    options: Sequence[str] = (),
     within: float = 30,
 ) -> DaphneServer:
     """Start a server with the test settings and ``environment``; return once it listens.
 
-    ``module`` is ``callsite.server`` (Daphne with Callsite's drain and limits) or ``daphne``.
+    ``module`` is ``callsite.server`` (Daphne with Callsite's drain and limits) or ``daphne``;
+    ``options`` are more of their command-line options (``--proxy-headers`` behind nginx).
     Raises ``RuntimeError`` with the server's output if it exits or does not listen in time.
     """
     port = free_port()
@@ -111,12 +115,27 @@ def start_server(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",
         "PYTHONUNBUFFERED": "1",
+        # These servers share two cores with browsers and the test runner: a loop running
+        # 50 ms late there is the suite's doing, not a full worker, and some tests stream
+        # flat out. Shedding is tested at its own limits (tests/callsite/test_overload.py).
+        "CALLSITE_SHED_LOOP_LAG_MS": "250",
+        "CALLSITE_SHED_LOOP_BUSY_PERCENT": "0",
         **environment,
     }
     log = log_dir / f"server-{port}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", module, "-b", "127.0.0.1", "-p", str(port), APPLICATION],
+            [
+                sys.executable,
+                "-m",
+                module,
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                *options,
+                APPLICATION,
+            ],
             cwd=ROOT,
             env=env,
             stdout=out,
@@ -129,3 +148,29 @@ def start_server(
         process.kill()
         raise RuntimeError(f"{module} {error}") from None
     return server
+
+
+class Stalls:
+    """Stop (SIGSTOP) and continue a process in a loop, in a thread, while in the block: its
+    event loop runs late, as a worker's does when it holds more calls than it can carry."""
+
+    def __init__(self, pid: int, stopped: float = 0.3, running: float = 0.03) -> None:
+        self.pid, self.stopped, self.running = pid, stopped, running
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.done.is_set():
+            os.kill(self.pid, signal.SIGSTOP)
+            time.sleep(self.stopped)
+            os.kill(self.pid, signal.SIGCONT)
+            time.sleep(self.running)
+
+    def __enter__(self) -> Stalls:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        os.kill(self.pid, signal.SIGCONT)

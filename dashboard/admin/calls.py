@@ -9,6 +9,7 @@ See docs/history.md.
 from __future__ import annotations
 
 import contextlib
+import unicodedata
 from collections import Counter
 from typing import Any
 
@@ -221,7 +222,7 @@ class CallAdmin(admin.ModelAdmin):
     ) -> tuple[QuerySet[Call], bool]:
         """Calls in which the term was said (``streaming.history.search``), or whose connection id,
         caller, callee or a participant's raw id or label contains it."""
-        term = search_term.strip()
+        term = unicodedata.normalize("NFC", search_term).strip()
         if not term:
             return queryset, False
         said = calls_matching(Call.objects.all(), term).values("pk")

@@ -101,7 +101,8 @@ def transcripts_response(calls: Iterable[tuple[int, str | None]], fmt: str) -> H
         transcript = transcript_for_call(call_id)
         if transcript is None:  # deleted since it was selected
             continue
-        body, content_type = exports.render(transcript, fmt)
+        # Downloaded to be opened: CSV is written safe for spreadsheets.
+        body, content_type = exports.render(transcript, fmt, spreadsheet=True)
         files.append((transcript_filename(call_id, connection_id, fmt), body, content_type))
     if len(files) == 1:
         name, body, content_type = files[0]

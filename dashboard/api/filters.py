@@ -7,6 +7,7 @@ validated values to a queryset of calls the user may see.
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
@@ -118,7 +119,7 @@ def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]
         calls = calls.filter(started_at__gte=filters["started_after"])
     if filters.get("started_before"):
         calls = calls.filter(started_at__lt=filters["started_before"])
-    who = (filters.get("participant") or "").strip()
+    who = unicodedata.normalize("NFC", filters.get("participant") or "").strip()
     if who:
         people = Participant.objects.filter(
             Q(raw_id=who) | Q(display_label__icontains=who), call=OuterRef("pk")

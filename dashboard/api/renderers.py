@@ -29,7 +29,9 @@ class TranscriptRenderer(BaseRenderer):
     ) -> bytes:
         if not isinstance(data, Transcript):
             raise TypeError(f"{type(self).__name__} renders transcripts, not {type(data)}")
-        body, _content_type = render(data, self.format)
+        request = (renderer_context or {}).get("request")
+        spreadsheet = request is not None and request.query_params.get("for") == "spreadsheet"
+        body, _content_type = render(data, self.format, spreadsheet=spreadsheet)
         return body.encode("utf-8")
 
     @property

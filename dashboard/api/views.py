@@ -164,6 +164,19 @@ _TRANSCRIPT_BODIES: dict[tuple[int, str], Any] = {
 }
 
 
+SPREADSHEET = OpenApiParameter(
+    "for",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    enum=["spreadsheet"],
+    description=(
+        "CSV only: for=spreadsheet writes a cell that begins with =, +, -, @, a tab or a "
+        "carriage return after an apostrophe, so a spreadsheet shows it as text instead of "
+        "running it as a formula (the call page's CSV download does this)."
+    ),
+)
+
+
 @extend_schema_view(
     get=extend_schema(
         operation_id="calls_transcript_negotiated",
@@ -173,7 +186,7 @@ _TRANSCRIPT_BODIES: dict[tuple[int, str], Any] = {
             "text/csv, application/x-subrip or text/vtt; anything else is 406. ?format=csv (or "
             "json, txt, srt, vtt) overrides the Accept header. Errors are JSON."
         ),
-        parameters=[CALL_ID],
+        parameters=[CALL_ID, SPREADSHEET],
         responses={**_TRANSCRIPT_BODIES, **_errors(401, 403, 404, 406, 429)},
     )
 )
@@ -228,6 +241,7 @@ class CallTranscriptView(ReadOnlyMixin, APIView):
                 enum=list(TRANSCRIPT_FORMATS),
                 description="json, txt, csv, srt or vtt (docs/exports.md).",
             ),
+            SPREADSHEET,
         ],
         responses={**_TRANSCRIPT_BODIES, **_errors(401, 403, 404, 429)},
     )

@@ -137,6 +137,9 @@ class CallPageConsumer(SupervisorSocket):
     async def call_updated(self, event: dict[str, Any]) -> None:
         await self.send_message(event)
 
+    async def call_participant(self, event: dict[str, Any]) -> None:
+        await self.send_message(event)
+
     async def caption_interim(self, event: dict[str, Any]) -> None:
         await self.send_message(event)
 

@@ -16,7 +16,7 @@ from django.conf import settings
 from dashboard import messages
 from dashboard.consumers.base import SupervisorSocket
 from dashboard.permissions import can_view_call, sees_all_calls, visible_calls
-from streaming import selectors
+from streaming import events, selectors
 from streaming.events import OVERVIEW_GROUP
 
 
@@ -73,6 +73,18 @@ class WallConsumer(SupervisorSocket):
             self.hidden.discard(call_id)  # participants may have joined: ask again
             if not await self.may_see(call_id):
                 return
+        await self.send_message(event)
+
+    async def call_participant(self, event: dict[str, Any]) -> None:
+        call_id = event["call_id"]
+        if self.visible is not None and call_id not in self.visible:
+            self.hidden.discard(call_id)  # the newcomer may be one of the teams' addresses
+            if await self.may_see(call_id):
+                # Newly visible: the wall has nothing of this call to add a participant to.
+                call = await database_sync_to_async(selectors.call_get)(call_id=call_id)
+                if call is not None:
+                    await self.send_message(events.call_updated(call))
+            return
         await self.send_message(event)
 
     async def alert_fired(self, event: dict[str, Any]) -> None:

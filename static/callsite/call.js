@@ -274,6 +274,8 @@
       lastSeq = Math.max(lastSeq, event.last_seq || 0);
     } else if (event.type === "call.updated") {
       call = event.call;
+    } else if (event.type === "call.participant") {
+      window.mergeParticipant(call, event.participant);
     } else if (event.type === "caption.final") {
       showFinal(event.caption);
     } else if (event.type === "caption.interim") {

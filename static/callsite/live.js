@@ -107,6 +107,14 @@
     return call.state === "ended" && reason ? `ended: ${reason}` : call.state;
   };
 
+  // A participant joined or changed (call.participant): merged into the call, by id.
+  window.mergeParticipant = function (call, participant) {
+    if (!call) return;
+    const index = call.participants.findIndex((p) => p.id === participant.id);
+    if (index >= 0) call.participants[index] = participant;
+    else call.participants.push(participant);
+  };
+
   // Calls arrive in snapshots and updates; each remembers when, for callDuration.
   window.stampCalls = function (event) {
     const now = Date.now();

@@ -153,6 +153,8 @@
       const previous = calls.get(event.call.id);
       event.call.summary = previous ? previous.summary : null;
       calls.set(event.call.id, event.call);
+    } else if (event.type === "call.participant") {
+      window.mergeParticipant(calls.get(event.call_id), event.participant);
     } else if (event.type === "calls.health") {
       const at = Date.now();
       for (const payload of event.calls) health.set(payload.call_id, { payload, at });

@@ -35,17 +35,25 @@ class Identity:
     label: str
 
 
+# Participant.display_label; a raw id may be longer (300), a label never is.
+MAX_LABEL = 200
+
+
 def identity_from_raw_id(raw_id: str) -> Identity:
     """Infer kind, role and a display label from an ACS ``participantRawID``."""
     for prefix, kind, role in _PREFIXES:
         if raw_id.startswith(prefix):
             rest = raw_id[len(prefix) :]
-            return Identity(kind, role, _label(kind, rest))
+            return Identity(kind, role, _fit(_label(kind, rest)))
     return Identity(
         ParticipantKind.UNKNOWN,
         ParticipantRole.UNKNOWN,
         f"Speaker {_tail(raw_id)}".strip() if raw_id else "Unknown speaker",
     )
+
+
+def _fit(label: str) -> str:
+    return label if len(label) <= MAX_LABEL else label[: MAX_LABEL - 1] + "…"
 
 
 def _label(kind: ParticipantKind, rest: str) -> str:

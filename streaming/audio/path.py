@@ -54,11 +54,12 @@ from streaming.events import ParticipantPayload
 from streaming.models import TranscriptSource
 from streaming.recognizers.base import Recognition, Recognizer, SessionConfig
 from streaming.speech import Phrase
-from streaming.units import TICKS_PER_SECOND
+from streaming.units import MAX_CALL_SECONDS, TICKS_PER_SECOND
 
 logger = logging.getLogger(__name__)
 
 GAP_EVENT_TICKS = TICKS_PER_SECOND  # audio gaps at least this long are recorded on the call
+MAX_CALL_TICKS = MAX_CALL_SECONDS * TICKS_PER_SECOND
 
 
 class AudioHost(Protocol):
@@ -68,8 +69,8 @@ class AudioHost(Protocol):
         """Record the format; return the call's audio origin (its first frame ever)."""
         ...
 
-    async def audio_participant(self, raw_id: str) -> ParticipantPayload:
-        """The participant of an unmixed stream."""
+    async def audio_participant(self, raw_id: str) -> ParticipantPayload | None:
+        """The participant of an unmixed stream (None past the call's bound)."""
         ...
 
     async def resume_point(self, key: str) -> int | None:
@@ -223,9 +224,11 @@ class CallAudio:
         stamp = packet.timestamp
         origin = self.origin
         assert origin is not None
-        placement = stream.clock.place(
-            ticks_between(origin, stamp) if stamp is not None else None, pcm_ticks(len(pcm), rate)
-        )
+        at = ticks_between(origin, stamp) if stamp is not None else None
+        if at is not None and at > MAX_CALL_TICKS:
+            self.reject("AudioData timestamp is more than 24 h after the call's first audio")
+            return None
+        placement = stream.clock.place(at, pcm_ticks(len(pcm), rate))
         if placement.verdict is FrameVerdict.LATE:
             self.count("late frame")
             return None

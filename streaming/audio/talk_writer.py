@@ -2,9 +2,15 @@
 
 Every stream of every call in the process hands its completed seconds to one writer, which
 stores them with one bulk statement a second (through ``database_sync_to_async``, so one
-thread hop per second for the whole process rather than one per frame). A failed write keeps
-its rows for the next attempt, up to a bound; past it the oldest are dropped with an error
-in the log, so a database outage cannot grow memory without limit.
+thread hop per second for the whole process rather than one per frame).
+
+* A write that fails because the database is away keeps its rows for the next attempt, up
+  to a bound; past it the oldest are dropped with an error in the log, so an outage cannot
+  grow memory without limit.
+* A write the database refuses for what is in it (a value out of range, a call deleted
+  meanwhile) is tried again row by row: the rows it takes are stored, and only those it
+  refuses are dropped, each counted (``callsite_ingest_talk_seconds_refused_total``) and
+  logged with the reason. One bad row never stops the talk time of every other call.
 """
 
 from __future__ import annotations
@@ -13,15 +19,20 @@ import asyncio
 import contextlib
 import logging
 
+from django.db import DatabaseError
+
 from streaming import services
 from streaming.audio.timeline import ActivitySecond
 from streaming.db import db_call
+from streaming.metrics import INGEST
 from streaming.models import TalkSecond
+from streaming.retry import RETRYABLE
 
 logger = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 1.0
 MAX_PENDING_ROWS = 200_000
+MAX_LOGGED_REFUSALS = 20  # per batch: a flood of bad rows must not flood the log
 
 
 class TalkWriter:
@@ -87,9 +98,31 @@ class TalkWriter:
                 return
             try:
                 await db_call(services.talk_seconds_store, rows)
-            except Exception:
-                logger.exception("could not store %d talk-time buckets; will retry", len(rows))
+            except RETRYABLE as error:
+                logger.warning(
+                    "could not store %d talk-time buckets; will retry: %s", len(rows), error
+                )
                 self.pending[:0] = rows
+                return
+            except DatabaseError as error:
+                logger.warning(
+                    "the database refused a batch of %d talk-time buckets (%s); storing them "
+                    "one by one",
+                    len(rows),
+                    str(error).splitlines()[0][:200],
+                )
+                refused = await db_call(services.talk_seconds_store_each, rows)
+                for row, reason in refused[:MAX_LOGGED_REFUSALS]:
+                    logger.error(
+                        "talk-time bucket dropped: call %s stream %r second %s: %s",
+                        row.call_id,
+                        row.stream[:40],
+                        row.second,
+                        reason,
+                    )
+                INGEST.talk_seconds_refused += len(refused)
+                self.dropped += len(refused)
+                self.written += len(rows) - len(refused)
                 return
             self.written += len(rows)
 

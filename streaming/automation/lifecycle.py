@@ -19,17 +19,15 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from streaming.acs import client
-from streaming.acs.identities import identity_from_raw_id
 from streaming.acs.webhooks import CloudEvent, IncomingCall, result_information
 from streaming.models import (
     Call,
     CallEndReason,
     CallEvent,
     CallState,
-    Participant,
     StreamState,
 )
-from streaming.services import call_broadcast_on_commit
+from streaming.services import call_broadcast_on_commit, participant_get_or_create
 
 logger = logging.getLogger(__name__)
 
@@ -234,7 +232,9 @@ def _advance(call: Call, state: CallState) -> None:
 
 def _on_connected(call: Call, event: CloudEvent) -> None:
     _advance(call, CallState.CONNECTED)
-    call.started_at = call.started_at or event.time or timezone.now()
+    # The earliest start: a CallDisconnected delivered first has set it to the call's end.
+    moment = event.time or timezone.now()
+    call.started_at = min(call.started_at, moment) if call.started_at else moment
 
 
 def _on_disconnected(call: Call, event: CloudEvent) -> None:
@@ -259,24 +259,13 @@ def _on_participants(call: Call, event: CloudEvent) -> None:
         if not isinstance(raw_id, str) or not raw_id:
             continue
         present.add(raw_id)
-        identity = identity_from_raw_id(raw_id)
-        Participant.objects.update_or_create(
-            call=call,
-            raw_id=raw_id[:300],
-            defaults={
-                "is_muted": bool(entry.get("isMuted")),
-                "is_on_hold": bool(entry.get("isOnHold")),
-                "in_call": True,
-            },
-            create_defaults={
-                "kind": identity.kind,
-                "role": identity.role,
-                "display_label": identity.label,
-                "is_muted": bool(entry.get("isMuted")),
-                "is_on_hold": bool(entry.get("isOnHold")),
-                "in_call": True,
-            },
-        )
+        participant = participant_get_or_create(call_id=call.pk, raw_id=raw_id[:300])
+        if participant is None:  # past the call's bound of participants
+            continue
+        participant.is_muted = bool(entry.get("isMuted"))
+        participant.is_on_hold = bool(entry.get("isOnHold"))
+        participant.in_call = True
+        participant.save(update_fields=["is_muted", "is_on_hold", "in_call"])
     call.participants.exclude(raw_id__in=present).update(in_call=False)
 
 

@@ -250,11 +250,17 @@ def render_json(transcript: Transcript) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
-def render_csv(transcript: Transcript) -> str:
-    """One header row, then one row per line (``CSV_COLUMNS``), RFC 4180 quoting, CRLF rows."""
+def render_csv(transcript: Transcript, *, spreadsheet: bool = False) -> str:
+    """One header row, then one row per line (``CSV_COLUMNS``), RFC 4180 quoting, CRLF rows.
+
+    ``spreadsheet``: for opening in a spreadsheet, a cell that begins with ``=``, ``+``,
+    ``-``, ``@`` or a tab or carriage return is written after an apostrophe, so what was said
+    on a call ("=HYPERLINK(...)") is shown as text and never run as a formula.
+    """
     out = io.StringIO(newline="")
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)
+    cell = _spreadsheet_cell if spreadsheet else str
     for line in ordered_lines(transcript.lines):
         start, end = line.start_ticks, line.end_ticks
         confidence = _finite(line.confidence)
@@ -264,13 +270,20 @@ def render_csv(transcript: Transcript) -> str:
                 _clock(_ceil_ms(end)) if end is not None else "",
                 _exact_seconds(start) if start is not None else "",
                 _exact_seconds(end) if end is not None else "",
-                line.speaker,
-                line.role,
-                line.text,
+                cell(line.speaker),
+                cell(line.role),
+                cell(line.text),
                 repr(confidence) if confidence is not None else "",
             )
         )
     return out.getvalue()
+
+
+_FORMULA_STARTS: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_cell(value: str) -> str:
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
 
 
 def render_txt(transcript: Transcript) -> str:
@@ -299,8 +312,10 @@ def render_txt(transcript: Transcript) -> str:
 
 
 def _srt_text(text: str) -> str:
+    """Cue text that cannot be read as a cue: no number alone on a line, and no ``-->``
+    (players and ffmpeg take a line holding one for a timing line: forged cues)."""
     rows: list[str] = []
-    for row in clean_text(text).split("\n"):
+    for row in clean_text(text).replace("-->", "→").split("\n"):
         if rows and _SRT_NUMBER_LINE.fullmatch(row):
             rows[-1] = f"{rows[-1]} {row}"
         else:
@@ -315,7 +330,7 @@ def render_srt(transcript: Transcript) -> str:
     for number, (line, (start, end)) in enumerate(zip(lines, cue_times(lines), strict=True), 1):
         cues.append(
             f"{number}\n{_clock(start, ',')} --> {_clock(end, ',')}\n"
-            f"{clean_label(line.speaker)}: {_srt_text(line.text)}\n"
+            f"{clean_label(line.speaker).replace('-->', '→')}: {_srt_text(line.text)}\n"
         )
     return "\n".join(cues)
 
@@ -348,11 +363,14 @@ _RENDERERS: Final[Mapping[str, Callable[[Transcript], str]]] = MappingProxyType(
 )
 
 
-def render(transcript: Transcript, fmt: str) -> tuple[str, str]:
-    """(body, content type with charset) of the transcript in ``fmt``, one of ``FORMATS``."""
+def render(transcript: Transcript, fmt: str, *, spreadsheet: bool = False) -> tuple[str, str]:
+    """(body, content type with charset) of the transcript in ``fmt``, one of ``FORMATS``;
+    ``spreadsheet``: CSV cells that a spreadsheet would run as formulas are made text."""
     try:
         renderer = _RENDERERS[fmt]
     except KeyError:
         raise ValueError(f"unknown transcript format {fmt!r}") from None
     media_type, _extension = FORMATS[fmt]
+    if fmt == "csv" and spreadsheet:
+        return render_csv(transcript, spreadsheet=True), f"{media_type}; charset=utf-8"
     return renderer(transcript), f"{media_type}; charset=utf-8"

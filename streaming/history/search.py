@@ -8,6 +8,7 @@ back to a case-insensitive substring match of the whole phrase.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django.contrib.postgres.search import SearchQuery, SearchVector
@@ -20,8 +21,12 @@ SEARCH_CONFIG = "simple"
 
 
 def utterances_matching(phrase: str) -> QuerySet[Utterance]:
-    """Utterances whose text matches ``phrase`` (see the module docstring)."""
-    phrase = phrase.strip()
+    """Utterances whose text matches ``phrase`` (see the module docstring).
+
+    Text is stored composed (NFC, ``streaming.services``), so the phrase is composed too: an
+    "é" typed as e + combining accent finds the "é" that was said.
+    """
+    phrase = unicodedata.normalize("NFC", phrase).strip()
     if not phrase:
         return Utterance.objects.all()
     if connection.vendor == "postgresql":

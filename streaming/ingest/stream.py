@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import unicodedata
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,6 +49,7 @@ from streaming.tasks import spawn
 
 logger = logging.getLogger(__name__)
 
+MAX_REMEMBERED = 1000  # speakers a stream remembers (those refused past the cap too)
 Reject = Callable[..., None]
 
 
@@ -64,7 +66,7 @@ class AcsStream:
         self.reject = reject
         self.opened_at = datetime.now(UTC)  # tick 0 of ACS transcription's offsets
         self.started = datetime.fromisoformat(call["started_at"]) if call["started_at"] else None
-        self.participants: dict[str, ParticipantPayload] = {}
+        self.participants: dict[str, ParticipantPayload | None] = {}
         self.live: LiveCall | None = None
         self.audio: CallAudio | None = None
 
@@ -204,7 +206,7 @@ class AcsStream:
             "call_id": self.call_id,
             "utterance_id": None,
             "participant": participant,
-            "text": phrase.text,
+            "text": unicodedata.normalize("NFC", phrase.text),
             "confidence": phrase.confidence,
             "offset_ticks": phrase.offset_ticks,
             "duration_ticks": phrase.duration_ticks,
@@ -217,12 +219,13 @@ class AcsStream:
         if phrase.text:  # an empty interim only says that speech goes on: nothing to show
             await asend_event((call_group(self.call_id),), caption_interim(caption))
 
-    async def _participant(self, raw_id: str) -> ParticipantPayload:
-        known = self.participants.get(raw_id)
-        if known is not None:
-            return known
+    async def _participant(self, raw_id: str) -> ParticipantPayload | None:
+        """The participant of ``raw_id``; None past the call's bound of participants."""
+        if raw_id in self.participants:
+            return self.participants[raw_id]
         found = await db_call(services.participant_ensure, call_id=self.call_id, raw_id=raw_id)
-        self.participants[raw_id] = found
+        if found is not None or len(self.participants) < MAX_REMEMBERED:
+            self.participants[raw_id] = found  # ids refused past the cap: a bounded memory
         return found
 
     # --- what the audio path asks of its stream (streaming.audio.path.AudioHost) -----------------
@@ -235,7 +238,7 @@ class AcsStream:
             origin=origin,
         )
 
-    async def audio_participant(self, raw_id: str) -> ParticipantPayload:
+    async def audio_participant(self, raw_id: str) -> ParticipantPayload | None:
         return await self._participant(raw_id)
 
     async def resume_point(self, key: str) -> int | None:

@@ -38,7 +38,8 @@ from streaming.live.analytics import (
     segments_after,
     wpm,
 )
-from streaming.units import FRAMES_PER_SECOND, MAX_CALL_SECONDS, TICKS_PER_SECOND
+from streaming.metrics import INGEST
+from streaming.units import FRAME_TICKS, FRAMES_PER_SECOND, MAX_CALL_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,12 @@ ROLE_ORDER = {"agent": 0, "customer": 1, "bot": 2}
 # Timings past this are not plotted or counted as talk (a packet with a wild offset or
 # timestamp must not make a call's figures, or this process's memory, enormous).
 MAX_CALL_FRAMES = MAX_CALL_SECONDS * FRAMES_PER_SECOND
+# Speakers one call's figures follow: more are counted out, with a logged reason, so a stream
+# of made-up speakers cannot make every tick (and the worker's memory) grow with them.
+MAX_LIVE_SPEAKERS = 32
+# How far past the call's clock (or the audio heard) a timing may reach and still be talk:
+# results come late, never a minute early; a wild offset is not the call's length.
+SLACK_FRAMES = 60 * FRAMES_PER_SECOND
 
 
 class GrowingTrack:
@@ -123,6 +130,8 @@ class LiveCall:
         self.watch = AlertWatch()
         self.saved_at = 0.0
         self.ended = False
+        self.fixed_horizon: int | None = None  # a finished call's: its length
+        self.counted_out: set[str] = set()  # speakers and timings past the bounds, logged once
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -139,7 +148,8 @@ class LiveCall:
     ) -> None:
         """Talk seconds of one stream (``""``: mixed audio), heard up to ``heard_until``
         (frames; by default the end of the last second: a completed second)."""
-        seconds = [s for s in seconds if 0 <= s.second < MAX_CALL_SECONDS]
+        horizon = self.horizon()
+        seconds = [s for s in seconds if s.second >= 0 and s.second * FRAMES_PER_SECOND <= horizon]
         if not seconds:
             return
         last = max(s.second for s in seconds)
@@ -149,26 +159,52 @@ class LiveCall:
         self.audio_end = max(self.audio_end, end)
         if not key:  # mixed audio says how long the call is, not who talks
             return
-        self.speaker_seen(key, participant)
-        track = self.audio_tracks.get(key)
+        track = self._track(self.audio_tracks, key)
         if track is None:
-            track = self.audio_tracks[key] = GrowingTrack()
+            return
+        self.speaker_seen(key, participant)
         for s in seconds:
             track.set_second(s.second, s.voiced_mask)
         self._dirty(min(s.second for s in seconds) * FRAMES_PER_SECOND)
 
     def add_utterance(self, key: str, start_ticks: int, end_ticks: int, words: int) -> None:
         start = frames_from_ticks(start_ticks)
-        end = max(start + 1, -(-end_ticks // (TICKS_PER_SECOND // FRAMES_PER_SECOND)))
-        if end > MAX_CALL_FRAMES:
-            self.words[key] += words
-            return
-        track = self.utterance_tracks.get(key)
-        if track is None:
-            track = self.utterance_tracks[key] = GrowingTrack()
-        track.set_span(start, end)
+        end = max(start + 1, -(-end_ticks // FRAME_TICKS))
         self.words[key] += words
+        if end > self.horizon():
+            self._count_out(f"timing:{key}", f"a result ending at {ms(end)} ms")
+            return
+        track = self._track(self.utterance_tracks, key)
+        if track is None:
+            return
+        track.set_span(start, end)
         self._dirty(start)
+
+    def horizon(self) -> int:
+        """The last frame a timing may reach: the call so far (its clock, or the audio heard)
+        and a minute of slack; for a finished call, its length."""
+        if self.fixed_horizon is not None:
+            return self.fixed_horizon
+        return min(
+            MAX_CALL_FRAMES, max(self.clock(time.monotonic()), self.audio_end) + SLACK_FRAMES
+        )
+
+    def _track(self, tracks: dict[str, GrowingTrack], key: str) -> GrowingTrack | None:
+        track = tracks.get(key)
+        if track is None:
+            if len(self.audio_tracks) + len(self.utterance_tracks) >= MAX_LIVE_SPEAKERS:
+                self._count_out(f"speaker:{key}", f"speaker past the {MAX_LIVE_SPEAKERS} followed")
+                return None
+            track = tracks[key] = GrowingTrack()
+        return track
+
+    def _count_out(self, what: str, why: str) -> None:
+        """Something past the figures' bounds: counted, and logged once per call."""
+        INGEST.capped += 1
+        if not self.counted_out:
+            logger.warning("%s: live figures leave out %s (and any more like it)", self.label, why)
+        if len(self.counted_out) < MAX_LIVE_SPEAKERS:
+            self.counted_out.add(what)
 
     def add_final(self, caption: CaptionPayload) -> None:
         """A stored final: its span is talk, its words count."""
@@ -199,20 +235,23 @@ class LiveCall:
     def seed(
         self, inputs: selectors.AnalyticsInputs, stored: AnalyticsPayload | None, alerts: int
     ) -> None:
-        """Start from what earlier sockets of this call stored."""
+        """Start from what earlier sockets of this call stored, within the same bounds."""
         self.speakers.update(inputs.speakers)
+        if stored is not None:
+            self.base_duration = stored["duration_ms"] // ms(1)
+        horizon = self.horizon()
         for key, seconds in inputs.masks.items():
-            if seconds:
-                self.audio_end = max(self.audio_end, (max(seconds) + 1) * FRAMES_PER_SECOND)
-            if not key:
+            kept = {s: m for s, m in seconds.items() if s * FRAMES_PER_SECOND <= horizon}
+            if not kept:
                 continue
-            track = self.audio_tracks[key] = GrowingTrack()
-            for second, mask in seconds.items():
+            self.audio_end = max(self.audio_end, (max(kept) + 1) * FRAMES_PER_SECOND)
+            track = self._track(self.audio_tracks, key) if key else None
+            if track is None:  # mixed audio, or a speaker past the bound
+                continue
+            for second, mask in kept.items():
                 track.set_second(second, mask)
         for key, start, end, words in inputs.utterances:
             self.add_utterance(key, start, end, words)
-        if stored is not None:
-            self.base_duration = stored["duration_ms"] // ms(1)
         self.alerts = alerts
 
     # --- outputs ---------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from streaming.live.analytics import (
     frames_from_ticks,
     ms,
 )
-from streaming.live.call import LiveCall
+from streaming.live.call import MAX_CALL_FRAMES, SLACK_FRAMES, LiveCall
 from streaming.tasks import LoopTask
 
 logger = logging.getLogger(__name__)
@@ -233,6 +233,10 @@ def analytics_from_history(
     """A call's figures rebuilt from its stored talk seconds and utterances (synchronous);
     ``duration_ms``: the ended call's duration."""
     live = LiveCall(call_id, f"call {call_id}")
+    if duration_ms is not None:
+        live.fixed_horizon = duration_ms // ms(1) + SLACK_FRAMES
+    else:
+        live.fixed_horizon = MAX_CALL_FRAMES
     live.seed(selectors.analytics_inputs(call_id=call_id), None, 0)
     live.opened = time.monotonic()  # no wall-clock time beyond what is stored
     figures = live.figures(live.opened, ended_ms=duration_ms)

@@ -21,7 +21,7 @@ class TalkSecond(models.Model):
     participant = models.ForeignKey(
         Participant, on_delete=models.CASCADE, null=True, blank=True, related_name="talk_seconds"
     )
-    stream = models.CharField(max_length=200, blank=True)
+    stream = models.CharField(max_length=300, blank=True)  # as long as Participant.raw_id
     second = models.PositiveIntegerField(help_text="Seconds from the call's first audio frame")
     frames = models.PositiveSmallIntegerField(default=0)
     voiced_frames = models.PositiveSmallIntegerField(default=0)

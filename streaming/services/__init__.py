@@ -19,6 +19,7 @@ from streaming.services.figures import (
     call_analytics_store,
     stream_resume_point,
     talk_seconds_store,
+    talk_seconds_store_each,
 )
 from streaming.services.streams import (
     call_stream_closed,
@@ -28,13 +29,16 @@ from streaming.services.streams import (
     streams_replaced,
 )
 from streaming.services.utterances import (
+    MAX_PARTICIPANTS,
     participant_ensure,
+    participant_get_or_create,
     utterance_dedupe_key,
     utterance_record,
     words_payload,
 )
 
 __all__ = [
+    "MAX_PARTICIPANTS",
     "alert_record",
     "call_analytics_store",
     "call_audio_started",
@@ -45,12 +49,14 @@ __all__ = [
     "call_stream_opened",
     "call_transcription_started",
     "participant_ensure",
+    "participant_get_or_create",
     "stream_lost",
     "stream_opened",
     "stream_resume_point",
     "streams_heartbeat",
     "streams_replaced",
     "talk_seconds_store",
+    "talk_seconds_store_each",
     "utterance_dedupe_key",
     "utterance_record",
     "words_payload",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 
 from streaming import events
 from streaming.events import (
@@ -41,6 +41,18 @@ def talk_seconds_store(rows: Sequence[TalkSecond]) -> int:
         batch_size=500,
     )
     return len(rows)
+
+
+def talk_seconds_store_each(rows: Sequence[TalkSecond]) -> list[tuple[TalkSecond, str]]:
+    """Store rows one at a time, each in a savepoint; return the rows refused, and why."""
+    refused: list[tuple[TalkSecond, str]] = []
+    for row in rows:
+        try:
+            with transaction.atomic():
+                talk_seconds_store([row])
+        except DatabaseError as error:
+            refused.append((row, str(error).splitlines()[0][:200]))
+    return refused
 
 
 def stream_resume_point(*, call_id: int, stream: str) -> int | None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+import unicodedata
+from collections import OrderedDict
 from collections.abc import Sequence
 from functools import partial
 
@@ -17,6 +20,7 @@ from streaming.events import (
     ParticipantPayload,
     WordPayload,
 )
+from streaming.metrics import INGEST
 from streaming.models import (
     Call,
     Participant,
@@ -26,25 +30,58 @@ from streaming.selectors import (
     caption_payload,
     participant_payload,
 )
-from streaming.services.calls import call_broadcast_on_commit
+
+logger = logging.getLogger(__name__)
+
+# Participants one call may have: a contact-centre call has a handful; a stream naming
+# thousands of made-up raw ids must not make a call's list (sent to every page) unbounded.
+MAX_PARTICIPANTS = 100
+_CAPPED_CALLS: OrderedDict[int, None] = OrderedDict()  # calls whose cap this process logged
 
 
-def participant_ensure(*, call_id: int, raw_id: str) -> ParticipantPayload:
-    """Return the call's participant for ``raw_id``, creating it on first sight."""
+def participant_ensure(*, call_id: int, raw_id: str) -> ParticipantPayload | None:
+    """Return the call's participant for ``raw_id``, creating it on first sight; None once the
+    call already has ``MAX_PARTICIPANTS`` others (the id is not stored)."""
     with transaction.atomic():
-        participant, created = _participant_get_or_create(call_id=call_id, raw_id=raw_id)
-        if created:
-            call_broadcast_on_commit(Call.objects.get(pk=call_id))
-    return participant_payload(participant)
+        participant = participant_get_or_create(call_id=call_id, raw_id=raw_id)
+    return participant_payload(participant) if participant is not None else None
 
 
-def _participant_get_or_create(*, call_id: int, raw_id: str) -> tuple[Participant, bool]:
+def participant_get_or_create(*, call_id: int, raw_id: str) -> Participant | None:
+    """The participant for ``raw_id``, created (and announced on commit) on first sight.
+
+    A call has at most ``MAX_PARTICIPANTS``: past it a new raw id gets no participant (what
+    it says is kept, without a speaker), counted and logged, so no stream can make a call's
+    participant list, and what every page is sent of it, grow without bound.
+    """
+    found = Participant.objects.filter(call_id=call_id, raw_id=raw_id).first()
+    if found is not None:
+        return found
+    if Participant.objects.filter(call_id=call_id).count() >= MAX_PARTICIPANTS:
+        INGEST.capped += 1
+        if call_id not in _CAPPED_CALLS:  # once a call: a stream of made-up ids, one line
+            _CAPPED_CALLS[call_id] = None
+            if len(_CAPPED_CALLS) > 1000:
+                _CAPPED_CALLS.popitem(last=False)
+            logger.warning(
+                "call %s: participant %r not added, nor any more: the call already has %d "
+                "participants (what they say is stored; each counted at "
+                "callsite_ingest_capped_total)",
+                call_id,
+                raw_id[:60],
+                MAX_PARTICIPANTS,
+            )
+        return None
     identity = identity_from_raw_id(raw_id)
-    return Participant.objects.get_or_create(
+    participant, created = Participant.objects.get_or_create(
         call_id=call_id,
         raw_id=raw_id,
         defaults={"kind": identity.kind, "role": identity.role, "display_label": identity.label},
     )
+    if created:
+        event = events.call_participant(call_id, participant_payload(participant))
+        transaction.on_commit(partial(events.send_event, events.groups_for_call(call_id), event))
+    return participant
 
 
 def call_next_seq(call_id: int) -> int:
@@ -76,7 +113,12 @@ def utterance_dedupe_key(
 
 def words_payload(words: Sequence[Word]) -> list[WordPayload]:
     return [
-        {"text": w.text, "offset": w.offset, "duration": w.duration, "confidence": w.confidence}
+        {
+            "text": unicodedata.normalize("NFC", w.text),
+            "offset": w.offset,
+            "duration": w.duration,
+            "confidence": w.confidence,
+        }
         for w in words
     ]
 
@@ -97,17 +139,15 @@ def utterance_record(
     Returns the caption and whether it was new; a replayed result returns the stored one and
     broadcasts nothing.
     """
+    # Composed (NFC), as every query is: "é" said as e + a combining accent is found as "é".
+    text = unicodedata.normalize("NFC", text)
     key = utterance_dedupe_key(
         source=source, participant_raw_id=participant_raw_id, offset_ticks=offset_ticks, text=text
     )
     with transaction.atomic():
         participant = None
         if participant_raw_id:
-            participant, created_participant = _participant_get_or_create(
-                call_id=call_id, raw_id=participant_raw_id
-            )
-            if created_participant:
-                call_broadcast_on_commit(Call.objects.get(pk=call_id))
+            participant = participant_get_or_create(call_id=call_id, raw_id=participant_raw_id)
         existing = Utterance.objects.filter(call_id=call_id, dedupe_key=key).first()
         if existing is not None:
             return caption_payload(existing, existing.participant), False

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -109,3 +111,78 @@ def test_logins_go_on_while_the_cache_is_away(agent: User) -> None:
         assert not login(password=WRONG)[2]
         assert not login(password=WRONG)[2]
         assert login()[2]  # not counted, so not refused
+
+
+def _burst(passwords: list[str], monkeypatch: pytest.MonkeyPatch) -> tuple[int, list[str]]:
+    """Post ``passwords`` for agent-7 at once, each in its own thread (as a server handles
+    them); a password check takes 0.2 s, like a real hash. Returns how many passwords were
+    checked, and each attempt's outcome: "in", "wrong" or "refused"."""
+    from django.contrib.auth import authenticate as real
+    from django.contrib.auth import forms as auth_forms
+    from django.db import connection
+    from django.test import RequestFactory
+
+    from callsite.login import LoginForm
+
+    checked: list[str] = []
+
+    def slow(request: Any = None, **credentials: Any) -> Any:
+        checked.append(credentials["password"])
+        time.sleep(0.2)
+        return real(request, **credentials)
+
+    monkeypatch.setattr(auth_forms, "authenticate", slow)
+    start = threading.Barrier(len(passwords))
+
+    def attempt(index: int) -> str:
+        request = RequestFactory().post("/accounts/login/", REMOTE_ADDR="203.0.113.7")
+        form = LoginForm(request, data={"username": "agent-7", "password": passwords[index]})
+        start.wait()
+        if passwords[index] == PASSWORD:
+            time.sleep(0.05)  # the right one comes while the wrong ones are being checked
+        try:
+            return "in" if form.is_valid() else ("refused" if form.refused else "wrong")
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(len(passwords)) as pool:
+        outcomes = list(pool.map(attempt, range(len(passwords))))
+    return len(checked), outcomes
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_of_wrong_passwords_is_checked_only_up_to_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counted before the check: 100 wrong passwords at once get 10 checks (the limit per
+    username and address), and the right one, sent in the burst, does not log in."""
+    User.objects.create_user("agent-7", password=PASSWORD)
+    checked, outcomes = _burst([WRONG] * 99 + [PASSWORD], monkeypatch)
+    assert checked <= 10
+    assert outcomes.count("wrong") == checked
+    assert outcomes.count("refused") == 100 - checked
+    assert outcomes[-1] == "refused"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_admin_password_change_limits_guesses_of_the_old_password() -> None:
+    user = User.objects.create_superuser("root-2", password=PASSWORD)
+    client = Client()
+    client.force_login(user)
+
+    def change(old: str) -> int:
+        response = client.post(
+            "/admin/password_change/",
+            {
+                "old_password": old,
+                "new_password1": "N3w-pass-9876",
+                "new_password2": "N3w-pass-9876",
+            },
+        )
+        return response.status_code
+
+    with override_settings(CALLSITE_LOGIN_MAX_FAILURES=3):
+        assert [change(WRONG) for _ in range(3)] == [200, 200, 200]
+        assert change(PASSWORD) == 429  # past the limit, the right old password too
+        user.refresh_from_db()
+        assert user.check_password(PASSWORD)

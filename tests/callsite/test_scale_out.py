@@ -31,7 +31,7 @@ from streaming.models import Call, Utterance
 from tests.conftest import DaphneServer
 from tests.factories import session_cookie
 from tests.helpers import transcription_data, transcription_metadata
-from tests.servers import consecutive_free_ports, free_port
+from tests.servers import Stalls, consecutive_free_ports, free_port
 from tests.services import REDIS_TEST_URL, nginx_path, reachable, require
 
 pytestmark = pytest.mark.live_server
@@ -54,8 +54,11 @@ def workers(daphne_factory: Callable[..., DaphneServer]) -> tuple[DaphneServer, 
         "REDIS_URL": REDIS_TEST_URL,
         "CALLSITE_CHANNEL_PREFIX": f"test-scale-{uuid.uuid4().hex[:8]}",
         "CALLSITE_WORKERS": "2",
+        "CALLSITE_SHED_LOOP_LAG_MS": "50",  # production's: behind nginx a 503 is retried
     }
-    return daphne_factory(**env), daphne_factory(**env)
+    # As `manage.py serve` runs them: behind nginx, with its headers trusted.
+    proxied = ("--proxy-headers",)
+    return daphne_factory(options=proxied, **env), daphne_factory(options=proxied, **env)
 
 
 @pytest.fixture
@@ -379,3 +382,79 @@ def test_serve_runs_workers_restarts_a_dead_one_and_stops_on_sigterm(
     for pid in (pids[0], new_pid):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def _login_attempt(base: str, username: str, password: str, forged: str) -> int:
+    """One login through ``base`` with a forged ``X-Forwarded-For``: the status."""
+    import http.cookiejar
+    import re
+    import urllib.error
+    import urllib.parse
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token is not None
+    body = urllib.parse.urlencode(
+        {"username": username, "password": password, "csrfmiddlewaretoken": token.group(1)}
+    ).encode()
+    request = urllib.request.Request(
+        f"{base}/accounts/login/",
+        data=body,
+        headers={"X-Forwarded-For": forged, "Referer": f"{base}/accounts/login/"},
+    )
+    try:
+        return int(opener.open(request, timeout=10).status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_behind_nginx_a_client_cannot_choose_its_own_address(
+    nginx: Nginx, transactional_db: Any
+) -> None:
+    """nginx sets X-Forwarded-For to the address it sees: a client that forges a new address
+    for every guess still meets the limit of guesses per address (10)."""
+    User.objects.create_user("guessed", password="right-password-123")
+    statuses = [
+        _login_attempt(nginx.http_url, "guessed", "wrong-password-123", f"203.0.113.{n}")
+        for n in range(12)
+    ]
+    assert statuses[:10] == [200] * 10  # the form again: wrong password
+    assert statuses[10:] == [429, 429]  # one address, whatever the header said
+
+
+def test_behind_nginx_a_worker_over_capacity_passes_new_calls_on(
+    nginx: Nginx, workers: tuple[DaphneServer, DaphneServer]
+) -> None:
+    """One worker falls behind (stopped for 300 ms of every 330): it answers new ACS streams
+    503 and nginx gives each to the other worker. Every call ACS opens is taken."""
+    behind, keeping_up = workers
+    secret = settings.CALLSITE_ACS_SHARED_SECRET
+
+    async def calls(count: int) -> None:
+        for n in range(count):
+            url = f"{nginx.ws_url}/ws/acs/?token={secret}&call=rush-{n}"
+            async with connect(url, proxy=None, open_timeout=20) as ws:
+                await ws.send(transcription_metadata(f"rush-{n}"))
+
+    with Stalls(behind.process.pid):
+        deadline = time.monotonic() + 20
+        while _get(f"{behind.http_url}/readyz")[0] != 503:
+            assert time.monotonic() < deadline, "the stalled worker never said it was behind"
+            time.sleep(0.1)
+        asyncio.run(calls(6))
+        shed = _metric(behind, "callsite_ingest_streams_shed_total")
+    assert shed >= 1
+    assert _metric(keeping_up, "callsite_ingest_sockets_total") >= 6 - _metric(
+        behind, "callsite_ingest_sockets_total"
+    )
+    assert "refused (503)" in behind.output()
+
+
+def _metric(server: DaphneServer, name: str) -> float:
+    with urllib.request.urlopen(f"{server.http_url}/metrics", timeout=10) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")

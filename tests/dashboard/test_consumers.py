@@ -121,7 +121,7 @@ async def test_call_page_gets_captions_snapshot_then_interim_and_final(superviso
         text_data=transcription_data("can you", status="Intermediate", offset=20_000_000)
     )
     messages = [await next_event(page)]
-    if messages[0]["type"] == "call.updated":  # a new participant joined the call
+    if messages[0]["type"] == "call.participant":  # a new participant joined the call
         messages.append(await next_event(page))
     interim = messages[-1]
     assert interim["type"] == "caption.interim"

@@ -110,6 +110,7 @@ def _built() -> list[tuple[str, Any, Any]]:
     summaries = selectors.wall_summaries(call_ids=[call_id])
     outputs = {
         events.call_updated: events.call_updated(call),
+        events.call_participant: events.call_participant(call_id, call["participants"][0]),
         events.caption_interim: events.caption_interim({**caption, "final": False}),
         events.caption_final: events.caption_final(caption),
         events.analytics_updated: events.analytics_updated(analytics),
@@ -205,9 +206,9 @@ async def test_what_pages_receive_during_a_call_is_in_their_contract(supervisor:
     # alert and state changes; the wall sees the call, its alert and its health.
     call_kinds = {
         *("snapshot", "analytics", "analytics.updated", "caption.interim", "caption.final"),
-        *("alert.fired", "call.updated"),
+        *("alert.fired", "call.participant"),
     }
-    wall_kinds = {"snapshot", "call.updated", "alert.fired", "calls.health"}
+    wall_kinds = {"snapshot", "call.updated", "call.participant", "alert.fired", "calls.health"}
     received = {
         "call": await _until_seen(page, call_kinds),
         "overview": await _until_seen(wall, wall_kinds),

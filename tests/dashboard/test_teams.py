@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -13,11 +14,11 @@ from django.core.exceptions import ValidationError
 from django.test import Client
 
 from callsite.asgi import application
-from dashboard.models import canonical_address
+from dashboard.models import Team, canonical_address
 from dashboard.permissions import visible_calls
 from streaming import events, services
 from tests.factories import make_call, session_cookie, team_supervisor
-from tests.helpers import wait_for_event
+from tests.helpers import next_event, wait_for_event
 
 TEAM_LINE = "+15551230000"
 OTHER_LINE = "+15559990000"
@@ -127,4 +128,25 @@ async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
 
     await wait_for_event(wall, has_our_line, within=5)
     assert set(relayed_ids) == {joined}
+    await wall.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_supervisor_taken_off_a_team_stops_getting_its_calls_on_an_open_wall(
+    settings: Any,
+) -> None:
+    """The wall works out again which calls its user may see when it re-checks access."""
+    settings.CALLSITE_DASHBOARD_RECHECK_SECONDS = 1
+    mine = await database_sync_to_async(_call)("mine", participant=f"4:{TEAM_LINE}")
+    dana = await database_sync_to_async(team_supervisor)("dana", TEAM_LINE)
+    wall = await _socket(dana, "/ws/dashboard/")
+    assert (await wall.connect())[0]
+    assert [c["id"] for c in (await wall.receive_json_from())["calls"]] == [mine]
+    await database_sync_to_async(services.call_stream_opened)(connection_id="mine")
+    assert (await next_event(wall))["call"]["id"] == mine  # relayed while on the team
+
+    await Team.objects.filter(members=dana).adelete()
+    await asyncio.sleep(1.1)
+    await database_sync_to_async(services.call_stream_opened)(connection_id="mine")
+    assert await wall.receive_nothing(timeout=0.5)
     await wall.disconnect()

@@ -403,6 +403,7 @@ class FakeEndpoint:
         self.connections: list[Connection] = []
         self.handshakes = 0
         self.reject: set[int] = set()  # 1-based handshake numbers to answer with 403
+        self.busy: set[int] = set()  # ... and with 503, as a worker over capacity does
         self.close_after: int | None = None  # close with 1008 after this many frames
         self._requested_at: dict[ServerConnection, float] = {}
 
@@ -411,6 +412,8 @@ class FakeEndpoint:
         self._requested_at[connection] = asyncio.get_running_loop().time()
         if self.handshakes in self.reject:
             return connection.respond(HTTPStatus.FORBIDDEN, "Forbidden\n")
+        if self.handshakes in self.busy:
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "over capacity\n")
         return None
 
     async def handler(self, ws: ServerConnection) -> None:
@@ -516,6 +519,31 @@ async def test_rejected_handshake_names_url_and_status(endpoint: FakeEndpoint) -
     assert "403" in message
     assert endpoint.url in message
     assert "s3cret" not in message
+
+
+async def test_a_worker_over_capacity_is_tried_again(
+    endpoint: FakeEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """503 says the worker is over capacity for now: the call is tried again, waiting longer
+    each time, and streams once it is taken; past the retry time it fails, naming the 503."""
+    endpoint.busy = {1, 2, 3}
+    started = asyncio.get_running_loop().time()
+    result = await stream_call(
+        endpoint.url, call_connection_id="c", script=load_script(SHORT_CALL), token=None, speed=0
+    )
+    waited = asyncio.get_running_loop().time() - started
+    assert endpoint.handshakes == 4
+    assert len(endpoint.connections) == 1
+    assert result.packets_sent == len(endpoint.connections[0].frames)
+    assert waited >= 0.25 + 0.5 + 1.0
+
+    monkeypatch.setattr("simulator.send.OVER_CAPACITY_RETRY_SECONDS", 1.0)
+    endpoint.busy = set(range(5, 50))
+    with pytest.raises(SimulatorError, match="HTTP 503"):
+        await stream_call(
+            endpoint.url, call_connection_id="d", script=load_script(SHORT_CALL), token=None
+        )
+    assert 5 < endpoint.handshakes < 10
 
 
 async def test_connection_refused_is_a_simulator_error() -> None:

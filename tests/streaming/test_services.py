@@ -96,7 +96,7 @@ def test_broadcast_waits_for_commit_and_is_dropped_on_rollback(
     ):
         _record(call["id"])
     sent_types = [c.args[1]["type"] for c in send.call_args_list]
-    assert sent_types == ["call.updated", "caption.final"]
+    assert sent_types == ["call.participant", "caption.final"]
 
 
 def test_stream_closed_ends_the_call_once() -> None:

@@ -3,7 +3,8 @@
 Every request and WebSocket goes to any worker (round robin, no stickiness): the workers share
 their state through PostgreSQL and Redis. nginx serves ``/static/`` from ``STATIC_ROOT``
 (after ``collectstatic``), passes WebSocket upgrades on with a day's read timeout, and when a
-worker refuses connections (it is restarting) sends the socket to the next one.
+worker refuses connections (it is restarting) or answers 503 (it is over capacity) sends the
+request or socket to the next one.
 
 By default the output is a site file for ``/etc/nginx/sites-enabled/``; ``--standalone``
 wraps it in a whole ``nginx.conf`` with its pid and logs under ``--prefix``, which is how the
@@ -54,14 +55,18 @@ server {{
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection $callsite_connection;
         proxy_set_header Host $host;
-        proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        # Set, not appended to what the client sent: Daphne takes the first entry as the
+        # client's address (logs, the login limits), which a client must not choose. Behind
+        # another proxy, recover the client's address with nginx's real-ip module first.
+        proxy_set_header X-Forwarded-For $remote_addr;
         proxy_set_header X-Forwarded-Proto $scheme;
         proxy_buffering off;
         # Calls and supervisors' pages stay open for hours, quiet at times.
         proxy_read_timeout 1d;
         proxy_send_timeout 1d;
-        # A worker that refuses the connection (restarting) is skipped, not reported.
-        proxy_next_upstream error timeout;
+        # A worker that refuses the connection (restarting) or answers 503 (over capacity:
+        # callsite/load.py) is skipped for the next one, and rested for 10 s (max_fails 1).
+        proxy_next_upstream error timeout http_503;
         proxy_connect_timeout 2s;
     }}
 }}

@@ -197,6 +197,23 @@ def test_out_of_order_events_do_not_move_state_back(client: Client, managed_call
     assert in_call.get().is_muted is True
 
 
+def test_a_disconnect_delivered_before_its_connect_keeps_the_calls_length(
+    client: Client, managed_call: Call
+) -> None:
+    """CallDisconnected first, then the earlier CallConnected: the call starts at the
+    connect, not at the end (a zero-length call)."""
+    connected = recorded("sdk-python-recorded_media_call_connected.json")
+    disconnected = recorded("sdk-python-recorded_media_call_disconnected.json")
+    connected["time"] = "2025-05-06T16:30:00+00:00"
+    disconnected["time"] = "2025-05-06T16:34:30+00:00"
+    assert post(client, callback_url(managed_call), [disconnected, connected]).status_code == 200
+    managed_call.refresh_from_db()
+    assert managed_call.state == CallState.ENDED
+    assert managed_call.ended_at is not None
+    assert managed_call.started_at is not None
+    assert (managed_call.ended_at - managed_call.started_at).total_seconds() == 270
+
+
 def test_failures_are_stored_with_result_information(client: Client, managed_call: Call) -> None:
     """MediaStreamingFailed keeps its resultInformation and shows up among the call's problems."""
     from streaming.selectors import call_get

@@ -60,9 +60,10 @@ def one_line_label(label: str) -> str:
 
 
 def srt_text(text: str) -> str:
-    """Collapsed, with each number-only line joined to the line before it."""
+    """Collapsed, with each number-only line joined to the line before it, and ``-->`` an
+    arrow (a timing line inside a cue would forge a cue)."""
     rows: list[str] = []
-    for row in collapsed(text).split("\n"):
+    for row in collapsed(text).replace("-->", "→").split("\n"):
         if rows and re.fullmatch(r"-?[0-9]+(\.[0-9]*)?", row):
             rows[-1] += " " + row
         else:
@@ -269,11 +270,11 @@ def test_srt_reads_back_with_the_srt_package() -> None:
         "said first, stored last",
         "Grüße, José — 你好",
         'He said "hi", then left',
-        "<b>bold</b> & more --> arrow &amp;",
+        "<b>bold</b> & more → arrow &amp;",
         "first line\nsecond   line\nthird\nfourth",
         "said without timings",
         "no duration",
-        "call me at 5\n00:00:01,000 --> 00:00:02,000\nok",
+        "call me at 5\n00:00:01,000 → 00:00:02,000\nok",
     ]
     # Why the "5" is joined: on a line of its own, before a time line, it reads as a new cue.
     unjoined = "1\n00:00:11,000 --> 00:00:12,000\nA: call me at\n5\n00:00:01,000 --> 00:00:02,000\n"
@@ -575,7 +576,7 @@ def test_every_format_reads_back_the_same_lines(t: Transcript) -> None:
 
     srt_cues = read_srt(render_srt(t))
     assert [srt_content(c) for c in srt_cues] == [
-        (start, end, f"{one_line_label(ln.speaker)}: {srt_text(ln.text)}")
+        (start, end, f"{one_line_label(ln.speaker).replace('-->', '→')}: {srt_text(ln.text)}")
         for ln, (start, end) in zip(ordered, cue_ms, strict=True)
     ]
 
@@ -719,3 +720,30 @@ def test_a_two_thousand_line_transcript_renders_in_every_format() -> None:
     assert len(read_csv(render(big, "csv")[0])) == 2000
     assert len(json.loads(render(big, "json")[0])["lines"]) == 2000
     assert len(read_txt(render(big, "txt")[0])[1]) == 2000
+
+
+def test_a_timing_line_said_on_a_call_forges_no_srt_cue() -> None:
+    """Text holding an SRT timing line stays inside its cue, as every SRT reader parses it:
+    16 utterances are 16 cues."""
+    forged = "ok\n00:00:01,000 --> 00:00:02,000\nsomething else"
+    lines = [
+        line(f"{forged} {n}", n * TICKS_PER_SECOND, (n + 1) * TICKS_PER_SECOND) for n in range(16)
+    ]
+    body = render_srt(transcript(lines))
+    cues = list(srt.parse(body))
+    assert len(cues) == 16
+    assert "-->" not in "".join(c.content for c in cues)
+    assert "→" in cues[0].content
+    # The strict reader: exactly one timing line per cue.
+    assert sum(1 for row in body.splitlines() if "-->" in row) == 16
+
+
+@pytest.mark.parametrize("said", ['=HYPERLINK("http://x")', "+1 call me", "-5", "@SUM(A1)", "\tx"])
+def test_the_spreadsheet_csv_makes_formulas_text(said: str) -> None:
+    exact = list(csv.reader(io.StringIO(render_csv(transcript([line(said, 0, 10)])))))
+    safe = list(
+        csv.reader(io.StringIO(render_csv(transcript([line(said, 0, 10)]), spreadsheet=True)))
+    )
+    assert exact[1][6] == said  # for programs: exactly what was said
+    assert safe[1][6] == "'" + said  # for spreadsheets: text
+    assert safe[1][4] == "Agent Smith"  # other cells as they are

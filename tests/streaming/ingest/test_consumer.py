@@ -118,7 +118,7 @@ async def test_transcription_stream_stores_finals_and_relays_interims() -> None:
 
     await communicator.send_to(text_data=transcription_data("hello th", status="Intermediate"))
     interim = await layer.receive(channel)
-    if interim["type"] == "call.updated":  # the first sight of a participant announces it
+    if interim["type"] == "call.participant":  # the first sight of a participant announces it
         interim = await layer.receive(channel)
     assert interim["type"] == "caption.interim"
     assert interim["caption"]["text"] == "hello th"
