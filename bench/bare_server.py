@@ -37,16 +37,15 @@ from streaming.acs.packets import (
     parse_packet,
 )
 from streaming.audio.timeline import (
-    SILENCE_DBFS,
     SUPPORTED_RATES,
     ActivitySecond,
     ActivityTracker,
     FrameVerdict,
     StreamClock,
-    frame_level_dbfs,
     pcm_ticks,
     ticks_between,
 )
+from streaming.levels import SILENCE_DBFS, frame_level_dbfs
 from streaming.metrics import IngestMetrics
 
 METRICS = IngestMetrics()

@@ -67,18 +67,19 @@ class ViewerTimeZoneMiddleware(MiddlewareMixin):
             timezone.activate(zone)
 
 
+NUL_REFUSED = "query parameters must not contain NUL characters"
+
+
 class NulInQueryMiddleware(MiddlewareMixin):
-    """A NUL character in the query string is answered 400 with the reason.
+    """A NUL character in the query string is answered 400 naming the parameter, in the
+    API's shape for a parameter that is not valid (``{"name": ["reason"]}``).
 
     No field holds one (PostgreSQL refuses it in text), and passed on into a filter it made
     the database raise: a 500 where a clear refusal belongs.
     """
 
     def process_request(self, request: HttpRequest) -> HttpResponseBase | None:
-        if any(
-            "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
-        ):
-            return JsonResponse(
-                {"error": "query parameters must not contain NUL characters"}, status=400
-            )
+        for key, values in request.GET.lists():
+            if "\x00" in key or any("\x00" in v for v in values):
+                return JsonResponse({key: [NUL_REFUSED]}, status=400)
         return None

@@ -17,7 +17,6 @@ from streaming.events import (
     ParticipantPayload,
     ProblemPayload,
 )
-from streaming.live.alerts import Rule
 from streaming.models import (
     Alert,
     AlertRule,
@@ -217,8 +216,9 @@ def call_last_seq(*, call_id: int) -> int:
     return Call.objects.filter(pk=call_id).values_list("last_seq", flat=True).first() or 0
 
 
-def active_alert_rules() -> list[Rule]:
-    return [Rule.from_model(r) for r in AlertRule.objects.filter(enabled=True)]
+def enabled_alert_rules() -> list[AlertRule]:
+    """The alert rules in force (the live analytics make their own ``Rule`` of each)."""
+    return list(AlertRule.objects.filter(enabled=True))
 
 
 def stored_analytics(*, call_id: int) -> AnalyticsPayload | None:

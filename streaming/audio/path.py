@@ -40,17 +40,16 @@ from streaming.acs.packets import AudioData, AudioMetadata, PacketError, Word
 from streaming.audio.recognition import StreamRecognition
 from streaming.audio.talk_writer import TalkWriter, talk_writer
 from streaming.audio.timeline import (
-    SILENCE_DBFS,
     SUPPORTED_RATES,
     ActivitySecond,
     ActivityTracker,
     FrameVerdict,
     StreamClock,
-    frame_level_dbfs,
     pcm_ticks,
     ticks_between,
 )
 from streaming.events import ParticipantPayload
+from streaming.levels import SILENCE_DBFS, frame_level_dbfs
 from streaming.models import TranscriptSource
 from streaming.recognizers.base import Recognition, Recognizer, SessionConfig
 from streaming.speech import Phrase

@@ -11,33 +11,19 @@ seconds and gaps of different participants, and of a stream that reconnected, li
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-import numpy as np
-
+from streaming.levels import SILENCE_DBFS
 from streaming.units import FRAME_TICKS, FRAMES_PER_SECOND, TICKS_PER_SECOND
 
 SUPPORTED_RATES = (16000, 24000)
-SILENCE_DBFS = -120.0  # the level reported for digital silence
 # A gap shorter than this is jitter, not lost audio.
 GAP_TOLERANCE_TICKS = 2 * FRAME_TICKS
 # Missing audio up to this long is replaced by silence for the recognizer, so its endpointing
 # sees the pause; longer gaps are skipped (the recognizer's timeline is re-anchored instead).
 MAX_GAP_FILL_TICKS = 1 * TICKS_PER_SECOND
-
-
-def frame_level_dbfs(pcm: bytes) -> float:
-    """RMS level of 16-bit little-endian PCM in dB relative to full scale (-120 for silence)."""
-    if len(pcm) < 2:
-        return SILENCE_DBFS
-    samples = np.frombuffer(pcm, dtype="<i2", count=len(pcm) // 2).astype(np.float32)
-    mean_square = float(np.dot(samples, samples)) / samples.size
-    if mean_square <= 0.0:
-        return SILENCE_DBFS
-    return max(SILENCE_DBFS, 10.0 * math.log10(mean_square / (32768.0 * 32768.0)))
 
 
 def ticks_between(origin: datetime, moment: datetime) -> int:

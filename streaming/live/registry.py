@@ -152,7 +152,7 @@ class LiveRegistry:
         if now - self.rules_at < RULES_REFRESH_SECONDS:
             return
         self.rules_at = now
-        self.rules = await db_call(selectors.active_alert_rules)
+        self.rules = [Rule.from_model(r) for r in await db_call(selectors.enabled_alert_rules)]
 
     async def _run(self) -> None:
         """Tick one slice of the calls every ``TICK_SECONDS / TICK_SLICES``, on a fixed beat.

@@ -12,7 +12,7 @@ Because results depend only on the audio, tests can assert exactly what is store
 
 from __future__ import annotations
 
-from streaming.audio.timeline import frame_level_dbfs
+from streaming.levels import frame_level_dbfs
 from streaming.recognizers.base import (
     END_OF_RESULTS,
     QueuedSession,

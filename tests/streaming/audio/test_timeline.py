@@ -12,15 +12,14 @@ from hypothesis import strategies as st
 
 from streaming.audio.timeline import (
     GAP_TOLERANCE_TICKS,
-    SILENCE_DBFS,
     ActivityTracker,
     FrameVerdict,
     StreamClock,
-    frame_level_dbfs,
     pcm_silence,
     pcm_ticks,
     ticks_between,
 )
+from streaming.levels import SILENCE_DBFS, frame_level_dbfs
 from streaming.units import FRAME_TICKS, TICKS_PER_SECOND
 
 
