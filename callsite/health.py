@@ -113,11 +113,8 @@ async def readyz(request: HttpRequest) -> JsonResponse:
 def _capacity() -> dict[str, object]:
     """Whether this worker takes new calls (``callsite/load.py``)."""
     if LOAD.overloaded:
-        return {
-            "ok": False,
-            "error": f"over capacity: {LOAD.reason}",
-        }
-    return {"ok": True, "error": None}
+        return {"ok": False, "error": f"over capacity: {LOAD.reason}"}
+    return {"ok": True}
 
 
 @require_GET
