@@ -115,6 +115,20 @@ async def test_close_flushes_speech_that_never_ended(recognizer: SphinxRecognize
     assert word_error_rate(RMS_TEXT, finals[0].text) <= 0.35
 
 
+async def test_close_mid_word_on_a_frame_boundary_still_flushes(
+    recognizer: SphinxRecognizer,
+) -> None:
+    """A stream that ends mid-speech exactly on an endpointer frame (30 ms, 960 bytes) leaves
+    nothing pending: pocketsphinx 5.1.1's end_stream(b"") raised IndexError there."""
+    pcm = read_pcm("speech_slt_16k.wav")
+    cut = 40 * 960  # 1.2 s: inside the phrase
+    results = await recognize(recognizer, pcm[:cut])
+    finals = [r for r in results if r.final]
+    assert len(finals) == 1
+    assert finals[0].text
+    assert finals[0].offset + finals[0].duration <= int(1.3 * TICKS)
+
+
 async def test_sessions_share_a_worker_and_keep_their_results_apart(
     recognizer: SphinxRecognizer,
 ) -> None:
