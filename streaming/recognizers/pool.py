@@ -171,6 +171,16 @@ class PoolWorker:
         for task in (self.reader, self.watchdog):
             if task is not None and task is not current:
                 task.cancel()
+        await self.reap()
+
+    async def reap(self) -> None:
+        """Close the pipes and wait for the process to go, so no transport outlives it."""
+        if self.process is None:
+            return
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.process.wait(), 2)
 
     async def stop(self) -> None:
         """Stop a worker with no sessions left: end of input, then wait for it to exit."""
