@@ -11,10 +11,11 @@ Each session cuts its audio into utterances with pocketsphinx's voice-activity e
 ``PRE_ROLL_SECONDS`` before the detected start (the endpointer starts late on phone audio
 and would clip first words) to just after its end, cut at ``MAX_UTTERANCE_SECONDS``. While
 an utterance lasts, an interim goes out every ``MARKER_SECONDS`` of speech (speech in
-progress is talk), carrying text when at least ``interim_seconds`` of new speech have arrived
-since the last decode: the utterance so far, re-decoded greedily (the interval doubles after
-each decode that heard nothing, as on noise). The final is decoded with
-beam search and aligned for word times and word confidences.
+progress is talk); once ``interim_seconds`` of new speech have arrived since the last decode,
+the utterance so far is re-decoded greedily and sent as an interim with text. Those decodes
+wait until no audio is queued for the worker, so they never delay a final, and a worker that
+falls behind sheds them; the interval doubles after each decode that heard nothing (noise).
+The final is decoded with beam search and aligned for word times and word confidences.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class Session(Stream):
 class WhisperWorker(Worker[Session]):
     def __init__(self, out: BinaryIO, options: dict[str, Any]) -> None:
         super().__init__(out)
+        # Sessions whose interim decode is due, oldest first: decoded only while no audio
+        # waits (``idle``), so interims never hold up a final and a busy worker sheds them.
+        self.interims_due: dict[int, None] = {}
         import pocketsphinx  # type: ignore[import-untyped]  # for its endpointer only
 
         from streaming.recognizers.whisper import verify_model
@@ -121,18 +125,13 @@ class WhisperWorker(Worker[Session]):
 
     def interim(self, session: Session) -> None:
         session.marked_at = session.speech_until
-        text = ""
         due = session.speech_until - session.decoded_at >= session.interim_gap
         if session.interim_seconds > 0 and due:
-            session.decoded_at = session.speech_until
-            _, audio = session.clip(session.start - PRE_ROLL_SECONDS, session.speech_until)
-            heard = self.model.transcribe(audio, beam_size=INTERIM_BEAM, words=False)
-            # Noise the endpointer takes for speech decodes to nothing: back off, so a noisy
-            # line does not cost a decode of up to 30 s of audio every interim.
-            session.interim_gap = session.interim_seconds if heard else session.interim_gap * 2
-            if heard is not None and heard.text != session.shown:
-                text = session.shown = heard.text
+            self.interims_due[session.ident] = None
         # Sent even with nothing new to show (empty text): speech in progress is talk.
+        self.emit_interim(session, "")
+
+    def emit_interim(self, session: Session, text: str) -> None:
         self.emit(
             {
                 "s": session.ident,
@@ -143,8 +142,29 @@ class WhisperWorker(Worker[Session]):
             }
         )
 
+    def idle(self) -> bool:
+        """Decode the oldest due interim: the utterance so far, greedily."""
+        while self.interims_due:
+            ident = next(iter(self.interims_due))
+            del self.interims_due[ident]
+            session = self.sessions.get(ident)
+            if session is None or not session.in_utterance:
+                continue
+            session.decoded_at = session.speech_until
+            _, audio = session.clip(session.start - PRE_ROLL_SECONDS, session.speech_until)
+            heard = self.model.transcribe(audio, beam_size=INTERIM_BEAM, words=False)
+            # Noise the endpointer takes for speech decodes to nothing: back off, so a noisy
+            # line does not cost a decode of up to 30 s of audio every interim.
+            session.interim_gap = session.interim_seconds if heard else session.interim_gap * 2
+            if heard is not None and heard.text != session.shown:
+                session.shown = heard.text
+                self.emit_interim(session, heard.text)
+            return True
+        return False
+
     def finish(self, session: Session, end: float, post_roll: float = POST_ROLL_SECONDS) -> None:
         session.in_utterance = False
+        self.interims_due.pop(session.ident, None)
         start = session.start
         session.speech_until = end
         begin, audio = session.clip(start - PRE_ROLL_SECONDS, end + post_roll)

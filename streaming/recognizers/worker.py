@@ -29,6 +29,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+import select
 import signal
 import struct
 import sys
@@ -161,6 +162,10 @@ class Worker(abc.ABC, Generic[S]):
     def drop(self, ident: int) -> None:
         self.sessions.pop(ident, None)
 
+    def idle(self) -> bool:
+        """Do one piece of deferred work while no message waits; False when there is none."""
+        return False
+
     def handle(self, ident: int, op: int, payload: bytes) -> None:
         if op == OPEN:
             self.open(ident, json.loads(payload) if payload else {})
@@ -174,23 +179,52 @@ class Worker(abc.ABC, Generic[S]):
             raise ValueError(f"unknown operation {op}")
 
 
-def _read_exactly(stream: BinaryIO, size: int) -> bytes | None:
-    chunks = []
-    while size:
-        chunk = stream.read(size)
-        if not chunk:
+class Input:
+    """The server's messages on a file descriptor, read in large chunks; it can tell without
+    blocking whether another message is already waiting."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = bytearray()
+
+    def waiting(self) -> bool:
+        if len(self.buffer) >= HEADER.size:
+            return True
+        readable, _, _ = select.select([self.fd], [], [], 0)
+        return bool(readable)
+
+    def _fill(self, size: int) -> bool:
+        while len(self.buffer) < size:
+            chunk = os.read(self.fd, max(1 << 16, size - len(self.buffer)))
+            if not chunk:
+                return False
+            self.buffer += chunk
+        return True
+
+    def next(self) -> tuple[int, int, bytes] | None:
+        """The next message (blocking), or None at end of input; ValueError if oversized."""
+        if not self._fill(HEADER.size):
             return None
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
+        ident, op, length = HEADER.unpack_from(self.buffer)
+        if length > MAX_PAYLOAD:
+            raise ValueError(f"payload of {length} bytes refused")
+        if not self._fill(HEADER.size + length):
+            return None
+        payload = bytes(self.buffer[HEADER.size : HEADER.size + length])
+        del self.buffer[: HEADER.size + length]
+        return ident, op, payload
 
 
 def serve(make_worker: Callable[[BinaryIO, dict[str, Any]], Worker[Any]], name: str) -> int:
-    """Run a worker process: load the decoder, then answer messages until stdin closes."""
+    """Run a worker process: load the decoder, then answer messages until stdin closes.
+
+    Between messages, when none is waiting, the worker does deferred work (``idle``): what
+    can wait, such as interim results, never delays audio that is already queued.
+    """
     # The server decides when a worker stops (it closes stdin); Ctrl-C in a terminal reaches
     # the whole process group and must not cut a decode short.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    stdin = sys.stdin.buffer
+    stdin = Input(sys.stdin.fileno())
     stdout = sys.stdout.buffer
     # Anything a library prints must not corrupt the result stream.
     sys.stdout = sys.stderr
@@ -205,16 +239,17 @@ def serve(make_worker: Callable[[BinaryIO, dict[str, Any]], Worker[Any]], name: 
     stdout.write(b'{"t":"ready","pid":%d}\n' % os.getpid())
     stdout.flush()
     while True:
-        header = _read_exactly(stdin, HEADER.size)
-        if header is None:
-            return 0
-        ident, op, length = HEADER.unpack(header)
-        if length > MAX_PAYLOAD:
-            print(f"{name} worker: payload of {length} bytes refused", file=sys.stderr)
+        if not stdin.waiting() and worker.idle():
+            stdout.flush()
+            continue
+        try:
+            message = stdin.next()
+        except ValueError as error:
+            print(f"{name} worker: {error}", file=sys.stderr)
             return 2
-        payload = _read_exactly(stdin, length) if length else b""
-        if payload is None:
+        if message is None:
             return 0
+        ident, op, payload = message
         try:
             worker.handle(ident, op, payload)
         except Exception as exc:  # one bad session must not take the others down
