@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from streaming.recognizers.whisper_model import Transcript
 from streaming.recognizers.worker import MODEL_RATE, Resampler, Stream, Worker, serve, ticks
 
 PRE_ROLL_SECONDS = 0.3
@@ -36,6 +37,11 @@ MARKER_SECONDS = 0.5
 FINAL_BEAM = 5
 INTERIM_BEAM = 1
 IDLE_HISTORY_SECONDS = 1.0  # audio kept while nobody speaks: enough for the pre-roll
+# The endpointer decides an utterance has ended about 0.45 s after its last word. When its
+# voice-activity detector has heard this many non-speech frames (30 ms each) in a row, the
+# final is decoded ahead, and used if the endpointer then ends the utterance with no speech
+# in between: the decode overlaps the endpointer's wait instead of following it.
+SPECULATE_FRAMES = 5
 
 
 @dataclass(kw_only=True)
@@ -51,6 +57,10 @@ class Session(Stream):
     marked_at: float = 0.0  # speech_until at the last interim
     decoded_at: float = 0.0  # speech_until at the last interim decode
     interim_gap: float = 0.0  # speech between interim decodes: doubles while they hear nothing
+    vad: Any = None  # the endpointer's kind of voice-activity detector, frame by frame
+    quiet_frames: int = 0  # non-speech frames in a row, as the audio arrives
+    # A final decoded ahead: (audio up to, where that audio starts, what was heard).
+    ahead: tuple[float, float, Transcript | None] | None = None
     shown: str = ""  # text of the last interim that carried text
 
     def clip(self, begin: float, end: float) -> tuple[float, np.ndarray]:
@@ -72,9 +82,6 @@ class Session(Stream):
 class WhisperWorker(Worker[Session]):
     def __init__(self, out: BinaryIO, options: dict[str, Any]) -> None:
         super().__init__(out)
-        # Sessions whose interim decode is due, oldest first: decoded only while no audio
-        # waits (``idle``), so interims never hold up a final and a busy worker sheds them.
-        self.interims_due: dict[int, None] = {}
         import pocketsphinx  # type: ignore[import-untyped]  # for its endpointer only
 
         from streaming.recognizers.whisper import verify_model
@@ -84,6 +91,9 @@ class WhisperWorker(Worker[Session]):
         verify_model(model_dir, str(options["sha256"]))
         self.model = WhisperModel(model_dir, language=str(options.get("language", "en")))
         self.ps = pocketsphinx
+        # Sessions whose interim decode is due, oldest first: decoded only while no audio
+        # waits (``idle``), so interims never hold up a final and a busy worker sheds them.
+        self.interims_due: dict[int, None] = {}
 
     def open(self, ident: int, options: dict[str, Any]) -> None:
         rate = int(options.get("sample_rate", MODEL_RATE))
@@ -94,11 +104,25 @@ class WhisperWorker(Worker[Session]):
             interim_seconds=float(options.get("interim_seconds", 2.0)),
             endpointer=endpointer,
             resample=Resampler(rate),
+            vad=self.ps.Vad(self.ps.Vad.LOOSE, MODEL_RATE, endpointer.frame_length),
         )
 
     def frame(self, session: Session, frame: bytes) -> None:
         session.audio += frame
+        if session.vad.is_speech(frame):
+            session.quiet_frames = 0
+            session.ahead = None  # speech again: what was decoded ahead is not the end
+        else:
+            session.quiet_frames += 1
         self.step(session, session.endpointer.process(frame))
+        if (
+            session.in_utterance
+            and session.quiet_frames == SPECULATE_FRAMES
+            and session.ahead is None
+        ):
+            until = (session.audio_start + len(session.audio) // 2) / MODEL_RATE
+            begin, audio = session.clip(session.start - PRE_ROLL_SECONDS, until)
+            session.ahead = (until, begin, self.heard(audio))
         if not session.in_utterance:
             now = (session.audio_start + len(session.audio) // 2) / MODEL_RATE
             session.forget_before(now - IDLE_HISTORY_SECONDS)
@@ -167,9 +191,13 @@ class WhisperWorker(Worker[Session]):
         self.interims_due.pop(session.ident, None)
         start = session.start
         session.speech_until = end
-        begin, audio = session.clip(start - PRE_ROLL_SECONDS, end + post_roll)
+        ahead, session.ahead = session.ahead, None
+        if ahead is not None and ahead[0] >= end:
+            _, begin, heard = ahead
+        else:
+            begin, audio = session.clip(start - PRE_ROLL_SECONDS, end + post_roll)
+            heard = self.heard(audio)
         session.forget_before(end)
-        heard = self.model.transcribe(audio, beam_size=FINAL_BEAM, words=True)
         if heard is None:
             return
         words: list[dict[str, Any]] = []
@@ -196,6 +224,9 @@ class WhisperWorker(Worker[Session]):
                 "words": words,
             }
         )
+
+    def heard(self, audio: np.ndarray) -> Transcript | None:
+        return self.model.transcribe(audio, beam_size=FINAL_BEAM, words=True)
 
     def end(self, session: Session, tail: bytes, speech: bytes | None) -> None:
         session.audio += tail
