@@ -20,6 +20,14 @@ from django.core.exceptions import ImproperlyConfigured  # noqa: E402
 if settings.CALLSITE_SETTINGS_ERRORS:
     raise ImproperlyConfigured("; ".join(settings.CALLSITE_SETTINGS_ERRORS))
 
+from streaming.recognizers import RecognizerError, check_recognizer  # noqa: E402
+
+# Nor with a recognizer that cannot run (a Whisper model whose hash is not the expected one).
+try:
+    check_recognizer()
+except RecognizerError as error:
+    raise ImproperlyConfigured(error.reason) from None
+
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402

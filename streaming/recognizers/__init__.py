@@ -1,9 +1,9 @@
 """Speech recognizer backends behind one contract (``base``), chosen by a setting.
 
-``CALLSITE_RECOGNIZER`` selects the backend: ``sphinx`` (offline, the default), ``azure``
-(Azure AI Speech), ``none`` (no recognition), or ``fake`` (scripted, for tests; options in
-``CALLSITE_FAKE_RECOGNIZER``, e.g. ``script=hello there|goodbye;fail_after=2``).
-One backend instance serves the whole process.
+``CALLSITE_RECOGNIZER`` selects the backend: ``whisper`` (offline, the default), ``sphinx``
+(offline, light), ``azure`` (Azure AI Speech), ``none`` (no recognition), or ``fake``
+(scripted, for tests; options in ``CALLSITE_FAKE_RECOGNIZER``, e.g.
+``script=hello there|goodbye;fail_after=2``). One backend instance serves the whole process.
 """
 
 from __future__ import annotations
@@ -29,12 +29,13 @@ __all__ = [
     "RecognizerConfigurationError",
     "RecognizerError",
     "SessionConfig",
+    "check_recognizer",
     "get_recognizer",
     "recognizer_from_settings",
     "reset_recognizer",
 ]
 
-BACKENDS = ("sphinx", "azure", "none", "fake")
+BACKENDS = ("whisper", "sphinx", "azure", "none", "fake")
 
 _instance: tuple[str, Recognizer | None] | None = None
 
@@ -44,6 +45,10 @@ def recognizer_from_settings(name: str | None = None) -> Recognizer | None:
     name = (name or settings.CALLSITE_RECOGNIZER).lower()
     if name == "none":
         return None
+    if name == "whisper":
+        from streaming.recognizers.whisper import WhisperRecognizer
+
+        return WhisperRecognizer.from_settings()
     if name == "sphinx":
         from streaming.recognizers.sphinx import SphinxRecognizer
 
@@ -64,6 +69,16 @@ def recognizer_from_settings(name: str | None = None) -> Recognizer | None:
     raise RecognizerConfigurationError(
         f"CALLSITE_RECOGNIZER={name!r} is not a recognizer; choose one of {', '.join(BACKENDS)}"
     )
+
+
+def check_recognizer() -> None:
+    """Raise RecognizerConfigurationError when the configured backend cannot start: a
+    Whisper model that is missing or whose hash is not the expected one. The server calls it
+    before it listens (callsite/asgi.py), so such a model stops start-up."""
+    if settings.CALLSITE_RECOGNIZER.lower() == "whisper":
+        from streaming.recognizers.whisper import WhisperRecognizer
+
+        WhisperRecognizer.from_settings().check()
 
 
 def get_recognizer() -> Recognizer | None:

@@ -1,273 +1,24 @@
-"""The embedded, offline recognizer: pocketsphinx in a pool of worker processes.
+"""The light offline recognizer: pocketsphinx in a pool of worker processes.
 
-The wheel of ``pocketsphinx`` carries its US English model, so this backend needs no network
-and no key. Decoding runs in ``sphinx_worker`` processes (one per core unless
-``CALLSITE_SPHINX_WORKERS`` says otherwise); each worker holds many sessions, and the server
-talks to it through pipes with asyncio, never blocking the event loop.
-
-Failure handling: a worker that exits (crash, OOM kill) ends every session it held with
-``RecognizerError``; a worker that stops answering while audio waits for it (hung decoder) is
-killed by a watchdog, with the same effect. The audio path then opens new sessions, which
-start a fresh worker. Audio a session could not take because its worker fell more than
-``CALLSITE_RECOGNIZER_BACKLOG_SECONDS`` behind is dropped and reported as an error too, so the
-gap is marked instead of memory growing without bound.
+The wheel of ``pocketsphinx`` carries its US English model, so this backend needs no network,
+no key and little memory. Decoding runs in ``sphinx_worker`` processes (one per core unless
+``CALLSITE_SPHINX_WORKERS`` says otherwise), managed by ``streaming.recognizers.pool``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import itertools
-import json
-import logging
-import os
-import sys
-import time
 from typing import Any
 
-from streaming.recognizers.base import (
-    END_OF_RESULTS,
-    QueuedSession,
-    Recognition,
-    RecognizedWord,
-    Recognizer,
-    RecognizerError,
-    SessionConfig,
-)
-from streaming.recognizers.sphinx_worker import ABORT, AUDIO, CLOSE, HEADER, OPEN
-
-logger = logging.getLogger(__name__)
-
-WATCHDOG_SECONDS = 10.0  # a worker silent this long while it owes output is hung
-READY_TIMEOUT = 30.0
-CLOSE_TIMEOUT = 30.0
+from streaming.recognizers.base import SessionConfig
+from streaming.recognizers.pool import WATCHDOG_SECONDS, WorkerPool
 
 
-
-def _recognition(message: dict[str, Any], final: bool) -> Recognition:
-    words = tuple(
-        RecognizedWord(
-            text=str(w["text"]),
-            offset=int(w["offset"]),
-            duration=int(w["duration"]),
-            confidence=w.get("confidence"),
-        )
-        for w in message.get("words", ())
-    )
-    return Recognition(
-        text=str(message["text"]),
-        final=final,
-        offset=int(message["offset"]),
-        duration=int(message["duration"]),
-        confidence=message.get("confidence"),
-        words=words,
-    )
-
-
-class SphinxWorker:
-    """One decoder process and the sessions it holds."""
-
-    def __init__(self, pool: SphinxRecognizer, number: int) -> None:
-        self.pool = pool
-        self.number = number
-        self.process: asyncio.subprocess.Process | None = None
-        self.sessions: dict[int, SphinxSession] = {}
-        self.reader: asyncio.Task[None] | None = None
-        self.watchdog: asyncio.Task[None] | None = None
-        self.last_output = time.monotonic()
-        self.failed: str | None = None
-        self.ready = asyncio.Event()
-
-    @property
-    def pid(self) -> int | None:
-        return self.process.pid if self.process is not None else None
-
-    async def start(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "streaming.recognizers.sphinx_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=4 * 1024 * 1024,
-        )
-        self.reader = asyncio.create_task(self.read(), name=f"sphinx-worker-{self.number}-reader")
-        self.watchdog = asyncio.create_task(
-            self.watch(), name=f"sphinx-worker-{self.number}-watchdog"
-        )
-        try:
-            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT)
-        except TimeoutError:
-            await self.fail("the pocketsphinx worker did not start in time")
-        if self.failed:
-            raise RecognizerError(self.failed)
-        logger.info("pocketsphinx worker %d started (pid %s)", self.number, self.pid)
-
-    def send(self, ident: int, op: int, payload: bytes = b"") -> None:
-        if self.failed or self.process is None or self.process.stdin is None:
-            raise RecognizerError(self.failed or "the pocketsphinx worker is not running")
-        self.process.stdin.write(HEADER.pack(ident, op, len(payload)) + payload)
-
-    async def read(self) -> None:
-        assert self.process is not None
-        assert self.process.stdout is not None
-        stdout = self.process.stdout
-        reason = "the pocketsphinx worker exited"
-        try:
-            while True:
-                line = await stdout.readline()
-                if not line:
-                    break
-                self.last_output = time.monotonic()
-                message = json.loads(line)
-                if message.get("t") == "ready":
-                    self.ready.set()
-                    continue
-                session = self.sessions.get(message.get("s", -1))
-                if session is not None:
-                    session.deliver(message)
-        except (ValueError, asyncio.LimitOverrunError) as exc:
-            reason = f"the pocketsphinx worker sent an unreadable line: {exc}"
-        finally:
-            code = None
-            if self.process.returncode is None:
-                with contextlib.suppress(TimeoutError):
-                    code = await asyncio.wait_for(self.process.wait(), 2)
-            else:
-                code = self.process.returncode
-            await self.fail(f"{reason} (exit code {code})")
-
-    async def watch(self) -> None:
-        limit = self.pool.watchdog_seconds
-        while not self.failed:
-            await asyncio.sleep(min(1.0, limit / 4))
-            owed = any(s.unanswered_samples() > 0 for s in self.sessions.values())
-            if owed and time.monotonic() - self.last_output > limit:
-                await self.fail(
-                    f"the pocketsphinx worker answered nothing for {limit:g} s and was killed"
-                )
-
-    async def fail(self, reason: str) -> None:
-        if self.failed:
-            return
-        self.failed = reason
-        self.ready.set()
-        self.pool.forget(self)
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.kill()
-        sessions = list(self.sessions.values())
-        self.sessions.clear()
-        if sessions:
-            logger.error("pocketsphinx worker %d failed: %s", self.number, reason)
-        for session in sessions:
-            session.crash(reason)
-        current = asyncio.current_task()
-        for task in (self.reader, self.watchdog):
-            if task is not None and task is not current:
-                task.cancel()
-
-    async def stop(self) -> None:
-        """Stop a worker with no sessions left: end of input, then wait for it to exit."""
-        if self.process is None or self.process.returncode is not None:
-            return
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            await asyncio.wait_for(self.process.wait(), 5)
-        except TimeoutError:
-            self.process.kill()
-        await self.fail("stopped")
-
-
-class SphinxSession(QueuedSession):
-    """A stream's sessions in one worker; results come back through the worker's reader."""
-
-    def __init__(self, pool: SphinxRecognizer, config: SessionConfig) -> None:
-        super().__init__(config)
-        self.pool = pool
-        self.ident = next(pool.idents)
-        self.worker: SphinxWorker | None = None
-        self.samples_sent = 0
-        self.samples_done = 0
-        self.closing = False
-        self.finished = False
-        self.max_backlog = pool.backlog_seconds * config.sample_rate
-
-    async def start(self) -> None:
-        self.worker = await self.pool.assign(self)
-        options = {"sample_rate": self.config.sample_rate, "interim_ms": self.pool.interim_ms}
-        self.worker.send(self.ident, OPEN, json.dumps(options).encode())
-
-    def unanswered_samples(self) -> int:
-        return self.samples_sent - self.samples_done
-
-    async def feed(self, pcm: bytes) -> None:
-        if self.worker is None or self.closing:
-            return
-        if self.unanswered_samples() > self.max_backlog:
-            # The worker cannot keep up: end this session so the gap is marked and a new
-            # session starts on current audio rather than queueing without bound.
-            await self.worker.fail(
-                f"the pocketsphinx worker fell more than {self.pool.backlog_seconds} s behind"
-            )
-            return
-        self.samples_sent += len(pcm) // 2
-        self.worker.send(self.ident, AUDIO, pcm)
-
-    def deliver(self, message: dict[str, Any]) -> None:
-        kind = message.get("t")
-        if kind == "progress":
-            self.samples_done = int(message.get("samples", 0))
-        elif kind == "interim":
-            self.queue.put_nowait(_recognition(message, final=False))
-        elif kind == "final":
-            self.queue.put_nowait(_recognition(message, final=True))
-        elif kind == "closed":
-            self.finish()
-            self.queue.put_nowait(END_OF_RESULTS)
-        elif kind == "error":
-            self.crash(str(message.get("reason", "the decoder failed")))
-
-    def finish(self) -> None:
-        self.finished = True
-        if self.worker is not None:
-            self.worker.sessions.pop(self.ident, None)
-            self.pool.release(self.worker)
-
-    def crash(self, reason: str) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        if self.worker is not None:
-            self.worker.sessions.pop(self.ident, None)
-        self.queue.put_nowait(RecognizerError(reason))
-
-    async def close(self) -> None:
-        if self.closing or self.worker is None:
-            return
-        self.closing = True
-        if self.finished:
-            return
-        try:
-            self.worker.send(self.ident, CLOSE)
-        except RecognizerError as error:
-            self.crash(error.reason)
-
-    async def abort(self) -> None:
-        if self.worker is None or self.finished:
-            return
-        self.closing = True
-        with contextlib.suppress(RecognizerError):
-            self.worker.send(self.ident, ABORT)
-        self.finish()
-        self.queue.put_nowait(END_OF_RESULTS)
-
-
-class SphinxRecognizer(Recognizer):
-    """A pool of pocketsphinx worker processes bound to the running event loop."""
+class SphinxRecognizer(WorkerPool):
+    """pocketsphinx worker processes; an interim every ``interim_ms`` of speech."""
 
     name = "sphinx"
+    engine = "pocketsphinx"
+    worker_module = "streaming.recognizers.sphinx_worker"
 
     def __init__(
         self,
@@ -277,15 +28,10 @@ class SphinxRecognizer(Recognizer):
         interim_ms: int = 500,
         watchdog_seconds: float = WATCHDOG_SECONDS,
     ) -> None:
-        self.size = workers or os.cpu_count() or 1
-        self.watchdog_seconds = watchdog_seconds
-        self.backlog_seconds = backlog_seconds
+        super().__init__(
+            workers=workers, backlog_seconds=backlog_seconds, watchdog_seconds=watchdog_seconds
+        )
         self.interim_ms = interim_ms
-        self.workers: list[SphinxWorker] = []
-        self.starting: dict[int, asyncio.Task[SphinxWorker]] = {}
-        self.numbers = itertools.count(1)
-        self.idents = itertools.count(1)
-        self.loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def from_settings(cls) -> SphinxRecognizer:
@@ -297,39 +43,5 @@ class SphinxRecognizer(Recognizer):
             watchdog_seconds=settings.CALLSITE_SPHINX_WATCHDOG_SECONDS,
         )
 
-    def open(self, config: SessionConfig) -> SphinxSession:
-        return SphinxSession(self, config)
-
-    async def assign(self, session: SphinxSession) -> SphinxWorker:
-        loop = asyncio.get_running_loop()
-        if self.loop is not loop:
-            # Pipes belong to the loop that made them (a test run starts many loops).
-            self.workers = []
-            self.loop = loop
-        live = [w for w in self.workers if not w.failed]
-        if len(live) < self.size:
-            worker = SphinxWorker(self, next(self.numbers))
-            self.workers.append(worker)
-            await worker.start()
-        else:
-            worker = min(live, key=lambda w: len(w.sessions))
-            await worker.ready.wait()
-            if worker.failed:
-                raise RecognizerError(worker.failed)
-        worker.sessions[session.ident] = session
-        return worker
-
-    def forget(self, worker: SphinxWorker) -> None:
-        if worker in self.workers:
-            self.workers.remove(worker)
-
-    def release(self, worker: SphinxWorker) -> None:
-        """A session ended normally; idle workers stay up for the next call."""
-
-    def worker_pids(self) -> list[int]:
-        return [w.pid for w in self.workers if w.pid is not None and not w.failed]
-
-    async def aclose(self) -> None:
-        workers, self.workers = self.workers, []
-        for worker in workers:
-            await worker.stop()
+    def session_options(self, config: SessionConfig) -> dict[str, Any]:
+        return {"interim_ms": self.interim_ms}

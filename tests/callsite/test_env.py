@@ -11,6 +11,7 @@ from callsite.env import (
     channel_layers_from_url,
     database_from_url,
     env_bool,
+    env_float,
     env_int,
     env_list,
     env_str,
@@ -51,6 +52,19 @@ def test_env_int_bounds_and_errors() -> None:
         env_int("N", 5, environ={"N": "twelve"})
     with pytest.raises(ImproperlyConfiguredEnv, match="at least 0"):
         env_int("N", 5, minimum=0, environ={"N": "-1"})
+
+
+def test_env_float_bounds_and_errors() -> None:
+    """Numbers parse, respect a minimum and name the variable when wrong."""
+    assert env_float("F", 2.0, environ={}) == 2.0
+    assert env_float("F", 2.0, environ={"F": " 1.5 "}) == 1.5
+    assert env_float("F", 2.0, environ={"F": "0"}) == 0.0
+    with pytest.raises(ImproperlyConfiguredEnv, match="F must be a number"):
+        env_float("F", 2.0, environ={"F": "soon"})
+    with pytest.raises(ImproperlyConfiguredEnv, match="finite"):
+        env_float("F", 2.0, environ={"F": "nan"})
+    with pytest.raises(ImproperlyConfiguredEnv, match="at least 0"):
+        env_float("F", 2.0, minimum=0, environ={"F": "-0.5"})
 
 
 def test_env_str_and_list() -> None:

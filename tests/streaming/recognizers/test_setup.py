@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from streaming.recognizers import (
 )
 from streaming.recognizers.fake import FakeRecognizer
 from streaming.recognizers.sphinx import SphinxRecognizer
+from streaming.recognizers.whisper import WhisperRecognizer
 
 
 def _ids() -> set[str]:
@@ -28,12 +30,28 @@ def _forget_recognizer() -> Any:
     reset_recognizer()
 
 
-def test_the_default_is_the_offline_sphinx_backend() -> None:
-    from callsite.env import env_str
+PRINT_RECOGNIZER = "from callsite.settings import CALLSITE_RECOGNIZER; print(CALLSITE_RECOGNIZER)"
 
-    assert env_str("CALLSITE_RECOGNIZER", "sphinx", environ={}) == "sphinx"
-    recognizer = recognizer_from_settings("sphinx")
-    assert isinstance(recognizer, SphinxRecognizer)
+
+def test_the_default_is_the_offline_whisper_backend() -> None:
+    """With CALLSITE_RECOGNIZER unset (or empty), the settings choose whisper."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "CALLSITE_RECOGNIZER"}
+    for value in (None, ""):
+        if value is not None:
+            env["CALLSITE_RECOGNIZER"] = value
+        chosen = subprocess.run(
+            [sys.executable, "-c", PRINT_RECOGNIZER],
+            env={**env, "DJANGO_DEBUG": "1"},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert chosen.stdout.strip() == "whisper"
+    assert isinstance(recognizer_from_settings("whisper"), WhisperRecognizer)
+    assert isinstance(recognizer_from_settings("sphinx"), SphinxRecognizer)
 
 
 def test_registry_builds_each_backend(settings: Any) -> None:
@@ -43,7 +61,7 @@ def test_registry_builds_each_backend(settings: Any) -> None:
     assert isinstance(fake, FakeRecognizer)
     assert fake.options == {"script": "hello|bye", "fail_after": "3"}
     with pytest.raises(RecognizerConfigurationError, match="choose one of"):
-        recognizer_from_settings("whisper")
+        recognizer_from_settings("kaldi")
 
 
 def test_one_backend_serves_the_process_until_the_setting_changes(settings: Any) -> None:
@@ -55,7 +73,7 @@ def test_one_backend_serves_the_process_until_the_setting_changes(settings: Any)
 
 
 def test_unknown_recognizer_is_error_e010(settings: Any) -> None:
-    settings.CALLSITE_RECOGNIZER = "whisper"
+    settings.CALLSITE_RECOGNIZER = "kaldi"
     assert "callsite.E010" in _ids()
 
 
