@@ -258,7 +258,8 @@ def test_supervisor_actions_reach_call_automation(
     client.force_login(controller)
     page = client.get(f"/calls/{live_call.pk}/")
     assert f'data-action="{action}"'.encode() in page.content
-    response = client.post(f"/calls/{live_call.pk}/actions/{action}/", follow=True)
+    data = {"confirm": "yes"} if action == "hang-up" else {}
+    response = client.post(f"/calls/{live_call.pk}/actions/{action}/", data, follow=True)
     assert response.status_code == 200
     assert b"requested" in response.content
     sent = [r for r in acs.requests if r.path.endswith(f":{route}")]
@@ -295,7 +296,7 @@ def test_actions_refuse_calls_callsite_does_not_control(
     """A call that only streamed to Callsite (never answered by it) cannot be acted on."""
     call = Call.objects.create(connection_id="streamed-only", state=CallState.CONNECTED)
     client.force_login(controller)
-    response = client.post(f"/calls/{call.pk}/actions/hang-up/", follow=True)
+    response = client.post(f"/calls/{call.pk}/actions/hang-up/", {"confirm": "yes"}, follow=True)
     assert b"not answered through Call Automation" in response.content
     assert acs.requests == []
 
