@@ -31,7 +31,11 @@ from streaming.acs import client, control
 from streaming.acs.identities import address_raw_id
 from streaming.automation import announcements
 from streaming.automation.lifecycle import call_action_failed, callback_url
-from streaming.automation.outcomes import action_broadcast_on_commit, action_settle
+from streaming.automation.outcomes import (
+    action_broadcast_on_commit,
+    action_settle,
+    events_participant_on_commit,
+)
 from streaming.models import (
     ActionStatus,
     Call,
@@ -150,19 +154,20 @@ def _add(call: Call, request: dict[str, Any], context: str) -> Sent:
 
 
 def _added(call: Call, request: dict[str, Any], sent: Sent) -> None:
-    participant = participant_get_or_create(call_id=call.pk, raw_id=request["participant"])
+    raw_id = request["participant"]
+    # Unless AddParticipantSucceeded came first and they are in the call already.
+    joined = Participant.objects.filter(call=call, raw_id=raw_id, in_call=True).exists()
+    participant = participant_get_or_create(call_id=call.pk, raw_id=raw_id)
     if participant is None:
         return
-    changed = []
-    if participant.invitation in (Invitation.NONE, Invitation.INVITED) and not participant.in_call:
+    changed = ["invitation_id"]
+    participant.invitation_id = str(sent.result.get("invitation_id") or "")[:200]
+    if not joined and participant.invitation in (Invitation.NONE, Invitation.INVITED):
         participant.invitation = Invitation.INVITED
         participant.in_call = False
         changed += ["invitation", "in_call"]
-    if sent.result.get("invitation_id"):
-        participant.invitation_id = sent.result["invitation_id"][:200]
-        changed.append("invitation_id")
-    if changed:
-        participant.save(update_fields=changed)
+    participant.save(update_fields=changed)
+    events_participant_on_commit(participant)
 
 
 def _prepare_cancel(call: Call, params: Mapping[str, str]) -> dict[str, Any]:

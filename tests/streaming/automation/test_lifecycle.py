@@ -38,19 +38,6 @@ def incoming_call_event(event_id: str = "d5546be8-227a-4db8-b2c3-4f06fd675fd6") 
     return [envelope]
 
 
-@pytest.fixture
-def acs(settings: Any, call_automation_standin: CallAutomationStandIn) -> CallAutomationStandIn:
-    """Callsite configured to answer every call through the stand-in."""
-    call_automation_standin.call_connection_id = CONNECTION_ID
-    settings.ACS_CONNECTION_STRING = call_automation_standin.connection_string
-    settings.CALLSITE_PUBLIC_URL = PUBLIC
-    settings.CALLSITE_ANSWER_CALLS = ["all"]
-    settings.CALLSITE_MEDIA_STREAMING = True
-    settings.CALLSITE_TRANSCRIPTION_LOCALE = ""
-    settings.CALLSITE_ACS_RESOURCE_ID = ""
-    return call_automation_standin
-
-
 def deliver(client: Client, url: str, body: Any) -> Any:
     return client.post(
         f"{url}?token={SECRET}", data=json.dumps(body), content_type="application/json"
