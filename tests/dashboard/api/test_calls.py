@@ -283,7 +283,6 @@ def test_filters_combine(staff_api: Client, team_call: int, other_call: int) -> 
         ("started_after=yesterday", "started_after"),
         ("started_before=2025-02-30", "started_before"),
         ("has_alerts=maybe", "has_alerts"),
-        ("participant=a%00b", "participant"),
         ("q=" + "x" * 501, "q"),
     ],
 )
