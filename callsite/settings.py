@@ -324,6 +324,23 @@ CALLSITE_TRANSCRIPTION_LOCALE = env_str("CALLSITE_TRANSCRIPTION_LOCALE")
 # The Azure AI services endpoint ACS transcription uses (required when a locale is set).
 ACS_COGNITIVE_SERVICES_ENDPOINT = env_str("ACS_COGNITIVE_SERVICES_ENDPOINT")
 
+# Supervisors acting on calls (docs/acs-setup.md#supervisor-actions). The ACS phone number shown
+# to a phone number Callsite adds or calls (+E.164); empty: only ACS users can be added or called.
+CALLSITE_ACS_CALLER_ID = env_str("CALLSITE_ACS_CALLER_ID")
+# Answer, connect and place calls with bidirectional audio, so announcements can be played into
+# them through the media socket.
+CALLSITE_BIDIRECTIONAL_AUDIO = env_bool("CALLSITE_BIDIRECTIONAL_AUDIO", False)
+# A directory of WAV files (16 or 24 kHz, 16-bit mono) offered as announcements; a built-in
+# chime is always offered.
+CALLSITE_ANNOUNCEMENTS_DIR = env_str("CALLSITE_ANNOUNCEMENTS_DIR")
+# Music on hold: a WAV URL ACS fetches and plays to a held participant; empty: ACS's default.
+CALLSITE_HOLD_MUSIC_URL = env_str("CALLSITE_HOLD_MUSIC_URL")
+# The Azure AI Speech voice that reads text prompts (needs ACS_COGNITIVE_SERVICES_ENDPOINT).
+CALLSITE_PROMPT_VOICE = env_str("CALLSITE_PROMPT_VOICE", "en-US-JennyNeural")
+# Where ACS keeps recordings: empty for ACS's own storage, or an Azure Blob container URL the
+# ACS resource's managed identity may write to.
+CALLSITE_RECORDING_CONTAINER_URL = env_str("CALLSITE_RECORDING_CONTAINER_URL")
+
 # ACS's signed tokens on callbacks and WebSockets. The audience is the ACS resource's immutable
 # resource id; empty turns token verification off (the shared secret then applies).
 CALLSITE_ACS_RESOURCE_ID = env_str("CALLSITE_ACS_RESOURCE_ID")

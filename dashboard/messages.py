@@ -15,9 +15,11 @@ from typing import Any, Literal, TypedDict
 
 from dashboard import charts
 from streaming.events import (
+    ActionPayload,
     AlertFiredEvent,
     AlertPayload,
     AnalyticsPayload,
+    CallActionEvent,
     CallParticipantEvent,
     CallPayload,
     CallsHealthEvent,
@@ -56,6 +58,7 @@ class CallSnapshot(TypedDict):
     call: CallPayload | None
     captions: list[CaptionPayload]
     alerts: list[AlertPayload]
+    actions: list[ActionPayload]  # supervisors' latest actions on the call, oldest first
     last_seq: int
     low_confidence: float  # words below this confidence are marked
 
@@ -102,6 +105,7 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
     "caption.interim": CaptionInterimEvent,
     "caption.final": CaptionFinalEvent,
     "alert.fired": AlertFiredEvent,
+    "call.action": CallActionEvent,
 }
 WALL_MESSAGES: dict[str, type] = {
     "snapshot": WallSnapshot,
@@ -131,6 +135,7 @@ def call_snapshot(
     last_seq: int,
     resume: bool,
     low_confidence: float,
+    actions: list[ActionPayload] | None = None,
 ) -> CallSnapshot:
     return {
         "type": "snapshot",
@@ -138,6 +143,7 @@ def call_snapshot(
         "call": call,
         "captions": captions,
         "alerts": alerts,
+        "actions": actions or [],
         "last_seq": last_seq,
         "low_confidence": low_confidence,
     }

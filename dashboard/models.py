@@ -6,6 +6,8 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from streaming.acs.identities import address_raw_id
+
 
 def canonical_address(value: str) -> tuple[str, str]:
     """(raw id, phone number) for an ACS identity or a phone number as people type them.
@@ -13,20 +15,10 @@ def canonical_address(value: str) -> tuple[str, str]:
     ``+1 555 123-0000`` and ``4:+15551230000`` are the same phone line; an ACS user, Teams
     user or bot is matched by its raw id (``8:acs:...``) as is.
     """
-    text = value.strip()
-    if text.startswith("4:"):
-        text = text[2:]
-    if text.startswith("+"):
-        digits = "".join(ch for ch in text[1:] if ch.isdigit())
-        if not digits:
-            raise ValidationError(f"{value!r} is not a phone number")
-        number = f"+{digits}"
-        return f"4:{number}", number
-    if ":" not in text or " " in text:
-        raise ValidationError(
-            f"{value!r} is neither a phone number (+E.164) nor an ACS raw id (8:acs:...)"
-        )
-    return text, ""
+    try:
+        return address_raw_id(value)
+    except ValueError as error:
+        raise ValidationError(str(error)) from error
 
 
 class Team(models.Model):
@@ -70,3 +62,39 @@ class TeamAddress(models.Model):
 
     def clean(self) -> None:
         self.raw_id, self.number = canonical_address(self.address)
+
+
+class SupervisorProfile(models.Model):
+    """A supervisor's own phone number and ACS identity, for "join this call"."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="callsite_profile"
+    )
+    phone_number = models.CharField(
+        max_length=40, blank=True, help_text="A phone number Callsite can dial (+15551230000)"
+    )
+    acs_id = models.CharField(
+        "ACS identity",
+        max_length=300,
+        blank=True,
+        help_text="The supervisor's ACS user raw id (8:acs:...), preferred over the number",
+    )
+
+    def __str__(self) -> str:
+        return f"profile of {self.user}"
+
+    def clean(self) -> None:
+        if self.phone_number:
+            number = canonical_address(self.phone_number)[1]
+            if not number:
+                raise ValidationError({"phone_number": "Give a phone number (+E.164)."})
+            self.phone_number = number
+        if self.acs_id and not canonical_address(self.acs_id)[0].startswith("8:"):
+            raise ValidationError({"acs_id": "Give an ACS user raw id (8:acs:...)."})
+
+    @property
+    def join_address(self) -> str:
+        """The raw id to add for "join this call": the ACS identity, else the number."""
+        if self.acs_id:
+            return self.acs_id.strip()
+        return f"4:{self.phone_number}" if self.phone_number else ""

@@ -3,7 +3,10 @@
 * Users with ``streaming.view_call`` (the Supervisors group) may watch calls at all.
 * Of those, users with ``streaming.view_all_calls`` (the Staff group) and superusers see
   every call; everyone else sees the calls of their teams: calls where one of the team's
-  addresses (an ACS raw id or a phone number) is a participant, the caller or the callee.
+  addresses (an ACS raw id or a phone number) is a participant, the caller or the callee,
+  and the calls they placed or connected Callsite to themselves.
+* Acting on a call needs a permission per kind of action (:func:`can_act`), on top of
+  seeing the call.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ def visible_calls(user: Any) -> QuerySet[Any]:
     in_call = Participant.objects.filter(call=OuterRef("pk"), raw_id__in=raw_ids)
     return Call.objects.filter(
         Q(Exists(in_call))
+        | Q(placed_by=user)
         | Q(caller__in=raw_ids)
         | Q(caller__in=numbers)
         | Q(callee__in=raw_ids)
@@ -68,3 +72,23 @@ CONTROL_CALL_PERMISSION = "streaming.control_call"
 def can_control_calls(user: Any) -> bool:
     """Supervisors who may also start or stop streaming and hang up (granted separately)."""
     return can_view_calls(user) and bool(user.has_perm(CONTROL_CALL_PERMISSION))
+
+
+# The permission each kind of supervisor action needs (streaming.automation.control.ActionKind).
+ACTION_PERMISSIONS = {
+    "control": CONTROL_CALL_PERMISSION,
+    "participants": "streaming.manage_participants",
+    "recording": "streaming.control_recording",
+    "place": "streaming.place_calls",
+}
+
+
+def can_act(user: Any, kind: str) -> bool:
+    """Supervisors granted the permission for this kind of action (control, participants,
+    recording, place): each is granted separately, to a user or a group."""
+    return can_view_calls(user) and bool(user.has_perm(ACTION_PERMISSIONS[kind]))
+
+
+def action_kinds(user: Any) -> set[str]:
+    """The kinds of action ``user`` may take, for the pages to show only those."""
+    return {kind for kind in ACTION_PERMISSIONS if can_act(user, kind)}

@@ -9,4 +9,5 @@ urlpatterns = [
     path("history/", views.call_history, name="history"),
     path("calls/<int:call_id>/", views.call_detail, name="call"),
     path("calls/<int:call_id>/actions/<slug:action>/", views.call_action, name="call-action"),
+    path("calls/new/<slug:how>/", views.call_new, name="call-new"),
 ]

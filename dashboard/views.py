@@ -12,19 +12,20 @@ from urllib.parse import urlencode
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from dashboard.api.filters import CallFilters, filter_calls
-from dashboard.permissions import can_control_calls, can_view_call, can_view_calls
+from dashboard.models import SupervisorProfile
+from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
 from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
 from streaming import units
 from streaming.acs.client import CallAutomationError
-from streaming.automation import lifecycle
+from streaming.automation import announcements, control, joining
 from streaming.history.exports import FORMATS
 from streaming.models import CallState
-from streaming.selectors import call_duration_ms, call_get
+from streaming.selectors import action_payload, call_duration_ms, call_get
 
 # The call page's download links: format, label (in FORMATS' order).
 DOWNLOAD_LABELS = {"json": "JSON", "csv": "CSV", "txt": "Text", "srt": "SRT", "vtt": "WebVTT"}
@@ -45,8 +46,8 @@ def supervisor_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
 
 @supervisor_required
 def call_wall(request: HttpRequest) -> HttpResponse:
-    """The wall of live and recent calls."""
-    return render(request, "dashboard/wall.html")
+    """The wall of live and recent calls (with "place a call" and "connect to a room")."""
+    return render(request, "dashboard/wall.html", {"can_place": can_act(request.user, "place")})
 
 
 @supervisor_required
@@ -55,35 +56,100 @@ def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     call = call_get(call_id=call_id) if can_view_call(request.user, call_id) else None
     if call is None:  # another team's call is as absent as one that does not exist
         raise Http404("No such call")
+    kinds = action_kinds(request.user) - {"place"} if call["managed"] else set()
+    whole_call = ["start-transcription", "stop-transcription", "start-media", "stop-media"]
     context = {
         "call": call,
-        "can_control": can_control_calls(request.user) and call["managed"],
-        "actions": [(slug, label) for slug, (label, _) in lifecycle.CALL_ACTIONS.items()],
+        "can_control": "control" in kinds,
+        "kinds": " ".join(sorted(kinds)),
+        "actions": [(slug, control.ACTIONS[slug].label) for slug in whole_call],
+        "destructive": {slug for slug, spec in control.ACTIONS.items() if spec.destructive},
+        "clips": announcements.clip_names() if call["bidirectional"] else [],
+        "join_address": _join_address(request.user),
         "downloads": [(fmt, DOWNLOAD_LABELS[fmt]) for fmt in FORMATS],
     }
     return render(request, "dashboard/call.html", context)
 
 
+def _join_address(user: Any) -> str:
+    profile = SupervisorProfile.objects.filter(user=user).first()
+    return profile.join_address if profile is not None else ""
+
+
+def _wants_json(request: HttpRequest) -> bool:
+    return request.headers.get("Accept", "").startswith("application/json")
+
+
+def _refused(
+    request: HttpRequest, status: int, message: str, to: str, **kwargs: Any
+) -> HttpResponse:
+    if _wants_json(request):
+        return JsonResponse({"error": message}, status=status)
+    messages.error(request, message)
+    return redirect(to, **kwargs)
+
+
 @require_POST
 @supervisor_required
 def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse:
-    """A supervisor action on a live call; the outcome is shown on the call page."""
-    if not can_control_calls(request.user):
-        raise PermissionDenied("You are not allowed to control calls.")
-    if action not in lifecycle.CALL_ACTIONS:
+    """A supervisor action on a live call; its pending state and outcome show on the page.
+
+    Unknown actions and calls the user may not see are 404, actions of a kind the user is not
+    granted 403; destructive ones need ``confirm=yes``. With ``Accept: application/json`` the
+    answer is the stored action (or ``{"error"}``), else a redirect to the call's page.
+    """
+    spec = control.ACTIONS.get(action)
+    if spec is None:
         raise Http404("No such action")
+    if not can_act(request.user, spec.kind):
+        raise PermissionDenied("You are not allowed to take this kind of action.")
     if not can_view_call(request.user, call_id):
         raise Http404("No such call")
-    label = lifecycle.CALL_ACTIONS[action][0]
+    back = ("dashboard:call",)
+    if spec.destructive and request.POST.get("confirm") != "yes":
+        return _refused(request, 400, f"{spec.label}: confirm it first.", *back, call_id=call_id)
+    params = {key: request.POST.get(key, "") for key in request.POST}
+    if action == "join-call":
+        params["address"] = _join_address(request.user)
+        if not params["address"]:
+            message = f"{spec.label}: your profile has no phone number or ACS id."
+            return _refused(request, 400, message, *back, call_id=call_id)
     try:
-        lifecycle.call_control(call_id=call_id, action=action)
+        done = control.control_run(call_id=call_id, action=action, user=request.user, params=params)
     except ValueError as error:
-        messages.error(request, f"{label}: {error}.")
+        return _refused(request, 400, f"{spec.label}: {error}.", *back, call_id=call_id)
     except CallAutomationError as error:
-        messages.error(request, f"{label} failed: {error}")
-    else:
-        messages.success(request, f"{label}: requested.")
+        return _refused(request, 502, f"{spec.label} failed: {error}", *back, call_id=call_id)
+    if _wants_json(request):
+        return JsonResponse({"action": action_payload(done)})
+    messages.success(request, f"{spec.label}: requested.")
     return redirect("dashboard:call", call_id=call_id)
+
+
+@require_POST
+@supervisor_required
+def call_new(request: HttpRequest, how: str) -> HttpResponse:
+    """Place a call (``how="place"``, to ``address``) or join a room call (``room_id``)."""
+    if how not in ("place", "room"):
+        raise Http404("No such way to start a call")
+    if not can_act(request.user, "place"):
+        raise PermissionDenied("You are not allowed to place calls.")
+    label = "Place a call" if how == "place" else "Connect to a room"
+    try:
+        if how == "place":
+            call = joining.call_place(target=request.POST.get("address", ""), user=request.user)
+        else:
+            call = joining.room_call_connect(
+                room_id=request.POST.get("room_id", ""), user=request.user
+            )
+    except ValueError as error:
+        return _refused(request, 400, f"{label}: {error}.", "dashboard:wall")
+    except CallAutomationError as error:
+        return _refused(request, 502, f"{label} failed: {error}", "dashboard:wall")
+    if _wants_json(request):
+        return JsonResponse({"call_id": call.pk})
+    messages.success(request, f"{label}: requested.")
+    return redirect("dashboard:call", call_id=call.pk)
 
 
 HISTORY_PAGE_SIZE = 25

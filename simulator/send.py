@@ -7,6 +7,7 @@ import math
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
@@ -74,8 +75,12 @@ async def send_packets(
     token: str | None,
     speed: float = 1.0,
     on_packet: Callable[[ScheduledPacket], None] | None = None,
+    on_message: Callable[[str | bytes], None] | None = None,
 ) -> CallResult:
     """Open a WebSocket the way ACS does and send ``packets`` on schedule, then close (1000).
+
+    ``on_message`` gets every message the server sends back, as it arrives: the outbound
+    audio of a bidirectional stream (read it with :func:`simulator.wire.read_outbound`).
 
     Each packet goes out at ``packet.at / speed`` seconds after the socket opened, measured
     from one monotonic start, so a long call never drifts. ``packets`` may be any sequence,
@@ -108,6 +113,9 @@ async def send_packets(
         except (OSError, TimeoutError, WebSocketException) as exc:
             raise SimulatorError(f"cannot connect to {url}: {exc}") from exc
     started = loop.time()
+    reader = None
+    if on_message is not None:
+        reader = asyncio.create_task(_read_messages(ws, on_message))
     sent = finals = intermediates = frames = 0
     unbroken = 0  # packets sent since this task last let others run
     try:
@@ -143,8 +151,19 @@ async def send_packets(
         ) from exc
     finally:
         await ws.close()
+        if reader is not None:
+            reader.cancel()
     elapsed = loop.time() - started
     return CallResult(call_connection_id, sent, finals, intermediates, elapsed, frames)
+
+
+async def _read_messages(ws: Any, on_message: Callable[[str | bytes], None]) -> None:
+    """Hand each message the server sends to ``on_message`` until the socket closes."""
+    try:
+        async for message in ws:
+            on_message(message)
+    except ConnectionClosed:
+        pass
 
 
 async def stream_call(
@@ -156,6 +175,7 @@ async def stream_call(
     speed: float = 1.0,
     correlation_id: str | None = None,
     on_packet: Callable[[ScheduledPacket], None] | None = None,
+    on_message: Callable[[str | bytes], None] | None = None,
 ) -> CallResult:
     """Play one scripted or audio call to ``url`` (query gets ``token`` and ``call`` added).
 
@@ -177,6 +197,7 @@ async def stream_call(
         token=token,
         speed=speed,
         on_packet=on_packet,
+        on_message=on_message,
     )
 
 

@@ -166,3 +166,49 @@ def audio_frame_tails(
             zero_tail = tail
         tails.append(tail)
     return tuple(tails)
+
+
+# --- what an application sends back on a bidirectional media socket ---------------------------
+
+OUTBOUND_AUDIO = "AudioData"
+OUTBOUND_STOP = "StopAudio"
+
+
+class OutboundError(ValueError):
+    """A message an application sent to ACS that ACS could not play; says why."""
+
+
+def read_outbound(message: str | bytes) -> tuple[str, bytes | None]:
+    """``(kind, pcm)`` of a message an application sends ACS: ``("AudioData", <PCM>)`` or
+    ``("StopAudio", None)``.
+
+    The docs write PascalCase keys (``{"Kind": "AudioData", "AudioData": {"Data": ...}}``),
+    the Java and JavaScript SDKs camelCase (``{"kind": "audioData", "audioData": {"data":
+    ...}}``); ACS takes all of them, so this reads keys and kinds case-insensitively
+    (ACS-PROTOCOL.md §4). Raises :class:`OutboundError` for anything else.
+    """
+    try:
+        body = json.loads(message)
+    except ValueError as error:
+        raise OutboundError(f"not JSON: {error}") from error
+    if not isinstance(body, dict):
+        raise OutboundError("not a JSON object")
+    keys = {str(key).lower(): value for key, value in body.items()}
+    kind = str(keys.get("kind") or "").lower()
+    if kind == "stopaudio":
+        return OUTBOUND_STOP, None
+    if kind != "audiodata":
+        raise OutboundError(f"unknown kind {keys.get('kind')!r}")
+    audio = keys.get("audiodata")
+    if not isinstance(audio, dict):
+        raise OutboundError("AudioData without its audioData object")
+    data = {str(key).lower(): value for key, value in audio.items()}.get("data")
+    if not isinstance(data, str):
+        raise OutboundError("AudioData without base64 data")
+    try:
+        pcm = base64.b64decode(data, validate=True)
+    except binascii.Error as error:
+        raise OutboundError(f"bad base64: {error}") from error
+    if len(pcm) % 2:
+        raise OutboundError(f"{len(pcm)} bytes is not 16-bit PCM")
+    return OUTBOUND_AUDIO, pcm

@@ -42,6 +42,7 @@ class ParticipantPayload(TypedDict):
     is_muted: bool
     is_on_hold: bool
     in_call: bool
+    invitation: str  # Invitation: "" unless Callsite added them; invited, joined, failed...
 
 
 class ProblemPayload(TypedDict):
@@ -54,11 +55,32 @@ class ProblemPayload(TypedDict):
     at: str
 
 
+class ActionPayload(TypedDict):
+    """A supervisor's action on a call and where it stands (the audit trail's row)."""
+
+    id: int
+    call_id: int
+    action: str  # the action's slug: "hold", "add-participant", "start-recording"...
+    label: str
+    user: str
+    target: str  # the participant's raw id, "" for the whole call
+    request: dict[str, object]
+    status: str  # ActionStatus: pending, accepted, succeeded, failed, refused, cancelled
+    settled: bool
+    outcome: str
+    at: str
+    settled_at: str | None
+
+
 class CallPayload(TypedDict):
     id: int
     connection_id: str | None
     state: str
     managed: bool
+    origin: str  # CallOrigin: "" (streamed to Callsite), answered, room, placed
+    room_id: str
+    recording_state: str  # RecordingState: "" (not recording), starting, active, paused...
+    bidirectional: bool
     caller: str
     caller_display_name: str
     callee: str
@@ -204,6 +226,13 @@ class CallsHealthEvent(TypedDict):
     calls: list[HealthPayload]
 
 
+class CallActionEvent(TypedDict):
+    """A supervisor action was asked for, or its outcome came: replaces the one with its id."""
+
+    type: Literal["call.action"]
+    action: ActionPayload
+
+
 Event = (
     CallUpdatedEvent
     | CallParticipantEvent
@@ -212,6 +241,7 @@ Event = (
     | AnalyticsUpdatedEvent
     | AlertFiredEvent
     | CallsHealthEvent
+    | CallActionEvent
 )
 
 # Each event, and the groups it is sent to: "call" is ``call_group(id)``, a call page's;
@@ -225,6 +255,7 @@ EVENT_GROUPS: dict[type, tuple[str, ...]] = {
     AnalyticsUpdatedEvent: ("call",),
     AlertFiredEvent: ("call", "overview"),
     CallsHealthEvent: ("overview",),
+    CallActionEvent: ("call",),
 }
 
 
@@ -272,6 +303,10 @@ def alert_fired(alert: AlertPayload) -> AlertFiredEvent:
 
 def calls_health(calls: list[HealthPayload]) -> CallsHealthEvent:
     return {"type": "calls.health", "calls": calls}
+
+
+def call_action(action: ActionPayload) -> CallActionEvent:
+    return {"type": "call.action", "action": action}
 
 
 def groups_for_call(call_id: int) -> tuple[str, ...]:

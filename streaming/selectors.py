@@ -10,6 +10,7 @@ from django.db.models import Count, Prefetch, QuerySet
 from django.utils import timezone
 
 from streaming.events import (
+    ActionPayload,
     AlertPayload,
     AnalyticsPayload,
     CallPayload,
@@ -24,6 +25,7 @@ from streaming.models import (
     CallAnalytics,
     CallEvent,
     CallState,
+    ControlAction,
     Participant,
     Stream,
     TalkSecond,
@@ -43,6 +45,7 @@ def participant_payload(participant: Participant) -> ParticipantPayload:
         "is_muted": participant.is_muted,
         "is_on_hold": participant.is_on_hold,
         "in_call": participant.in_call,
+        "invitation": participant.invitation,
     }
 
 
@@ -83,6 +86,10 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "connection_id": call.connection_id,
         "state": call.state,
         "managed": call.managed,
+        "origin": call.origin,
+        "room_id": call.room_id,
+        "recording_state": call.recording_state,
+        "bidirectional": call.bidirectional,
         "caller": call.caller,
         "caller_display_name": call.caller_display_name,
         "callee": call.callee,
@@ -97,6 +104,32 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "participants": [participant_payload(p) for p in people],
         "problems": [problem_payload(e) for e in _problems(call)],
     }
+
+
+ACTIONS_SHOWN = 50
+
+
+def action_payload(action: ControlAction) -> ActionPayload:
+    return {
+        "id": action.pk,
+        "call_id": action.call_id,
+        "action": action.action,
+        "label": action.label,
+        "user": action.username,
+        "target": action.target,
+        "request": action.request,
+        "status": action.status,
+        "settled": action.settled,
+        "outcome": action.outcome,
+        "at": action.created_at.isoformat(),
+        "settled_at": action.settled_at.isoformat() if action.settled_at else None,
+    }
+
+
+def call_actions(*, call_id: int) -> list[ActionPayload]:
+    """A call's latest supervisor actions, oldest first (the call page's audit trail)."""
+    newest = ControlAction.objects.filter(call_id=call_id).order_by("-created_at", "-pk")
+    return [action_payload(a) for a in reversed(newest[:ACTIONS_SHOWN])]
 
 
 def caption_payload(utterance: Utterance, participant: Participant | None) -> CaptionPayload:

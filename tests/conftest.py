@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,7 @@ def supervisor(db: Any) -> User:
     """A supervisor who sees every call: in the Supervisors and Staff groups (both created
     by the dashboard app after migrate). Team-scoped supervisors are in test_teams.py."""
     user = User.objects.create_user("sup", password="sup-password-123")
-    user.groups.add(
-        Group.objects.get(name=SUPERVISORS_GROUP), Group.objects.get(name=STAFF_GROUP)
-    )
+    user.groups.add(Group.objects.get(name=SUPERVISORS_GROUP), Group.objects.get(name=STAFF_GROUP))
     return user
 
 
@@ -67,14 +66,18 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
     creates is committed and visible to the server, and flushed afterwards. Keyword
     arguments are environment variables for the server (``CALLSITE_RECOGNIZER="sphinx"``);
     ``module="daphne"`` runs plain Daphne, as ``daphne callsite.asgi:application``;
-    ``options`` are more of the server's options.
+    ``options`` are more of the server's options; ``port`` a free port chosen beforehand.
     """
     if connection.vendor == "sqlite" and connection.settings_dict["NAME"] in ("", ":memory:"):
         pytest.fail("live-server tests need a file-backed SQLite test database")
     started: list[DaphneServer] = []
 
     def start(
-        *, module: str = "callsite.server", options: tuple[str, ...] = (), **environment: str
+        *,
+        module: str = "callsite.server",
+        options: tuple[str, ...] = (),
+        port: int | None = None,
+        **environment: str,
     ) -> DaphneServer:
         try:
             server = start_server(
@@ -82,6 +85,7 @@ def daphne_factory(transactional_db: Any, tmp_path: Path) -> Iterator[Callable[.
                 log_dir=tmp_path,
                 module=module,
                 options=options,
+                port=port,
             )
         except RuntimeError as error:
             pytest.fail(str(error))
@@ -136,3 +140,61 @@ def _fresh_live_calls() -> Iterator[None]:
     LIVE.rules_changed()
     yield
     LIVE.calls.clear()
+
+
+@dataclass
+class AcsServer:
+    """A server whose ACS is the Call Automation stand-in, sending callbacks back to it."""
+
+    server: DaphneServer
+    standin: Any  # tests.standins.call_automation.CallAutomationStandIn
+
+    def session(self, user: User, password: str = "sup-password-123") -> Any:
+        """A logged-in ``requests`` session that sends the CSRF token as a browser does."""
+        import requests
+
+        session = requests.Session()
+        session.trust_env = False  # loopback: no proxy
+        url = f"{self.server.http_url}/accounts/login/"
+        session.get(url, timeout=10)
+        token = session.cookies["csrftoken"]
+        answer = session.post(
+            url,
+            data={"username": user.username, "password": password, "csrfmiddlewaretoken": token},
+            headers={"Referer": url},
+            timeout=10,
+        )
+        answer.raise_for_status()
+        session.headers.update(
+            {"X-CSRFToken": session.cookies.get("csrftoken") or "", "Accept": "application/json"}
+        )
+        return session
+
+
+@pytest.fixture
+def acs_server(
+    daphne_factory: Callable[..., DaphneServer],
+    call_automation_standin: Any,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
+) -> AcsServer:
+    """A server answering calls and taking supervisors' actions through the stand-in, which
+    POSTs each callback to it as it would happen. Bidirectional audio is on; announcements
+    come from ``tmp_path/announcements``."""
+    from tests.servers import free_port
+
+    call_automation_standin.book.auto_deliver = True
+    port = free_port()
+    (tmp_path / "announcements").mkdir()
+    server = daphne_factory(
+        port=port,
+        ACS_CONNECTION_STRING=call_automation_standin.connection_string,
+        CALLSITE_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        REQUESTS_CA_BUNDLE=call_automation_standin.ca_path,
+        no_proxy="127.0.0.1,localhost",
+        CALLSITE_ANSWER_CALLS="all",
+        CALLSITE_MEDIA_STREAMING="1",
+        CALLSITE_BIDIRECTIONAL_AUDIO="1",
+        CALLSITE_ACS_CALLER_ID="+15550000000",
+        CALLSITE_ANNOUNCEMENTS_DIR=str(tmp_path / "announcements"),
+    )
+    return AcsServer(server, call_automation_standin)

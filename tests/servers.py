@@ -103,14 +103,16 @@ def start_server(
     module: str = "callsite.server",
     options: Sequence[str] = (),
     within: float = 30,
+    port: int | None = None,
 ) -> DaphneServer:
     """Start a server with the test settings and ``environment``; return once it listens.
 
     ``module`` is ``callsite.server`` (Daphne with Callsite's drain and limits) or ``daphne``;
     ``options`` are more of their command-line options (``--proxy-headers`` behind nginx).
+    ``port`` is a free port chosen beforehand, when the environment must name it.
     Raises ``RuntimeError`` with the server's output if it exits or does not listen in time.
     """
-    port = free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.settings",

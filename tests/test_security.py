@@ -163,6 +163,7 @@ WALL = "GET / (call wall)"
 HISTORY = "GET /history/"
 CALL_PAGE = "GET /calls/<id>/"
 ACTION = "POST /calls/<id>/actions/<action>/"
+NEW_CALL = "POST /calls/new/<how>/ (place a call, connect to a room)"
 WALL_WS = "ws /ws/dashboard/"
 CALL_WS = "ws /ws/dashboard/calls/<id>/"
 API = "/api/"
@@ -279,6 +280,21 @@ TABLE: list[Http | Socket] = [
          who="controller", form={}, csrf="sent"),
     Http(ACTION, "GET (a link or an image tag)", "GET", "/calls/{team_call}/actions/hang-up/",
          405, who="controller"),
+    Http(ACTION, "a supervisor who may control calls, not manage participants", "POST",
+         "/calls/{team_call}/actions/hold/", 403, who="controller", form={}, csrf="sent"),
+    Http(NEW_CALL, "control: a supervisor who may place calls, with the CSRF token", "POST",
+         "/calls/new/room/", 302, who="placer", form={"room_id": "room-1"}, csrf="sent",
+         location="/"),
+    Http(NEW_CALL, "anonymous", "POST", "/calls/new/place/", 302, form={}, location=LOGIN_AT),
+    Http(NEW_CALL, "logged in, not a supervisor", "POST", "/calls/new/place/", 403,
+         who="outsider", form={}),
+    Http(NEW_CALL, "a supervisor without the place-calls permission", "POST",
+         "/calls/new/place/", 403, who="controller", form={"address": "+15550100"},
+         csrf="sent"),
+    Http(NEW_CALL, "cross-site form post (no CSRF token)", "POST", "/calls/new/room/", 403,
+         who="placer", form={"room_id": "room-1"}, csrf="missing"),
+    Http(NEW_CALL, "GET (a link or an image tag)", "GET", "/calls/new/room/", 405,
+         who="placer"),
     # --- Supervisor sockets -----------------------------------------------------------------
     Socket(WALL_WS, "control: a supervisor from the site's own page", "/ws/dashboard/", True,
            who="team", shows=("team-call",), hides=("other-call",)),
@@ -472,19 +488,24 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
     team = Team.objects.create(name="Support")
     TeamAddress.objects.create(team=team, address=TEAM_LINE)
 
-    def member(name: str, *, is_staff: bool = False, control: bool = False) -> User:
+    def member(
+        name: str, *, is_staff: bool = False, control: bool = False, place: bool = False
+    ) -> User:
         user = user_in(name, SUPERVISORS_GROUP)
         user.set_password(PASSWORD)
         user.is_staff = is_staff
         user.save()
         if control:
             user.user_permissions.add(Permission.objects.get(codename="control_call"))
+        if place:
+            user.user_permissions.add(Permission.objects.get(codename="place_calls"))
         team.members.add(user)
         return user
 
     users = {
         "team": member("teamsup"),
         "controller": member("controller", control=True),
+        "placer": member("placer", place=True),
         "staff_flag": member("teamadmin", is_staff=True),
         "inactive": member("leaver"),
         "stale": member("stale"),

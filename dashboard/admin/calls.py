@@ -25,6 +25,7 @@ from django.db.models import (
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from dashboard.admin.actions import ControlActionInline
 from dashboard.admin.downloads import (
     MAX_TRANSCRIPT_DOWNLOAD,
     TranscriptFormatForm,
@@ -172,6 +173,12 @@ class CallAdmin(admin.ModelAdmin):
         "callee",
         "media_state",
         "transcription_state",
+        "origin",
+        "room_id",
+        "placed_by",
+        "bidirectional",
+        "recording_id",
+        "recording_state",
         "participants_sequence",
         "created_at",
         "updated_at",
@@ -182,6 +189,7 @@ class CallAdmin(admin.ModelAdmin):
         AlertInline,
         UtteranceInline,
         CallEventInline,
+        ControlActionInline,
     )
 
     # -- which calls

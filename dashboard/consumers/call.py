@@ -89,6 +89,7 @@ class CallPageConsumer(SupervisorSocket):
             call=call,
             captions=captions,
             alerts=alerts,
+            actions=selectors.call_actions(call_id=call_id),
             last_seq=self.last_seq,
             resume=after is not None,
             low_confidence=settings.CALLSITE_LOW_CONFIDENCE_PERCENT / 100,
@@ -135,6 +136,9 @@ class CallPageConsumer(SupervisorSocket):
     # --- state ---------------------------------------------------------------------------------
 
     async def call_updated(self, event: dict[str, Any]) -> None:
+        await self.send_message(event)
+
+    async def call_action(self, event: dict[str, Any]) -> None:
         await self.send_message(event)
 
     async def call_participant(self, event: dict[str, Any]) -> None:

@@ -18,6 +18,10 @@
   let following = true;
   let chartsMounted = false;
   let latestAnalytics = null;
+  let drawnParticipants = "";
+  const actions = new Map(); // supervisor actions by id: the audit trail and pending states
+  const controls = document.getElementById("call-controls");
+  const kinds = new Set(controls ? controls.dataset.kinds.split(" ").filter(Boolean) : []);
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -236,8 +240,7 @@
     if (call.media_state) streams.push(`media ${call.media_state}`);
     if (call.transcription_state) streams.push(`transcription ${call.transcription_state}`);
     document.getElementById("call-streams").textContent = streams.join(" · ");
-    const actions = document.getElementById("call-actions");
-    if (actions) actions.hidden = call.state === "ended";
+    if (controls) controls.hidden = call.state === "ended";
     document.getElementById("problems").replaceChildren(
       ...call.problems.map((problem) => {
         const li = document.createElement("li");
@@ -246,16 +249,180 @@
         return li;
       }),
     );
+    // Redrawn only when something changed: the clock redraws the call every second.
     const list = document.getElementById("participants");
-    list.replaceChildren(
-      ...call.participants.map((p) => {
+    const drawn = JSON.stringify([call.state, call.participants, [...actions.values()].filter((a) => !a.settled)]);
+    if (drawnParticipants !== drawn) {
+      drawnParticipants = drawn;
+      list.replaceChildren(...call.participants.map(participantItem));
+    }
+    const recording = document.getElementById("recording-state");
+    if (recording) {
+      recording.textContent = call.recording_state || "off";
+      recording.dataset.state = call.recording_state;
+    }
+    renderAudit();
+  }
+
+  // --- supervisor actions -------------------------------------------------------------------
+
+  function pendingFor(rawId) {
+    return [...actions.values()].filter((a) => a.target === rawId && !a.settled);
+  }
+
+  function participantItem(p) {
+    const li = document.createElement("li");
+    li.dataset.role = p.role;
+    li.dataset.rawId = p.raw_id;
+    const flags = [
+      p.is_muted ? "muted" : "",
+      p.is_on_hold ? "on hold" : "",
+      p.invitation && p.invitation !== "joined" ? p.invitation : "",
+      p.in_call || p.invitation === "invited" ? "" : "left",
+    ];
+    const text = document.createElement("span");
+    text.className = "who";
+    text.textContent = [`${p.label} · ${p.role}`, ...flags.filter(Boolean)].join(" · ");
+    li.append(text);
+    for (const action of pendingFor(p.raw_id)) {
+      const badge = document.createElement("span");
+      badge.className = "pending";
+      badge.dataset.action = action.action;
+      badge.textContent = `${action.label}: ${action.status}…`;
+      li.append(badge);
+    }
+    if (call.state !== "ended") li.append(...participantButtons(p));
+    return li;
+  }
+
+  function button(label, action, participant, ask) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.textContent = label;
+    b.dataset.action = action;
+    b.addEventListener("click", () => {
+      const params = { participant: participant.raw_id };
+      if (ask) {
+        const extra = ask(params);
+        if (extra === null) return;
+      }
+      post(action, params);
+    });
+    return b;
+  }
+
+  function asking(question, field) {
+    return (params) => {
+      const answer = window.prompt(question);
+      if (!answer) return null;
+      params[field] = answer;
+      return params;
+    };
+  }
+
+  function confirming(question) {
+    return (params) => {
+      if (!window.confirm(question)) return null;
+      params.confirm = "yes";
+      return params;
+    };
+  }
+
+  function participantButtons(p) {
+    const buttons = [];
+    if (kinds.has("participants")) {
+      if (p.invitation === "invited") buttons.push(button("Cancel invitation", "cancel-add", p));
+      if (p.in_call) {
+        if (!p.is_muted) buttons.push(button("Mute", "mute", p));
+        buttons.push(p.is_on_hold ? button("Unhold", "unhold", p) : button("Hold", "hold", p));
+        buttons.push(button("Remove", "remove", p, confirming(`Remove ${p.label} from the call?`)));
+        buttons.push(
+          button("Transfer", "transfer", p, (params) => {
+            const to = window.prompt(`Transfer ${p.label} to (number or ACS id)`);
+            if (!to || !window.confirm(`Transfer ${p.label} to ${to}?`)) return null;
+            params.address = to;
+            params.confirm = "yes";
+            return params;
+          }),
+        );
+      }
+    }
+    if (kinds.has("control") && p.in_call) {
+      buttons.push(button("DTMF", "send-dtmf", p, asking(`Keys to send to ${p.label} (0-9 * #)`, "tones")));
+      buttons.push(button("Prompt", "play-prompt", p, asking(`Prompt only ${p.label} hears`, "text")));
+    }
+    return buttons;
+  }
+
+  function showAction(action) {
+    actions.set(action.id, action);
+  }
+
+  function renderAudit() {
+    const audit = document.getElementById("audit");
+    if (!actions.size) return;
+    const rows = [...actions.values()].sort((a, b) => b.id - a.id);
+    audit.replaceChildren(
+      ...rows.map((a) => {
         const li = document.createElement("li");
-        li.dataset.role = p.role;
-        const flags = [p.is_muted ? "muted" : "", p.is_on_hold ? "on hold" : "", p.in_call ? "" : "left"];
-        li.textContent = [`${p.label} · ${p.role}`, ...flags.filter(Boolean)].join(" · ");
+        li.dataset.action = a.action;
+        li.dataset.status = a.status;
+        const when = new Date(a.at).toLocaleTimeString();
+        const target = a.target ? ` (${a.target})` : "";
+        const outcome = a.outcome ? ` · ${a.outcome}` : "";
+        li.textContent = `${when} · ${a.user || "someone"} · ${a.label}${target} · ${a.status}${outcome}`;
         return li;
       }),
     );
+  }
+
+  function csrfToken() {
+    const input = controls && controls.querySelector("input[name=csrfmiddlewaretoken]");
+    return input ? input.value : "";
+  }
+
+  function showError(message) {
+    const error = document.getElementById("control-error");
+    if (!error) return;
+    error.textContent = message || "";
+    error.hidden = !message;
+  }
+
+  async function post(action, params, url) {
+    const body = new URLSearchParams(params);
+    const target = url || controls.dataset.actionsUrl.replace("ACTION", action);
+    showError("");
+    try {
+      const response = await fetch(target, {
+        method: "POST",
+        body,
+        credentials: "same-origin",
+        headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+      });
+      const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+      if (!response.ok) showError(answer.error || `HTTP ${response.status}`);
+      else if (answer.action) showAction(answer.action);
+    } catch (error) {
+      showError(String(error));
+    }
+    renderCall();
+  }
+
+  // The page's forms post through fetch, so the page (and its live socket) stays; without
+  // JavaScript they post and come back with a message.
+  if (controls) {
+    controls.addEventListener("submit", (event) => {
+      const form = event.target.closest("form.control");
+      if (!form) return;
+      event.preventDefault();
+      const params = Object.fromEntries(new FormData(form));
+      delete params.csrfmiddlewaretoken;
+      if (form.dataset.confirm) {
+        if (!window.confirm(form.dataset.confirm)) return;
+        params.confirm = "yes";
+      }
+      post("", params, form.action);
+    });
   }
 
   function socketPath() {
@@ -271,6 +438,7 @@
       captions.querySelectorAll(".caption.interim").forEach((el) => el.remove());
       for (const caption of event.captions) showFinal(caption);
       for (const alert of event.alerts) showAlert(alert);
+      for (const action of event.actions || []) showAction(action);
       lastSeq = Math.max(lastSeq, event.last_seq || 0);
     } else if (event.type === "call.updated") {
       call = event.call;
@@ -282,6 +450,8 @@
       showInterim(event.caption);
     } else if (event.type === "alert.fired") {
       showAlert(event.alert);
+    } else if (event.type === "call.action") {
+      showAction(event.action);
     } else if (event.type === "analytics" || event.type === "analytics.updated") {
       showAnalytics(event);
     }

@@ -14,12 +14,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import quote, urlencode, urlsplit
 
 from azure.communication.callautomation import (
     AudioFormat,
     CallAutomationClient,
     CallConnectionClient,
+    CallConnectionProperties,
     MediaStreamingAudioChannelType,
     MediaStreamingContentType,
     MediaStreamingOptions,
@@ -35,10 +37,14 @@ __all__ = [
     "CallAutomationNotConfigured",
     "call_answer",
     "call_hang_up",
+    "connection_result",
     "get_client",
     "media_streaming_start",
     "media_streaming_stop",
+    "on_call",
+    "on_client",
     "reset_clients",
+    "streaming_options",
     "streaming_urls",
     "transcription_start",
     "transcription_stop",
@@ -90,6 +96,8 @@ class AnswerResult:
     server_call_id: str | None
     correlation_id: str | None
 
+
+T = TypeVar("T")
 
 _clients: dict[str, CallAutomationClient] = {}
 _clients_lock = threading.Lock()
@@ -149,20 +157,18 @@ def _failure(action: str, exc: Exception) -> CallAutomationError:
     return CallAutomationError(f"{action} failed: {reason}", reason=reason)
 
 
-def call_answer(
+def streaming_options(
     *,
-    incoming_call_context: str,
-    callback_url: str,
     media_url: str | None,
     transcription_url: str | None,
     locale: str | None,
-    cognitive_services_endpoint: str | None,
-    operation_context: str | None = None,
-) -> AnswerResult:
-    """Answer an incoming call, asking ACS to stream to the given WebSocket URLs.
+    bidirectional: bool = False,
+) -> tuple[MediaStreamingOptions | None, TranscriptionOptions | None]:
+    """The streaming options every call Callsite joins is given (answered, room or placed).
 
-    ``media_url`` asks for unmixed 16 kHz mono PCM audio, started at once; ``transcription_url``
-    asks for ACS live transcription in ``locale`` (required then), with intermediate results.
+    ``media_url`` asks for unmixed 16 kHz mono PCM audio, started at once (and audio back into
+    the call when ``bidirectional``); ``transcription_url`` asks for ACS live transcription in
+    ``locale`` (required then), with intermediate results.
     """
     media = None
     if media_url:
@@ -172,13 +178,14 @@ def call_answer(
             content_type=MediaStreamingContentType.AUDIO,
             audio_channel_type=MediaStreamingAudioChannelType.UNMIXED,
             start_media_streaming=True,
+            enable_bidirectional=True if bidirectional else None,
             audio_format=AudioFormat.PCM16_K_MONO,
         )
     transcription = None
     if transcription_url:
         if not locale:
             # ACS rejects transcription options without a locale; fail before the call rings out.
-            raise CallAutomationNotConfigured("answering with live transcription needs a locale")
+            raise CallAutomationNotConfigured("live transcription needs a locale")
         transcription = TranscriptionOptions(
             transport_url=transcription_url,
             transport_type=StreamingTransportType.WEBSOCKET,
@@ -186,6 +193,46 @@ def call_answer(
             start_transcription=True,
             enable_intermediate_results=True,
         )
+    return media, transcription
+
+
+def connection_result(properties: CallConnectionProperties, action: str) -> AnswerResult:
+    """The ids of a call connection ACS returned for ``action``; an error if it has none."""
+    if not properties.call_connection_id:
+        raise CallAutomationError(
+            f"{action} failed: ACS returned no call connection id",
+            status=200,
+            reason="ACS returned no call connection id",
+        )
+    return AnswerResult(
+        call_connection_id=properties.call_connection_id,
+        server_call_id=properties.server_call_id,
+        correlation_id=properties.correlation_id,
+    )
+
+
+def call_answer(
+    *,
+    incoming_call_context: str,
+    callback_url: str,
+    media_url: str | None,
+    transcription_url: str | None,
+    locale: str | None,
+    cognitive_services_endpoint: str | None,
+    operation_context: str | None = None,
+    bidirectional: bool = False,
+) -> AnswerResult:
+    """Answer an incoming call, asking ACS to stream to the given WebSocket URLs
+    (:func:`streaming_options`)."""
+    try:
+        media, transcription = streaming_options(
+            media_url=media_url,
+            transcription_url=transcription_url,
+            locale=locale,
+            bidirectional=bidirectional,
+        )
+    except CallAutomationNotConfigured as error:
+        raise CallAutomationNotConfigured(f"answering with {error}") from error
     client = get_client()
     try:
         properties = client.answer_call(
@@ -198,26 +245,25 @@ def call_answer(
         )
     except _SDK_FAILURES as exc:
         raise _failure("answering the call", exc) from exc
-    if not properties.call_connection_id:
-        raise CallAutomationError(
-            "answering the call failed: ACS returned no call connection id",
-            status=200,
-            reason="ACS returned no call connection id",
-        )
-    return AnswerResult(
-        call_connection_id=properties.call_connection_id,
-        server_call_id=properties.server_call_id,
-        correlation_id=properties.correlation_id,
-    )
+    return connection_result(properties, "answering the call")
 
 
-def _on_call(
-    action: str, call_connection_id: str, request: Callable[[CallConnectionClient], None]
-) -> None:
+def on_call(
+    action: str, call_connection_id: str, request: Callable[[CallConnectionClient], T]
+) -> T:
     """Run ``request`` on the call's connection client, reporting failures as ``action``."""
     client = get_client()
     try:
-        request(client.get_call_connection(call_connection_id))
+        return request(client.get_call_connection(call_connection_id))
+    except _SDK_FAILURES as exc:
+        raise _failure(action, exc) from exc
+
+
+def on_client(action: str, request: Callable[[CallAutomationClient], T]) -> T:
+    """Run ``request`` on the SDK client itself, reporting failures as ``action``."""
+    client = get_client()
+    try:
+        return request(client)
     except _SDK_FAILURES as exc:
         raise _failure(action, exc) from exc
 
@@ -229,7 +275,7 @@ def transcription_start(
 
     ``locale`` switches the language; None keeps the one given when answering.
     """
-    _on_call(
+    on_call(
         "starting transcription",
         call_connection_id,
         lambda call: call.start_transcription(locale=locale, operation_context=operation_context),
@@ -238,7 +284,7 @@ def transcription_start(
 
 def transcription_stop(call_connection_id: str, *, operation_context: str | None = None) -> None:
     """Stop ACS live transcription on a call."""
-    _on_call(
+    on_call(
         "stopping transcription",
         call_connection_id,
         lambda call: call.stop_transcription(operation_context=operation_context),
@@ -247,7 +293,7 @@ def transcription_stop(call_connection_id: str, *, operation_context: str | None
 
 def media_streaming_start(call_connection_id: str, *, operation_context: str | None = None) -> None:
     """Start audio streaming on a call answered with a media streaming URL."""
-    _on_call(
+    on_call(
         "starting media streaming",
         call_connection_id,
         lambda call: call.start_media_streaming(operation_context=operation_context),
@@ -256,7 +302,7 @@ def media_streaming_start(call_connection_id: str, *, operation_context: str | N
 
 def media_streaming_stop(call_connection_id: str, *, operation_context: str | None = None) -> None:
     """Stop audio streaming on a call."""
-    _on_call(
+    on_call(
         "stopping media streaming",
         call_connection_id,
         lambda call: call.stop_media_streaming(operation_context=operation_context),
@@ -265,7 +311,7 @@ def media_streaming_stop(call_connection_id: str, *, operation_context: str | No
 
 def call_hang_up(call_connection_id: str) -> None:
     """End the call for every participant (``POST .../{id}:terminate``)."""
-    _on_call(
+    on_call(
         "hanging up the call",
         call_connection_id,
         lambda call: call.hang_up(is_for_everyone=True),

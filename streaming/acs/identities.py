@@ -70,3 +70,25 @@ def _tail(value: str) -> str:
     """The last few characters of an id: enough to tell two agents apart on screen."""
     cleaned = value.strip().rstrip("…")
     return cleaned[-4:] if len(cleaned) > 4 else cleaned
+
+
+def address_raw_id(value: str) -> tuple[str, str]:
+    """``(raw id, phone number)`` for a phone number or ACS identity as people type them.
+
+    ``+1 555 123-0000`` and ``4:+15551230000`` are the same phone line (number
+    ``+15551230000``); an ACS user, Teams user or bot is its raw id (``8:acs:...``) as is, with
+    no number. Raises ``ValueError`` for anything else.
+    """
+    text = value.strip()
+    if text.startswith("4:"):
+        text = text[2:]
+    if text.startswith("+"):
+        digits = "".join(ch for ch in text[1:] if ch.isdigit())
+        if not digits:
+            raise ValueError(f"{value!r} is not a phone number")
+        return f"4:+{digits}", f"+{digits}"
+    if ":" not in text or " " in text:
+        raise ValueError(
+            f"{value!r} is neither a phone number (+E.164) nor an ACS raw id (8:acs:...)"
+        )
+    return text, ""

@@ -19,12 +19,16 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from streaming.acs import client
+from streaming.acs.control import StreamingRequest
 from streaming.acs.webhooks import CloudEvent, IncomingCall, result_information
+from streaming.automation import outcomes
 from streaming.models import (
     Call,
     CallEndReason,
     CallEvent,
+    CallOrigin,
     CallState,
+    ControlAction,
     StreamState,
 )
 from streaming.services import call_broadcast_on_commit, participant_get_or_create
@@ -61,6 +65,8 @@ def incoming_call_record(incoming: IncomingCall) -> tuple[Call, bool]:
     call = Call.objects.create(
         state=CallState.RINGING,
         managed=True,
+        origin=CallOrigin.ANSWERED,
+        bidirectional=settings.CALLSITE_MEDIA_STREAMING and settings.CALLSITE_BIDIRECTIONAL_AUDIO,
         callback_id=uuid.uuid4(),
         caller=incoming.caller,
         caller_display_name=incoming.caller_display_name,
@@ -78,6 +84,34 @@ def incoming_call_record(incoming: IncomingCall) -> tuple[Call, bool]:
     return call, True
 
 
+def callback_url(call: Call) -> str:
+    """Where ACS sends the call's callbacks (and its recording's state)."""
+    return streaming_request(call).callback_url
+
+
+def streaming_request(call: Call) -> StreamingRequest:
+    """The callback and streaming URLs and options ACS is given for a call Callsite joins.
+
+    Raises :class:`~streaming.acs.client.CallAutomationNotConfigured` without a public URL.
+    """
+    # With ACS tokens verified, the URLs need no secret; otherwise the shared secret rides in
+    # the query string, the mechanism ACS's documentation offers for callback URLs.
+    token = (
+        None if settings.CALLSITE_ACS_RESOURCE_ID else (settings.CALLSITE_ACS_SHARED_SECRET or None)
+    )
+    locale = settings.CALLSITE_TRANSCRIPTION_LOCALE or None
+    callback, websocket_url = client.streaming_urls(callback_id=str(call.callback_id), token=token)
+    media = settings.CALLSITE_MEDIA_STREAMING
+    return StreamingRequest(
+        callback_url=callback,
+        media_url=websocket_url if media else None,
+        transcription_url=websocket_url if locale else None,
+        locale=locale,
+        cognitive_services_endpoint=settings.ACS_COGNITIVE_SERVICES_ENDPOINT or None,
+        bidirectional=media and settings.CALLSITE_BIDIRECTIONAL_AUDIO,
+    )
+
+
 def incoming_call_handle(incoming: IncomingCall) -> str:
     """Answer an incoming call if the rules say so. Returns what happened, for the response."""
     if not should_answer(incoming.callee):
@@ -86,24 +120,17 @@ def incoming_call_handle(incoming: IncomingCall) -> str:
     call, created = incoming_call_record(incoming)
     if not created:
         return "duplicate"
-    # With ACS tokens verified, the URLs need no secret; otherwise the shared secret rides in
-    # the query string, the mechanism ACS's documentation offers for callback URLs.
-    token = (
-        None if settings.CALLSITE_ACS_RESOURCE_ID else (settings.CALLSITE_ACS_SHARED_SECRET or None)
-    )
-    locale = settings.CALLSITE_TRANSCRIPTION_LOCALE or None
     try:
-        callback_url, websocket_url = client.streaming_urls(
-            callback_id=str(call.callback_id), token=token
-        )
+        streaming = streaming_request(call)
         result = client.call_answer(
             incoming_call_context=incoming.incoming_call_context,
-            callback_url=callback_url,
-            media_url=websocket_url if settings.CALLSITE_MEDIA_STREAMING else None,
-            transcription_url=websocket_url if locale else None,
-            locale=locale,
-            cognitive_services_endpoint=settings.ACS_COGNITIVE_SERVICES_ENDPOINT or None,
+            callback_url=streaming.callback_url,
+            media_url=streaming.media_url,
+            transcription_url=streaming.transcription_url,
+            locale=streaming.locale,
+            cognitive_services_endpoint=streaming.cognitive_services_endpoint,
             operation_context=str(call.callback_id),
+            bidirectional=streaming.bidirectional,
         )
     except client.CallAutomationError as error:
         logger.warning("could not answer call from %s: %s", incoming.caller, error)
@@ -127,7 +154,18 @@ def call_answered(*, call_id: int, result: client.AnswerResult) -> Call:
     twin = Call.objects.filter(connection_id=result.call_connection_id).exclude(pk=call.pk).first()
     if twin is not None:
         CallEvent.objects.filter(call=call).update(call=twin)
-        fields = ("callback_id", "caller", "caller_display_name", "callee", "server_call_id")
+        ControlAction.objects.filter(call=call).update(call=twin)
+        fields = (
+            "callback_id",
+            "caller",
+            "caller_display_name",
+            "callee",
+            "server_call_id",
+            "origin",
+            "room_id",
+            "placed_by_id",
+            "bidirectional",
+        )
         values = {name: getattr(call, name) for name in fields}
         call.delete()
         for name, value in values.items():
@@ -216,6 +254,9 @@ def _apply_event(callback_id: uuid.UUID, event: CloudEvent) -> bool:
         logger.info("call %s: %s (code %s) recorded", call.connection_id, event.name, code)
     else:
         handler(call, event)
+    outcomes.settle(call, event)
+    if event.name == "ParticipantsUpdated":
+        outcomes.participants_settle(call, event)
     if failed:
         logger.warning(
             "call %s: %s %s/%s %s", call.connection_id, event.name, code, subcode, message
@@ -310,35 +351,5 @@ _HANDLERS: dict[str, Callable[[Call, CloudEvent], None]] = {
     "TranscriptionFailed": _stream_handler(
         "transcription_state", "Transcription", StreamState.FAILED
     ),
+    **outcomes.HANDLERS,
 }
-
-
-# --- Supervisor actions ------------------------------------------------------------------------
-
-CALL_ACTIONS: dict[str, tuple[str, Callable[[str], None]]] = {
-    "start-transcription": ("Start transcription", client.transcription_start),
-    "stop-transcription": ("Stop transcription", client.transcription_stop),
-    "start-media": ("Start media streaming", client.media_streaming_start),
-    "stop-media": ("Stop media streaming", client.media_streaming_stop),
-    "hang-up": ("Hang up", client.call_hang_up),
-}
-
-
-def call_control(*, call_id: int, action: str) -> None:
-    """Run a supervisor action on a live managed call through Call Automation.
-
-    Raises ``KeyError`` for an unknown action, ``ValueError`` when the call cannot take it,
-    and ``CallAutomationError`` (after storing it on the call) when ACS refuses.
-    """
-    label, operation = CALL_ACTIONS[action]
-    call = Call.objects.get(pk=call_id)
-    if not call.managed or not call.connection_id:
-        raise ValueError("this call was not answered through Call Automation")
-    if call.state == CallState.ENDED:
-        raise ValueError("this call has ended")
-    try:
-        operation(call.connection_id)
-    except client.CallAutomationError as error:
-        call_action_failed(call_id=call.pk, action=f"{label} failed", error=error)
-        raise
-    logger.info("call %s: %s requested", call.connection_id, label.lower())

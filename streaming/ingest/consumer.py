@@ -18,8 +18,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
 from streaming.acs.auth import acs_socket_decision, call_connection_id, header
-from streaming.acs.packets import AudioData, PacketError, parse_packet
+from streaming.acs.packets import AudioData, AudioMetadata, PacketError, parse_packet
 from streaming.ingest.frames import FramePolicy
+from streaming.ingest.playback import Playback
 from streaming.ingest.stream import AcsStream
 from streaming.metrics import INGEST
 from streaming.retry import RetriesExhausted
@@ -32,6 +33,7 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
     """Receives one ACS media or transcription stream for one call."""
 
     stream: AcsStream | None = None
+    playback: Playback | None = None
     policy: FramePolicy
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -101,11 +103,26 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
             return
         INGEST.sockets_open -= 1
         self.policy.summary()
+        if self.playback is not None:
+            await self.playback.close()
         # Flushing recognition can outlast the socket's instance (Daphne cancels an instance
         # 10 s after its client left): the stream is finished by a task of its own, which
         # the instance waits for while it may, and which goes on if the instance is cancelled.
         finishing = spawn(self.stream.finish(code), f"{self.policy.label}: finishing the stream")
         await asyncio.shield(finishing)
+
+    async def _start_playback(self, sample_rate: int) -> None:
+        """A media socket of a bidirectional call can play announcements into it."""
+        stream = self.stream
+        assert stream is not None
+
+        async def send(text: str) -> None:
+            await self.send(text_data=text)
+
+        self.playback = Playback(
+            call_id=stream.call_id, sample_rate=sample_rate, send=send, label=self.policy.label
+        )
+        await self.playback.start()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         stream = self.stream
@@ -131,6 +148,8 @@ class AcsIngestConsumer(AsyncWebsocketConsumer):
                     await pending
                 return
             await stream.packet(packet)
+            if type(packet) is AudioMetadata and stream.bidirectional and self.playback is None:
+                await self._start_playback(packet.sample_rate)
         except Exception:
             # An exception escaping a consumer closes its socket: the rest of the call would
             # be lost for one packet's sake. Log it and go on with the next frame.

@@ -60,6 +60,7 @@ class AcsStream:
         self, *, call: CallPayload, stream_id: int, connection_id: str, reject: Reject
     ) -> None:
         self.call_id = call["id"]
+        self.bidirectional = call["bidirectional"]
         self.stream_id = stream_id
         self.connection_id = connection_id
         self.label = f"call {connection_id}"

@@ -1,14 +1,17 @@
-"""Calls, their participants and what they said, their figures and alerts.
+"""Calls, their participants and what they said, their figures, alerts and supervisor actions.
 
-One module per subject (``calls``, ``participants``, ``figures``); every model is imported
-here, as Django and the rest of the code expect them.
+One module per subject (``calls``, ``participants``, ``figures``, ``actions``); every model is
+imported here, as Django and the rest of the code expect them.
 """
 
+from streaming.models.actions import FINAL_STATUSES, ActionStatus, ControlAction
 from streaming.models.calls import (
     Call,
     CallEndReason,
     CallEvent,
+    CallOrigin,
     CallState,
+    RecordingState,
     Stream,
     StreamQuerySet,
     StreamState,
@@ -22,6 +25,7 @@ from streaming.models.figures import (
     TalkSecond,
 )
 from streaming.models.participants import (
+    Invitation,
     Participant,
     ParticipantKind,
     ParticipantRole,
@@ -29,6 +33,8 @@ from streaming.models.participants import (
 )
 
 __all__ = [
+    "FINAL_STATUSES",
+    "ActionStatus",
     "Alert",
     "AlertKind",
     "AlertRule",
@@ -36,10 +42,14 @@ __all__ = [
     "CallAnalytics",
     "CallEndReason",
     "CallEvent",
+    "CallOrigin",
     "CallState",
+    "ControlAction",
+    "Invitation",
     "Participant",
     "ParticipantKind",
     "ParticipantRole",
+    "RecordingState",
     "Stream",
     "StreamQuerySet",
     "StreamState",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -21,6 +22,7 @@ class CallEndReason(models.TextChoices):
     STREAM_CLOSED = "stream_closed", "Stream closed"
     DISCONNECTED = "disconnected", "Call disconnected"
     STREAM_LOST = "stream_lost", "Stream lost"
+    NOT_CONNECTED = "not_connected", "Could not connect"
 
 
 class StreamState(models.TextChoices):
@@ -30,6 +32,25 @@ class StreamState(models.TextChoices):
     STARTED = "started", "Started"
     STOPPED = "stopped", "Stopped"
     FAILED = "failed", "Failed"
+
+
+class CallOrigin(models.TextChoices):
+    """How Callsite came to be on the call."""
+
+    STREAMED = "", "Streamed to Callsite"
+    ANSWERED = "answered", "Answered"
+    ROOM = "room", "Connected to a room"
+    PLACED = "placed", "Placed by a supervisor"
+
+
+class RecordingState(models.TextChoices):
+    """The call's ACS recording, as Call Automation reports it (``RecordingStateChanged``)."""
+
+    OFF = "", "Not recording"
+    STARTING = "starting", "Starting"
+    ACTIVE = "active", "Recording"
+    PAUSED = "paused", "Paused"
+    STOPPED = "stopped", "Stopped"
 
 
 class TranscriptSource(models.TextChoices):
@@ -67,6 +88,25 @@ class Call(models.Model):
     transcription_state = models.CharField(
         max_length=20, choices=StreamState.choices, default=StreamState.OFF, blank=True
     )
+    origin = models.CharField(
+        max_length=20, choices=CallOrigin.choices, default=CallOrigin.STREAMED, blank=True
+    )
+    room_id = models.CharField(max_length=200, blank=True, help_text="ACS room of a room call")
+    placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The supervisor who placed the call or connected Callsite to its room",
+    )
+    bidirectional = models.BooleanField(
+        default=False, help_text="Media streaming can carry audio into the call"
+    )
+    recording_id = models.CharField(max_length=300, blank=True)
+    recording_state = models.CharField(
+        max_length=20, choices=RecordingState.choices, default=RecordingState.OFF, blank=True
+    )
     participants_sequence = models.BigIntegerField(
         null=True, blank=True, help_text="Last ParticipantsUpdated sequence number applied"
     )
@@ -98,7 +138,13 @@ class Call(models.Model):
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["state", "-created_at"], name="call_state_created")]
         permissions = [
-            ("control_call", "Can start and stop streaming or transcription, and hang up"),
+            (
+                "control_call",
+                "Can start and stop streaming or transcription, play prompts, send DTMF, hang up",
+            ),
+            ("manage_participants", "Can add, remove, mute, hold and transfer participants"),
+            ("control_recording", "Can start, pause, resume and stop a call's recording"),
+            ("place_calls", "Can place calls and connect Callsite to room calls"),
             ("view_all_calls", "Can see every call, not only those of their teams"),
         ]
 

@@ -23,6 +23,19 @@ class ParticipantRole(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class Invitation(models.TextChoices):
+    """Where a participant Callsite added stands; "" for everyone else.
+
+    Only forward: ``invited`` becomes one of the others, which are final.
+    """
+
+    NONE = "", "Not invited by Callsite"
+    INVITED = "invited", "Invited"
+    JOINED = "joined", "Joined"
+    FAILED = "failed", "Did not join"
+    CANCELLED = "cancelled", "Invitation cancelled"
+
+
 class Participant(models.Model):
     """Someone (or something) heard on a call, keyed by its ACS raw id."""
 
@@ -38,6 +51,10 @@ class Participant(models.Model):
     is_muted = models.BooleanField(default=False)
     is_on_hold = models.BooleanField(default=False)
     in_call = models.BooleanField(default=True)
+    invitation = models.CharField(
+        max_length=20, choices=Invitation.choices, default=Invitation.NONE, blank=True
+    )
+    invitation_id = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

@@ -457,8 +457,15 @@ def test_inlines_show_records_read_only(superuser_client: Client, history: dict[
     page = superuser_client.get(url)
     assert page.status_code == 200
     inlines = {f.formset.prefix: f for f in page.context["inline_admin_formsets"]}
-    assert set(inlines) == {"analytics", "participants", "alerts", "utterances", "events"}
-    for prefix in ("analytics", "alerts", "utterances", "events"):
+    assert set(inlines) == {
+        "analytics",
+        "participants",
+        "alerts",
+        "utterances",
+        "events",
+        "actions",
+    }
+    for prefix in ("analytics", "alerts", "utterances", "events", "actions"):
         inline = inlines[prefix]
         assert not inline.has_add_permission, prefix
         assert not inline.has_change_permission, prefix

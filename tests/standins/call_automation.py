@@ -8,14 +8,18 @@ SDK trust it through ``REQUESTS_CA_BUNDLE`` (honoured by requests, azure-core's 
 transport, because azure-core leaves ``trust_env`` on). The code under test runs unchanged.
 
 Like the service, it checks the HMAC-SHA256 signature of every request against its access key
-(401 on a mismatch), requires ``api-version``, and answers:
+(401 on a mismatch), requires ``api-version``, and answers every route ``streaming.acs`` uses
+with the status and body the SDK expects (``_ROUTES``, ``_STATUS``): answering, connecting to a
+room and creating calls (CallConnectionProperties), the streaming and transcription switches,
+hanging up, adding / cancelling / removing / muting participants, hold and unhold, transfer,
+DTMF, play and cancel, and recordings (start, pause, resume, stop). Anything else is a 404 with
+``{"error": {"code", "message"}}``. Each request is recorded with its parsed body.
 
-* ``POST /calling/callConnections:answer`` -> 200 with CallConnectionProperties
-* ``POST /calling/callConnections/{id}:startTranscription`` / ``:stopTranscription`` /
-  ``:startMediaStreaming`` / ``:stopMediaStreaming`` -> 202, empty body
-* ``POST /calling/callConnections/{id}:terminate`` (hang up for everyone) and
-  ``DELETE /calling/callConnections/{id}`` (leave the call) -> 204
-* anything else -> 404 with ``{"error": {"code", "message"}}``
+What ACS reports later comes from ``standin.book`` (``tests/standins/call_events.py``): the
+callbacks each accepted request produces (``CallConnected`` and ``ParticipantsUpdated`` for a
+call it answered, connected or created, ``AddParticipantSucceeded``, ``HoldFailed``,
+``RecordingStateChanged``...), delivered by the test or, with ``book.auto_deliver``, POSTed
+to the callback URL at once; ``book.fail_outcome(route)`` makes one outcome a failure.
 
 ``fail_next()`` makes the next request(s) fail with a chosen status and error body.
 """
@@ -45,12 +49,60 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
-_ACTION_ROUTE = re.compile(
-    r"^/calling/callConnections/(?P<id>[^/:]+)"
-    r":(?P<action>startTranscription|stopTranscription|startMediaStreaming|stopMediaStreaming"
-    r"|terminate)$"
-)
-_CONNECTION_ROUTE = re.compile(r"^/calling/callConnections/(?P<id>[^/:]+)$")
+from tests.standins.call_events import CallBook, identifier_model
+
+# (method, path pattern, route name): every route of the REST API the SDK calls here.
+_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    ("POST", re.compile(r"^/calling/callConnections:answer$"), "answer"),
+    ("POST", re.compile(r"^/calling/callConnections:connect$"), "connect"),
+    ("POST", re.compile(r"^/calling/callConnections$"), "createCall"),
+    (
+        "POST",
+        re.compile(
+            r"^/calling/callConnections/(?P<id>[^/:]+)"
+            r":(?P<action>startTranscription|stopTranscription|startMediaStreaming"
+            r"|stopMediaStreaming|terminate|transferToParticipant|play|cancelAllMediaOperations"
+            r"|sendDtmfTones|hold|unhold)$"
+        ),
+        "",
+    ),
+    (
+        "POST",
+        re.compile(
+            r"^/calling/callConnections/(?P<id>[^/:]+)/participants"
+            r":(?P<action>add|remove|mute|cancelAddParticipant)$"
+        ),
+        "participants",
+    ),
+    ("DELETE", re.compile(r"^/calling/callConnections/(?P<id>[^/:]+)$"), "hangUp"),
+    ("POST", re.compile(r"^/calling/recordings$"), "startRecording"),
+    (
+        "POST",
+        re.compile(r"^/calling/recordings/(?P<recording>[^/:]+):(?P<action>pause|resume)$"),
+        "recording",
+    ),
+    ("DELETE", re.compile(r"^/calling/recordings/(?P<recording>[^/:]+)$"), "stopRecording"),
+]
+# Participant routes, by the name their callbacks go by.
+_PARTICIPANT_ROUTES = {
+    "add": "addParticipant",
+    "remove": "removeParticipant",
+    "mute": "mute",
+    "cancelAddParticipant": "cancelAddParticipant",
+}
+# Status codes the SDK expects for each route (anything else it raises for).
+_STATUS = {
+    "answer": 200,
+    "connect": 200,
+    "createCall": 201,
+    "terminate": 204,
+    "hangUp": 204,
+    "mute": 200,
+    "hold": 200,
+    "unhold": 200,
+    "startRecording": 200,
+    "stopRecording": 204,
+}
 
 
 @dataclass(frozen=True)
@@ -71,6 +123,7 @@ class RecordedRequest:
     route: str
     call_connection_id: str | None
     signature_valid: bool
+    recording_id: str | None = None
 
 
 @dataclass
@@ -232,6 +285,7 @@ class CallAutomationStandIn:
     access_key: str = field(
         default_factory=lambda: base64.b64encode(secrets.token_bytes(32)).decode()
     )
+    book: CallBook = field(default_factory=CallBook)
     _requests: list[RecordedRequest] = field(default_factory=list, init=False, repr=False)
     _failures: list[_Failure] = field(default_factory=list, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -322,7 +376,7 @@ class CallAutomationStandIn:
         length = int(handler.headers.get("Content-Length") or 0)
         raw = handler.rfile.read(length) if length else b""
         headers = {name.lower(): value for name, value in handler.headers.items()}
-        route, call_connection_id = self._route(handler.command, split.path)
+        route, call_connection_id, recording_id = self._route(handler.command, split.path)
         try:
             body: Any = json.loads(raw) if raw else None
             bad_json = False
@@ -337,6 +391,7 @@ class CallAutomationStandIn:
             route=route,
             call_connection_id=call_connection_id,
             signature_valid=self._signature_valid(handler.command, handler.path, headers, raw),
+            recording_id=recording_id,
         )
         with self._lock:
             self._requests.append(record)
@@ -368,23 +423,73 @@ class CallAutomationStandIn:
             )
         if bad_json or (handler.command == "POST" and not isinstance(body, dict | None)):
             return _send_error(handler, 400, "BadRequest", "The request body is not a JSON object.")
-        if route == "answer":
-            return self._answer(handler, body or {})
-        if route in ("terminate", "hangUp"):
-            return _send(handler, 204)
-        return _send(handler, 202)
+        return self._respond(handler, record, body or {})
 
     @staticmethod
-    def _route(method: str, path: str) -> tuple[str, str | None]:
-        if method == "POST" and path == "/calling/callConnections:answer":
-            return "answer", None
-        match = _ACTION_ROUTE.match(path)
-        if method == "POST" and match:
-            return match["action"], match["id"]
-        match = _CONNECTION_ROUTE.match(path)
-        if method == "DELETE" and match:
-            return "hangUp", match["id"]
-        return "unknown", None
+    def _route(method: str, path: str) -> tuple[str, str | None, str | None]:
+        for route_method, pattern, name in _ROUTES:
+            match = pattern.match(path)
+            if method != route_method or match is None:
+                continue
+            found = match.groupdict()
+            action = found.get("action")
+            if name == "participants":
+                name = _PARTICIPANT_ROUTES[str(action)]
+            elif name == "recording":
+                name = f"{action}Recording"
+            elif not name:
+                name = str(action)
+            return name, found.get("id"), found.get("recording")
+        return "unknown", None, None
+
+    def _respond(self, handler: _Handler, record: RecordedRequest, body: dict[str, Any]) -> None:
+        route = record.route
+        if route in ("answer", "connect", "createCall"):
+            return self._connection(handler, route, body)
+        if route in ("startRecording", "pauseRecording", "resumeRecording", "stopRecording"):
+            return self._recording(handler, record, body)
+        # A call the stand-in did not answer gets its answer, and no callbacks.
+        connection = self.book.connections.get(record.call_connection_id or "")
+        payload: Any = None
+        if route == "addParticipant":
+            payload = {
+                "participant": {
+                    "identifier": identifier_model(body["participantToAdd"]["rawId"]),
+                    "isMuted": False,
+                    "isOnHold": False,
+                },
+                "operationContext": body.get("operationContext"),
+                "invitationId": str(uuid.uuid4()),
+            }
+        elif route == "cancelAddParticipant":
+            payload = {k: body.get(k) for k in ("invitationId", "operationContext")}
+        elif route in ("removeParticipant", "mute", "transferToParticipant", "sendDtmfTones"):
+            payload = {"operationContext": body.get("operationContext")}
+        _send(handler, _STATUS.get(route, 202), payload)
+        self.book.outcome(route, body, connection)
+        return None
+
+    def _recording(self, handler: _Handler, record: RecordedRequest, body: dict[str, Any]) -> None:
+        if record.route == "startRecording":
+            recording_id = self.book.recording_started(body)
+            return _send(
+                handler,
+                200,
+                {
+                    "recordingId": recording_id,
+                    "recordingState": "active",
+                    "recordingKind": "AzureCommunicationServices",
+                },
+            )
+        recording_id = str(record.recording_id)
+        if recording_id not in self.book.recordings:
+            return _send_error(handler, 404, "8522", "Recording not found.")
+        _send(handler, _STATUS.get(record.route, 202))
+        state = "active" if record.route == "resumeRecording" else "inactive"
+        self.book.recording_state(recording_id, state)
+        if record.route == "stopRecording":
+            self.book.recordings.pop(recording_id, None)
+        return None
 
     def _signature_valid(
         self, method: str, path_and_query: str, headers: dict[str, str], raw: bytes
@@ -411,8 +516,13 @@ class CallAutomationStandIn:
         ).decode()
         return hmac.compare_digest(authorization[len(prefix) :], expected)
 
-    def _answer(self, handler: _Handler, body: dict[str, Any]) -> None:
-        missing = [name for name in ("incomingCallContext", "callbackUri") if not body.get(name)]
+    def _connection(self, handler: _Handler, route: str, body: dict[str, Any]) -> None:
+        required = {
+            "answer": ("incomingCallContext", "callbackUri"),
+            "connect": ("callLocator", "callbackUri"),
+            "createCall": ("targets", "callbackUri"),
+        }[route]
+        missing = [name for name in required if not body.get(name)]
         if missing:
             return _send_error(
                 handler, 400, "BadRequest", f"Missing required field(s): {', '.join(missing)}."
@@ -444,7 +554,18 @@ class CallAutomationStandIn:
                 "subscribedResultTypes": result_types,
                 "locale": transcription.get("locale"),
             }
-        return _send(handler, 200, properties)
+        targets = [t["rawId"] for t in body.get("targets") or [] if isinstance(t, dict)]
+        connection = self.book.connection_opened(
+            connection_id=properties["callConnectionId"],
+            callback_url=body["callbackUri"],
+            route=route,
+            targets=targets,
+        )
+        connection.server_call_id = properties["serverCallId"]
+        connection.correlation_id = properties["correlationId"]
+        _send(handler, _STATUS[route], properties)
+        self.book.outcome(route, body, connection)
+        return None
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, payload: Any = None) -> None:

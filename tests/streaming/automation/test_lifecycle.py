@@ -38,19 +38,6 @@ def incoming_call_event(event_id: str = "d5546be8-227a-4db8-b2c3-4f06fd675fd6") 
     return [envelope]
 
 
-@pytest.fixture
-def acs(settings: Any, call_automation_standin: CallAutomationStandIn) -> CallAutomationStandIn:
-    """Callsite configured to answer every call through the stand-in."""
-    call_automation_standin.call_connection_id = CONNECTION_ID
-    settings.ACS_CONNECTION_STRING = call_automation_standin.connection_string
-    settings.CALLSITE_PUBLIC_URL = PUBLIC
-    settings.CALLSITE_ANSWER_CALLS = ["all"]
-    settings.CALLSITE_MEDIA_STREAMING = True
-    settings.CALLSITE_TRANSCRIPTION_LOCALE = ""
-    settings.CALLSITE_ACS_RESOURCE_ID = ""
-    return call_automation_standin
-
-
 def deliver(client: Client, url: str, body: Any) -> Any:
     return client.post(
         f"{url}?token={SECRET}", data=json.dumps(body), content_type="application/json"
@@ -258,7 +245,8 @@ def test_supervisor_actions_reach_call_automation(
     client.force_login(controller)
     page = client.get(f"/calls/{live_call.pk}/")
     assert f'data-action="{action}"'.encode() in page.content
-    response = client.post(f"/calls/{live_call.pk}/actions/{action}/", follow=True)
+    data = {"confirm": "yes"} if action == "hang-up" else {}
+    response = client.post(f"/calls/{live_call.pk}/actions/{action}/", data, follow=True)
     assert response.status_code == 200
     assert b"requested" in response.content
     sent = [r for r in acs.requests if r.path.endswith(f":{route}")]
@@ -295,7 +283,7 @@ def test_actions_refuse_calls_callsite_does_not_control(
     """A call that only streamed to Callsite (never answered by it) cannot be acted on."""
     call = Call.objects.create(connection_id="streamed-only", state=CallState.CONNECTED)
     client.force_login(controller)
-    response = client.post(f"/calls/{call.pk}/actions/hang-up/", follow=True)
+    response = client.post(f"/calls/{call.pk}/actions/hang-up/", {"confirm": "yes"}, follow=True)
     assert b"not answered through Call Automation" in response.content
     assert acs.requests == []
 
