@@ -117,7 +117,7 @@ def _capacity() -> dict[str, object]:
             "ok": False,
             "error": f"over capacity: {LOAD.reason}",
         }
-    return {"ok": True, "error": None}
+    return {"ok": True}
 
 
 @require_GET

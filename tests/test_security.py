@@ -881,7 +881,11 @@ def test_readyz_tells_what_failed_only_to_operators(
     assert public.status_code == 503
     assert public.json() == {
         "status": "unavailable",
-        "checks": {"database": {"ok": True}, "channel_layer": {"ok": False}},
+        "checks": {
+            "database": {"ok": True},
+            "channel_layer": {"ok": False},
+            "capacity": {"ok": True},
+        },
     }
     relayed = client.get("/readyz", REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="127.0.0.1")
     assert "redis.internal" not in relayed.content.decode()

@@ -52,7 +52,8 @@ from streaming.models import Call, Utterance
 JSON = "application/json"
 
 _ERRORS = {
-    400: "A query parameter is not valid: each one named, with what is wrong.",
+    400: "A query parameter is not valid: each one named, with what is wrong (a NUL in any"
+    ' parameter: {"error": reason}).',
     401: "No credentials, or wrong ones (Authorization: Token <key>, or a session).",
     403: "The user may not view calls (no streaming.view_call permission).",
     404: "No such call among those the user may see (or no such page).",
@@ -60,9 +61,13 @@ _ERRORS = {
     429: "Too many requests for this user: retry after the Retry-After header's seconds.",
 }
 
+# A parameter's problems by its name, or (a NUL in the query string, refused before any view:
+# callsite.middleware) {"error": reason}.
 _VALIDATION_ERROR: dict[str, Any] = {
     "type": "object",
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+    },
 }
 
 
@@ -118,7 +123,7 @@ class CallListView(ReadOnlyMixin, generics.ListAPIView[Call]):
         operation_id="calls_retrieve",
         summary="One call: participants, figures and analytics",
         parameters=[CALL_ID],
-        responses={(200, JSON): CallDetailSerializer, **_errors(401, 403, 404, 406, 429)},
+        responses={(200, JSON): CallDetailSerializer, **_errors(400, 401, 403, 404, 406, 429)},
     )
 )
 class CallDetailView(ReadOnlyMixin, generics.RetrieveAPIView[Call]):
@@ -138,7 +143,10 @@ class CallDetailView(ReadOnlyMixin, generics.RetrieveAPIView[Call]):
             "By start, then in the order they were stored; utterances without a start come last."
         ),
         parameters=[CALL_ID],
-        responses={(200, JSON): UtteranceSerializer(many=True), **_errors(401, 403, 404, 406, 429)},
+        responses={
+            (200, JSON): UtteranceSerializer(many=True),
+            **_errors(400, 401, 403, 404, 406, 429),
+        },
     )
 )
 class CallUtterancesView(ReadOnlyMixin, generics.ListAPIView[Utterance]):
@@ -187,7 +195,7 @@ SPREADSHEET = OpenApiParameter(
             "json, txt, srt, vtt) overrides the Accept header. Errors are JSON."
         ),
         parameters=[CALL_ID, SPREADSHEET],
-        responses={**_TRANSCRIPT_BODIES, **_errors(401, 403, 404, 406, 429)},
+        responses={**_TRANSCRIPT_BODIES, **_errors(400, 401, 403, 404, 406, 429)},
     )
 )
 class CallTranscriptView(ReadOnlyMixin, APIView):
@@ -243,7 +251,7 @@ class CallTranscriptView(ReadOnlyMixin, APIView):
             ),
             SPREADSHEET,
         ],
-        responses={**_TRANSCRIPT_BODIES, **_errors(401, 403, 404, 429)},
+        responses={**_TRANSCRIPT_BODIES, **_errors(400, 401, 403, 404, 429)},
     )
 )
 class CallTranscriptFileView(CallTranscriptView):

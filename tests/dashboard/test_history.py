@@ -156,6 +156,8 @@ def test_the_call_page_links_each_format_and_each_link_downloads(
     page = client.get(reverse("dashboard:call", args=[calls["team"]])).content.decode()
     for fmt, (media_type, extension) in FORMATS.items():
         url = reverse("api:transcript-file", args=[calls["team"], fmt])
+        if fmt == "csv":  # made safe to open in a spreadsheet
+            url += "?for=spreadsheet"
         assert f'href="{url}" download data-format="{fmt}"' in page
         response = client.get(url)  # the session is enough: no token needed from the page
         assert response.status_code == 200, (fmt, response.content[:200])
