@@ -25,6 +25,8 @@ from streaming.models.participants import (
     Participant,
     ParticipantKind,
     ParticipantRole,
+    Sentiment,
+    SentimentSource,
     Utterance,
 )
 
@@ -40,6 +42,8 @@ __all__ = [
     "Participant",
     "ParticipantKind",
     "ParticipantRole",
+    "Sentiment",
+    "SentimentSource",
     "Stream",
     "StreamQuerySet",
     "StreamState",
