@@ -25,7 +25,11 @@ from streaming.events import (
     CaptionFinalEvent,
     CaptionInterimEvent,
     CaptionPayload,
+    DtmfPayload,
+    DtmfToneEvent,
+    SentimentTrendPayload,
     SpeakerStatsPayload,
+    SpeakingChangedEvent,
 )
 
 
@@ -41,6 +45,7 @@ class WallSummary(TypedDict):
 
     talk: list[TalkShare]
     alerts: int
+    sentiment: SentimentTrendPayload
 
 
 class WallSnapshot(TypedDict):
@@ -56,6 +61,7 @@ class CallSnapshot(TypedDict):
     call: CallPayload | None
     captions: list[CaptionPayload]
     alerts: list[AlertPayload]
+    tones: list[DtmfPayload]
     last_seq: int
     low_confidence: float  # words below this confidence are marked
 
@@ -70,6 +76,7 @@ class AnalyticsSummary(TypedDict):
     talk_ms: int
     overlap_ms: int
     silence_ms: int
+    hold_ms: int
     longest_silence_ms: int
     current_silence_ms: int
     interruptions: int
@@ -101,12 +108,15 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
     "call.participant": CallParticipantEvent,
     "caption.interim": CaptionInterimEvent,
     "caption.final": CaptionFinalEvent,
+    "dtmf.tone": DtmfToneEvent,
+    "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
 }
 WALL_MESSAGES: dict[str, type] = {
     "snapshot": WallSnapshot,
     "call.updated": CallUpdatedEvent,
     "call.participant": CallParticipantEvent,
+    "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
     "calls.health": CallsHealthEvent,
 }
@@ -128,6 +138,7 @@ def call_snapshot(
     call: CallPayload | None,
     captions: list[CaptionPayload],
     alerts: list[AlertPayload],
+    tones: list[DtmfPayload],
     last_seq: int,
     resume: bool,
     low_confidence: float,
@@ -138,6 +149,7 @@ def call_snapshot(
         "call": call,
         "captions": captions,
         "alerts": alerts,
+        "tones": tones,
         "last_seq": last_seq,
         "low_confidence": low_confidence,
     }
@@ -152,6 +164,7 @@ def _summary(analytics: AnalyticsPayload) -> AnalyticsSummary:
         "talk_ms": analytics["talk_ms"],
         "overlap_ms": analytics["overlap_ms"],
         "silence_ms": analytics["silence_ms"],
+        "hold_ms": analytics["hold_ms"],
         "longest_silence_ms": analytics["longest_silence_ms"],
         "current_silence_ms": analytics["current_silence_ms"],
         "interruptions": analytics["interruptions"],

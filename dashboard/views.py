@@ -23,7 +23,7 @@ from streaming import units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import lifecycle
 from streaming.history.exports import FORMATS
-from streaming.models import CallState
+from streaming.models import CallState, Sentiment
 from streaming.selectors import call_duration_ms, call_get
 
 # The call page's download links: format, label (in FORMATS' order).
@@ -87,7 +87,15 @@ def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse
 
 
 HISTORY_PAGE_SIZE = 25
-HISTORY_FILTERS = ("q", "state", "started_after", "started_before", "participant")
+HISTORY_FILTERS = (
+    "q",
+    "state",
+    "started_after",
+    "started_before",
+    "participant",
+    "sentiment",
+    "ended_negative",
+)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ class HistoryRow:
     agent_talk: str
     mean_confidence: str
     alerts: int
+    ended_sentiment: str
+    hold: str
 
 
 def _history_row(call: Any) -> HistoryRow:
@@ -121,6 +131,8 @@ def _history_row(call: Any) -> HistoryRow:
         agent_talk="" if ratio is None else f"{ratio:.0%}",
         mean_confidence="" if confidence is None else f"{confidence:.0%}",
         alerts=call.alert_count,
+        ended_sentiment=call.ended_sentiment,
+        hold=units.clock(call.hold_ms) if call.hold_ms else "",
     )
 
 
@@ -148,6 +160,7 @@ def call_history(request: HttpRequest) -> HttpResponse:
         "given": given,
         "errors": errors,
         "states": CallState.choices,
+        "sentiments": Sentiment.choices,
         "query": urlencode(given),
         "searched": bool(given),
     }
