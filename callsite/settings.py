@@ -305,6 +305,20 @@ if CALLSITE_STREAM_LOST_SECONDS <= CALLSITE_STUCK_SECONDS:
 CALLSITE_ANALYTICS_SAVE_SECONDS = env_int("CALLSITE_ANALYTICS_SAVE_SECONDS", 5, minimum=1)
 # Caption words recognized with less confidence than this (percent) are marked on the call page.
 CALLSITE_LOW_CONFIDENCE_PERCENT = env_int("CALLSITE_LOW_CONFIDENCE_PERCENT", 60, minimum=0)
+# Whose sentiment utterances get: "lexicon" (ACS's where given, else the offline VADER
+# scorer's), "acs" (ACS's only) or "none" (streaming/sentiment.py).
+CALLSITE_SENTIMENT = env_str("CALLSITE_SENTIMENT", "lexicon").lower()
+if CALLSITE_SENTIMENT not in ("lexicon", "acs", "none"):
+    raise ImproperlyConfigured(
+        f"CALLSITE_SENTIMENT must be lexicon, acs or none, not {CALLSITE_SENTIMENT!r}"
+    )
+# DTMF tones (card numbers typed on a keypad) are stored, shown and exported with the digit
+# replaced ("mask"), or as pressed ("keep"); never written to a log line or an event id.
+CALLSITE_DTMF_DIGITS = env_str("CALLSITE_DTMF_DIGITS", "mask").lower()
+if CALLSITE_DTMF_DIGITS not in ("mask", "keep"):
+    raise ImproperlyConfigured(
+        f"CALLSITE_DTMF_DIGITS must be mask or keep, not {CALLSITE_DTMF_DIGITS!r}"
+    )
 
 # --- Call Automation ---------------------------------------------------------------------------
 
@@ -323,6 +337,14 @@ CALLSITE_MEDIA_STREAMING = env_bool("CALLSITE_MEDIA_STREAMING", True)
 CALLSITE_TRANSCRIPTION_LOCALE = env_str("CALLSITE_TRANSCRIPTION_LOCALE")
 # The Azure AI services endpoint ACS transcription uses (required when a locale is set).
 ACS_COGNITIVE_SERVICES_ENDPOINT = env_str("ACS_COGNITIVE_SERVICES_ENDPOINT")
+# What else ACS transcription is asked for when Callsite answers (added to the answer's
+# transcriptionOptions, which the Python SDK cannot yet send): sentiment per final, PII
+# redaction of the text (a redaction type such as "maskWithCharacter"; empty: off), an
+# end-of-call summary, and the locales ACS may identify the language among.
+CALLSITE_TRANSCRIPTION_SENTIMENT = env_bool("CALLSITE_TRANSCRIPTION_SENTIMENT", False)
+CALLSITE_TRANSCRIPTION_PII_REDACTION = env_str("CALLSITE_TRANSCRIPTION_PII_REDACTION")
+CALLSITE_TRANSCRIPTION_SUMMARIZATION = env_bool("CALLSITE_TRANSCRIPTION_SUMMARIZATION", False)
+CALLSITE_TRANSCRIPTION_LOCALES = env_list("CALLSITE_TRANSCRIPTION_LOCALES", [])
 
 # Supervisors acting on calls (docs/acs-setup.md#supervisor-actions). The ACS phone number shown
 # to a phone number Callsite adds or calls (+E.164); empty: only ACS users can be added or called.

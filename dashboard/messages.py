@@ -27,7 +27,11 @@ from streaming.events import (
     CaptionFinalEvent,
     CaptionInterimEvent,
     CaptionPayload,
+    DtmfPayload,
+    DtmfToneEvent,
+    SentimentTrendPayload,
     SpeakerStatsPayload,
+    SpeakingChangedEvent,
 )
 
 
@@ -43,6 +47,7 @@ class WallSummary(TypedDict):
 
     talk: list[TalkShare]
     alerts: int
+    sentiment: SentimentTrendPayload
 
 
 class WallSnapshot(TypedDict):
@@ -59,6 +64,7 @@ class CallSnapshot(TypedDict):
     captions: list[CaptionPayload]
     alerts: list[AlertPayload]
     actions: list[ActionPayload]  # supervisors' latest actions on the call, oldest first
+    tones: list[DtmfPayload]
     last_seq: int
     low_confidence: float  # words below this confidence are marked
 
@@ -73,6 +79,7 @@ class AnalyticsSummary(TypedDict):
     talk_ms: int
     overlap_ms: int
     silence_ms: int
+    hold_ms: int
     longest_silence_ms: int
     current_silence_ms: int
     interruptions: int
@@ -104,6 +111,8 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
     "call.participant": CallParticipantEvent,
     "caption.interim": CaptionInterimEvent,
     "caption.final": CaptionFinalEvent,
+    "dtmf.tone": DtmfToneEvent,
+    "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
     "call.action": CallActionEvent,
 }
@@ -111,6 +120,7 @@ WALL_MESSAGES: dict[str, type] = {
     "snapshot": WallSnapshot,
     "call.updated": CallUpdatedEvent,
     "call.participant": CallParticipantEvent,
+    "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
     "calls.health": CallsHealthEvent,
 }
@@ -132,6 +142,7 @@ def call_snapshot(
     call: CallPayload | None,
     captions: list[CaptionPayload],
     alerts: list[AlertPayload],
+    tones: list[DtmfPayload],
     last_seq: int,
     resume: bool,
     low_confidence: float,
@@ -144,6 +155,7 @@ def call_snapshot(
         "captions": captions,
         "alerts": alerts,
         "actions": actions or [],
+        "tones": tones,
         "last_seq": last_seq,
         "low_confidence": low_confidence,
     }
@@ -158,6 +170,7 @@ def _summary(analytics: AnalyticsPayload) -> AnalyticsSummary:
         "talk_ms": analytics["talk_ms"],
         "overlap_ms": analytics["overlap_ms"],
         "silence_ms": analytics["silence_ms"],
+        "hold_ms": analytics["hold_ms"],
         "longest_silence_ms": analytics["longest_silence_ms"],
         "current_silence_ms": analytics["current_silence_ms"],
         "interruptions": analytics["interruptions"],

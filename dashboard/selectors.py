@@ -8,6 +8,7 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 from django.db.models import (
     Avg,
+    BigIntegerField,
     Count,
     DurationField,
     ExpressionWrapper,
@@ -17,6 +18,8 @@ from django.db.models import (
     Prefetch,
     QuerySet,
     Subquery,
+    Sum,
+    Value,
 )
 from django.db.models.functions import Coalesce
 
@@ -27,12 +30,20 @@ from streaming.models import Alert, Participant, Utterance
 def annotated_calls(calls: QuerySet[Any]) -> QuerySet[Any]:
     """``calls`` with their list figures computed in the same query, and participants in one more.
 
-    ``duration`` (ended calls), ``agent_talk_ratio``, ``mean_confidence`` and ``alert_count``
-    can be shown and ordered by. Subqueries rather than joins, so a call's utterances and
+    ``duration`` (ended calls), ``agent_talk_ratio``, ``mean_confidence``, ``alert_count``,
+    ``ended_sentiment`` (the last final's that has one) and ``hold_ms`` can be shown, filtered
+    and ordered by. Subqueries rather than joins, so a call's utterances and
     alerts do not multiply rows: a page costs the same number of queries whatever its size.
     """
     utterances = Utterance.objects.filter(call=OuterRef("pk")).order_by().values("call")
     alerts = Alert.objects.filter(call=OuterRef("pk")).order_by().values("call")
+    felt = (
+        Utterance.objects.filter(call=OuterRef("pk"))
+        .exclude(sentiment="")
+        .order_by(F("offset_ticks").desc(nulls_last=True), "-seq", "-pk")
+        .values("sentiment")[:1]
+    )
+    held = Participant.objects.filter(call=OuterRef("pk")).order_by().values("call")
     return calls.annotate(
         duration=ExpressionWrapper(F("ended_at") - F("started_at"), output_field=DurationField()),
         agent_talk_ratio=F("analytics__agent_talk_ratio"),
@@ -41,6 +52,12 @@ def annotated_calls(calls: QuerySet[Any]) -> QuerySet[Any]:
             Subquery(alerts.annotate(n=Count("pk")).values("n")),
             0,
             output_field=IntegerField(),
+        ),
+        ended_sentiment=Coalesce(Subquery(felt), Value("")),
+        hold_ms=Coalesce(
+            Subquery(held.annotate(total=Sum("hold_ms")).values("total")),
+            0,
+            output_field=BigIntegerField(),
         ),
     ).prefetch_related(
         Prefetch("participants", queryset=Participant.objects.order_by("created_at", "pk"))

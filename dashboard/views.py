@@ -24,7 +24,7 @@ from streaming import units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
 from streaming.history.exports import FORMATS
-from streaming.models import CallState
+from streaming.models import CallState, Sentiment
 from streaming.selectors import action_payload, call_duration_ms, call_get
 
 # The call page's download links: format, label (in FORMATS' order).
@@ -153,7 +153,15 @@ def call_new(request: HttpRequest, how: str) -> HttpResponse:
 
 
 HISTORY_PAGE_SIZE = 25
-HISTORY_FILTERS = ("q", "state", "started_after", "started_before", "participant")
+HISTORY_FILTERS = (
+    "q",
+    "state",
+    "started_after",
+    "started_before",
+    "participant",
+    "sentiment",
+    "ended_negative",
+)
 
 
 @dataclass(frozen=True)
@@ -169,6 +177,8 @@ class HistoryRow:
     agent_talk: str
     mean_confidence: str
     alerts: int
+    ended_sentiment: str
+    hold: str
 
 
 def _history_row(call: Any) -> HistoryRow:
@@ -187,6 +197,8 @@ def _history_row(call: Any) -> HistoryRow:
         agent_talk="" if ratio is None else f"{ratio:.0%}",
         mean_confidence="" if confidence is None else f"{confidence:.0%}",
         alerts=call.alert_count,
+        ended_sentiment=call.ended_sentiment,
+        hold=units.clock(call.hold_ms) if call.hold_ms else "",
     )
 
 
@@ -214,6 +226,7 @@ def call_history(request: HttpRequest) -> HttpResponse:
         "given": given,
         "errors": errors,
         "states": CallState.choices,
+        "sentiments": Sentiment.choices,
         "query": urlencode(given),
         "searched": bool(given),
     }

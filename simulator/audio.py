@@ -8,6 +8,7 @@ per script (``simulator.wire``) and shared by every call that plays it.
 
 from __future__ import annotations
 
+import dataclasses
 import wave
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +22,14 @@ from simulator.scripts import (
     DEMO_DIR,
     Script,
     ScriptError,
+    Signal,
     _check_keys,
     _fail,
     _parse_script,
     _read_toml,
     _tables,
     _text,
+    parse_signals,
 )
 from simulator.wire import audio_frame_tails
 from streaming.units import FRAMES_PER_SECOND
@@ -70,6 +73,7 @@ class AudioScript:
     mode: str
     sample_rate: int
     tracks: tuple[AudioTrack, ...]
+    signals: tuple[Signal, ...] = ()  # holds, mutes and DTMF tones, at their times
 
     def __post_init__(self) -> None:
         if self.mode not in AUDIO_MODES:
@@ -260,7 +264,7 @@ def _parse_audio_script(
     resample: bool | None = None,
 ) -> AudioScript:
     source = str(path)
-    _check_keys(data, {"call", "participants"}, source, "top level")
+    _check_keys(data, {"call", "participants", "signals"}, source, "top level")
     call = data["call"]
     if not isinstance(call, dict):
         _fail(source, "call", "must be a [call] table")
@@ -298,10 +302,13 @@ def _parse_audio_script(
             else:
                 raw_id = None
             wavs.append((raw_id, folder / _text(table, "wav", source, where)))
+    speakers = {raw_id: raw_id for raw_id, _ in wavs if raw_id}
+    signals = parse_signals(data, source, speakers, timed=True)
     try:
-        return _build_audio(title, mode, sample_rate, wavs, resample)
+        built = _build_audio(title, mode, sample_rate, wavs, resample)
     except ScriptError as exc:
         raise ScriptError(f"{source}: {exc}") from exc
+    return dataclasses.replace(built, signals=signals) if signals else built
 
 
 def script_kind(path: str | Path) -> str:

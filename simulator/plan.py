@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,11 +18,13 @@ from typing import overload
 
 from simulator import wire
 from simulator.audio import AudioScript
-from simulator.scripts import Script, ScriptError, _turn_problem, _words
+from simulator.scripts import TONE_GAP, Script, ScriptError, Signal, _turn_problem, _words
 from simulator.wire import AUDIO_DATA, AUDIO_DATA_HEAD, AUDIO_METADATA, TRANSCRIPTION_METADATA
 from streaming.units import FRAMES_PER_SECOND, TICKS_PER_SECOND
 
 FINAL_DELAY = 0.3  # seconds between the end of speech and the Final result
+SIGNAL_LEAD = 0.5  # seconds after the previous turn before a signal in the pause begins
+CALLBACK = "Callback"  # a Call Automation callback body, POSTed to /acs/callbacks/<id>/
 INTERMEDIATE_WORDS = 2
 INTERMEDIATE_SECONDS = 0.5
 
@@ -50,6 +53,86 @@ def _split_ticks(total: int, weights: Sequence[int]) -> list[int]:
         running += weight
         bounds.append(round(total * running / whole))
     return [b - a for a, b in itertools.pairwise(bounds)]
+
+
+class Presence:
+    """Who is muted or on hold, as the ParticipantsUpdated callbacks of one call say it."""
+
+    def __init__(self, call_connection_id: str, raw_ids: Sequence[str]) -> None:
+        self.call_connection_id = call_connection_id
+        self.flags = {raw_id: {"isMuted": False, "isOnHold": False} for raw_id in raw_ids}
+        self.sequence = 0
+
+    def callback(self, at: float, raw_id: str, flag: str, value: bool) -> ScheduledPacket:
+        """A ParticipantsUpdated event listing everyone; its ``time`` is set when it is sent
+        (the call's start plus ``at``), so a hold lasts what the script says at any speed."""
+        self.flags[raw_id][flag] = value
+        self.sequence += 1
+        participants = [
+            {
+                "identifier": {"rawId": r, "kind": _identifier_kind(r)},
+                "isMuted": f["isMuted"],
+                "isOnHold": f["isOnHold"],
+            }
+            for r, f in self.flags.items()
+        ]
+        source = f"calling/callConnections/{self.call_connection_id}"
+        event = {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{self.sequence}")),
+            "source": source,
+            "type": "Microsoft.Communication.ParticipantsUpdated",
+            "data": {
+                "participants": participants,
+                "sequenceNumber": self.sequence,
+                "callConnectionId": self.call_connection_id,
+                "publicEventType": "Microsoft.Communication.ParticipantsUpdated",
+            },
+            "specversion": "1.0",
+            "datacontenttype": "application/json",
+            "subject": source,
+        }
+        return ScheduledPacket(at, json.dumps([event]), False, CALLBACK)
+
+
+def _identifier_kind(raw_id: str) -> str:
+    return "phoneNumber" if raw_id.startswith("4:") else "communicationUser"
+
+
+def signal_packets(signal: Signal, start: float, presence: Presence) -> list[ScheduledPacket]:
+    """A signal's packets from ``start`` (seconds): callbacks for a hold or a mute (its start
+    and its end), or one ``DtmfData`` per tone, ``TONE_GAP`` apart (stamped when sent)."""
+    if signal.kind == "dtmf":
+        return [
+            ScheduledPacket(
+                start + n * TONE_GAP,
+                wire.dtmf_data(tone, participant=signal.speaker),
+                False,
+                wire.DTMF_DATA,
+            )
+            for n, tone in enumerate(signal.tones)
+        ]
+    flag = "isOnHold" if signal.kind == "hold" else "isMuted"
+    return [
+        presence.callback(start, signal.speaker, flag, True),
+        presence.callback(start + signal.seconds, signal.speaker, flag, False),
+    ]
+
+
+def signal_length(signal: Signal) -> float:
+    """How long a signal takes, in seconds."""
+    return len(signal.tones) * TONE_GAP if signal.kind == "dtmf" else signal.seconds
+
+
+def plan_signals(
+    signals: Sequence[Signal], *, call_connection_id: str, raw_ids: Sequence[str]
+) -> list[ScheduledPacket]:
+    """The packets of timed signals (an audio script's), sorted by send time."""
+    presence = Presence(call_connection_id, raw_ids)
+    packets: list[ScheduledPacket] = []
+    for signal in sorted(signals, key=lambda s: s.at or 0.0):
+        packets += signal_packets(signal, signal.at or 0.0, presence)
+    packets.sort(key=lambda p: p.at)
+    return packets
 
 
 def plan_packets(
@@ -81,6 +164,7 @@ def plan_packets(
         )
     ]
     cursor = 0  # ticks: end of the previous turn's speech
+    presence = Presence(call_connection_id, [s.raw_id for s in script.speakers])
     for index, turn in enumerate(script.turns):
         # Scripts built in code skip load_script, so check them here too.
         if turn.speaker not in raw_ids:
@@ -89,7 +173,14 @@ def plan_packets(
             raise ScriptError(f"turns[{index}].{problem[0]}: {problem[1]}")
         tokens = turn.text.split()
         words = _words(turn.text)
+        # Signals in the pause before this turn: the pause grows to fit them.
+        signal_at = cursor / TICKS_PER_SECOND + SIGNAL_LEAD
+        for signal in (s for s in script.signals if s.before == index + 1):
+            packets += signal_packets(signal, signal_at, presence)
+            signal_at += signal_length(signal) + FINAL_DELAY
         start = cursor + _ticks(turn.pause)
+        if signal_at > cursor / TICKS_PER_SECOND + SIGNAL_LEAD:
+            start = max(start, _ticks(signal_at) + _ticks(turn.pause))
         total = _ticks(len(words) * 60.0 / turn.wpm)
         durations = _split_ticks(total, [len(w) for w, _ in words])
         raw_id = raw_ids[turn.speaker]
@@ -132,6 +223,10 @@ def plan_packets(
             "participantRawID": raw_id,
             "resultStatus": "Final",
         }
+        if turn.sentiment is not None:
+            body["sentimentAnalysisResult"] = {"sentiment": turn.sentiment}
+        if turn.language is not None:
+            body["languageIdentified"] = turn.language
         at = (start + total) / TICKS_PER_SECOND + FINAL_DELAY
         packets.append(ScheduledPacket(at, wire.packet(wire.TRANSCRIPTION_DATA, body), True))
         cursor = start + total

@@ -15,8 +15,18 @@ A *transcription script* is a TOML file (read with :mod:`tomllib`) describing a 
     pause = 0.8                         # optional, seconds of silence before the turn (0.4)
     confidence = 0.93                   # optional, 0..1 (0.9)
     wpm = 160                           # optional, speaking rate in words per minute (150)
+    sentiment = "negative"              # optional: ACS's sentimentAnalysisResult on the Final
+    language = "en-US"                  # optional: ACS's languageIdentified on the Final
 
-The TOML helpers here serve the audio scripts (``simulator.audio``) too.
+    [[signals]]                         # optional: what else ACS reports (docs/simulator.md)
+    kind = "hold"                       # "hold" or "mute" (ParticipantsUpdated callbacks
+    speaker = "customer"                #   to /acs/callbacks/<id>/), or "dtmf" (DtmfData)
+    before = 10                         # in the pause before this turn (1 = the first)
+    seconds = 20                        # hold and mute: how long
+    tones = "1234"                      # dtmf: the tones pressed, 0.3 s apart
+
+The TOML helpers here serve the audio scripts (``simulator.audio``) too; their signals give
+``at`` (seconds from the start of the call) instead of ``before``.
 """
 
 from __future__ import annotations
@@ -35,6 +45,10 @@ DEFAULT_WPM = 150.0
 MAX_WPM = 1000.0
 DEMO_DIR = Path(__file__).with_name("calls")
 DEFAULT_SCRIPT = DEMO_DIR / "billing_call.toml"
+SENTIMENTS = ("positive", "neutral", "negative", "mixed")
+SIGNAL_KINDS = ("hold", "mute", "dtmf")
+DTMF_TONES = frozenset("0123456789*#ABCD")
+TONE_GAP = 0.3  # seconds between scripted DTMF tones
 
 
 class ScriptError(ValueError):
@@ -58,6 +72,24 @@ class Turn:
     pause: float = DEFAULT_PAUSE
     confidence: float = DEFAULT_CONFIDENCE
     wpm: float = DEFAULT_WPM
+    sentiment: str | None = None
+    language: str | None = None
+
+
+@dataclass(frozen=True)
+class Signal:
+    """A hold, a mute or DTMF tones by one participant, before a turn or at a time.
+
+    ``speaker`` is the participant's raw id. Transcription scripts place a signal in the
+    pause ``before`` a turn (1-based), which grows to fit it; audio scripts ``at`` seconds.
+    """
+
+    kind: str
+    speaker: str
+    before: int | None = None
+    at: float | None = None
+    seconds: float = 0.0
+    tones: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +100,7 @@ class Script:
     locale: str
     speakers: tuple[Speaker, ...]
     turns: tuple[Turn, ...]
+    signals: tuple[Signal, ...] = ()
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -135,8 +168,63 @@ def _turn_problem(turn: Turn) -> tuple[str, str] | None:
     return None
 
 
+def parse_signals(
+    data: Mapping[str, Any], source: str, speakers: Mapping[str, str], *, timed: bool
+) -> tuple[Signal, ...]:
+    """The ``[[signals]]`` of a script; ``speakers`` maps the names signals use to raw ids.
+
+    ``timed``: an audio script's, placed ``at`` a time; otherwise ``before`` a turn.
+    """
+    tables = data.get("signals", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        _fail(source, "signals", "must be [[signals]] tables")
+    found = []
+    for i, table in enumerate(tables):
+        where = f"signals[{i}]."
+        place = "at" if timed else "before"
+        _check_keys(table, {"kind", "speaker", place, "seconds", "tones"}, source, where[:-1])
+        kind = _text(table, "kind", source, where)
+        if kind not in SIGNAL_KINDS:
+            _fail(source, f"{where}kind", f"must be one of {', '.join(SIGNAL_KINDS)}, got {kind!r}")
+        name = _text(table, "speaker", source, where)
+        if name not in speakers:
+            _fail(source, f"{where}speaker", f"unknown speaker {name!r} (known: {list(speakers)})")
+        seconds, tones = 0.0, ""
+        if kind == "dtmf":
+            tones = _text(table, "tones", source, where)
+            if not set(tones) <= DTMF_TONES:
+                _fail(source, f"{where}tones", f"DTMF tones are 0-9, *, # and A-D, got {tones!r}")
+        else:
+            seconds = _number(table, "seconds", 0.0, source, where)
+            if not seconds > 0:
+                _fail(source, f"{where}seconds", f"must be > 0, got {seconds}")
+        before, at = None, None
+        if timed:
+            at = _number(table, "at", -1.0, source, where)
+            if at < 0:
+                _fail(source, f"{where}at", f"must be >= 0 seconds, got {at}")
+        else:
+            value = table.get("before")
+            if type(value) is not int or value < 1:
+                _fail(source, f"{where}before", f"must be a turn number (1 or more), got {value!r}")
+            before = value
+        found.append(Signal(kind, speakers[name], before, at, seconds, tones))
+    return tuple(found)
+
+
+def _optional_choice(
+    table: Mapping[str, Any], key: str, choices: tuple[str, ...] | None, source: str, where: str
+) -> str | None:
+    if key not in table:
+        return None
+    value = _text(table, key, source, where)
+    if choices is not None and value not in choices:
+        _fail(source, f"{where}{key}", f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _parse_script(data: Mapping[str, Any], source: str) -> Script:
-    _check_keys(data, {"title", "locale", "speakers", "turns"}, source, "top level")
+    _check_keys(data, {"title", "locale", "speakers", "turns", "signals"}, source, "top level")
     title = _text(data, "title", source, "")
     locale = _text(data, "locale", source, "", DEFAULT_LOCALE)
     speakers: list[Speaker] = []
@@ -151,7 +239,12 @@ def _parse_script(data: Mapping[str, Any], source: str) -> Script:
     turns: list[Turn] = []
     for i, table in enumerate(_tables(data, "turns", source)):
         where = f"turns[{i}]."
-        _check_keys(table, {"speaker", "text", "pause", "confidence", "wpm"}, source, where[:-1])
+        _check_keys(
+            table,
+            {"speaker", "text", "pause", "confidence", "wpm", "sentiment", "language"},
+            source,
+            where[:-1],
+        )
         speaker_key = _text(table, "speaker", source, where)
         if speaker_key not in keys:
             _fail(source, f"{where}speaker", f"unknown speaker {speaker_key!r} (known: {keys})")
@@ -161,11 +254,17 @@ def _parse_script(data: Mapping[str, Any], source: str) -> Script:
             _number(table, "pause", DEFAULT_PAUSE, source, where),
             _number(table, "confidence", DEFAULT_CONFIDENCE, source, where),
             _number(table, "wpm", DEFAULT_WPM, source, where),
+            _optional_choice(table, "sentiment", SENTIMENTS, source, where),
+            _optional_choice(table, "language", None, source, where),
         )
         if problem := _turn_problem(turn):
             _fail(source, f"{where}{problem[0]}", problem[1])
         turns.append(turn)
-    return Script(title, locale, tuple(speakers), tuple(turns))
+    signals = parse_signals(data, source, {s.key: s.raw_id for s in speakers}, timed=False)
+    for i, signal in enumerate(signals):
+        if signal.before is not None and signal.before > len(turns):
+            _fail(source, f"signals[{i}].before", f"there are only {len(turns)} turns")
+    return Script(title, locale, tuple(speakers), tuple(turns), signals)
 
 
 def _lexical(token: str) -> str:

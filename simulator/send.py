@@ -3,20 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
+import json
 import math
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
+from simulator import wire
 from simulator.audio import AudioScript
-from simulator.plan import ScheduledPacket, plan_audio_packets, plan_packets
+from simulator.plan import CALLBACK, ScheduledPacket, plan_audio_packets, plan_packets, plan_signals
 from simulator.scripts import Script
-from simulator.wire import AUDIO_DATA, AUDIO_METADATA, TRANSCRIPTION_DATA, TRANSCRIPTION_METADATA
+from simulator.wire import (
+    AUDIO_DATA,
+    AUDIO_METADATA,
+    DTMF_DATA,
+    TRANSCRIPTION_DATA,
+    TRANSCRIPTION_METADATA,
+)
+from streaming.acs.webhooks import stream_callback_id
 
 AUDIO_PROGRESS_SECONDS = 10.0  # call time between simulate_calls' audio progress lines
 _YIELD_EVERY = 50  # packets sent back to back before the sender lets other tasks run
@@ -66,6 +79,41 @@ def _with_query(url: str, **params: str | None) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def callback_url(url: str, call_connection_id: str, token: str | None) -> str:
+    """Where the call's Call Automation callbacks go, beside the WebSocket ``url``:
+    ``ws://host/ws/acs/`` -> ``http://host/acs/callbacks/<the call's callback id>/``."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    base = parts.path.rstrip("/").removesuffix("/ws/acs")
+    path = f"{base}/acs/callbacks/{stream_callback_id(call_connection_id)}/"
+    query = urlencode({"token": token}) if token else ""
+    return urlunsplit((scheme, parts.netloc, path, query, ""))
+
+
+def _post_callback(url: str, body: str) -> None:
+    request = urllib.request.Request(
+        url, data=body.encode("utf-8"), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as exc:
+        where = url.split("?")[0]
+        raise SimulatorError(f"callback to {where} failed: {exc}") from exc
+
+
+def _stamped(packet: ScheduledPacket, start: datetime) -> str:
+    """A callback or DTMF packet with its time: the call's start plus the packet's ``at``."""
+    moment = start + timedelta(seconds=packet.at)
+    body = json.loads(packet.payload)
+    if packet.kind == CALLBACK:
+        for event in body:
+            event["time"] = moment.isoformat()
+    else:
+        body["dtmfData"]["timestamp"] = wire.timestamp(moment)
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
 async def send_packets(
     url: str,
     packets: Sequence[ScheduledPacket],
@@ -76,6 +124,8 @@ async def send_packets(
     speed: float = 1.0,
     on_packet: Callable[[ScheduledPacket], None] | None = None,
     on_message: Callable[[str | bytes], None] | None = None,
+    side: Sequence[ScheduledPacket] = (),
+    callbacks_to: str | None = None,
 ) -> CallResult:
     """Open a WebSocket the way ACS does and send ``packets`` on schedule, then close (1000).
 
@@ -84,8 +134,11 @@ async def send_packets(
 
     Each packet goes out at ``packet.at / speed`` seconds after the socket opened, measured
     from one monotonic start, so a long call never drifts. ``packets`` may be any sequence,
-    such as a lazy :class:`AudioPlan`. Error messages name ``url`` as given, never the query
-    with the token.
+    such as a lazy :class:`AudioPlan`; ``side`` packets (an audio call's signals) are merged
+    in by time. Callback packets are POSTed to ``callbacks_to`` (by default the call's
+    callback URL beside ``url``: ``callback_url``); they and DTMF packets are stamped with
+    the call's start plus their ``at``. Error messages name ``url`` as given, never the
+    query with the token.
     """
     scale = _time_scale(speed)
     target = _with_query(url, token=token, call=call_connection_id)
@@ -116,10 +169,16 @@ async def send_packets(
     reader = None
     if on_message is not None:
         reader = asyncio.create_task(_read_messages(ws, on_message))
+    call_start = datetime.now(UTC)
+    callbacks = callbacks_to or callback_url(url, call_connection_id, token)
+    posting: list[asyncio.Task[None]] = []
     sent = finals = intermediates = frames = 0
     unbroken = 0  # packets sent since this task last let others run
+    playing: Iterable[ScheduledPacket] = (
+        heapq.merge(packets, side, key=lambda p: p.at) if side else packets
+    )
     try:
-        for packet in packets:
+        for packet in playing:
             if scale:
                 # Absolute deadlines from one monotonic start, so sleep overshoot never adds up.
                 delay = started + packet.at * scale - loop.time()
@@ -131,7 +190,13 @@ async def send_packets(
                 # starve the other calls of this event loop.
                 await asyncio.sleep(0)
                 unbroken = 0
-            await ws.send(packet.payload)
+            if packet.kind == CALLBACK:
+                body = _stamped(packet, call_start)
+                post = asyncio.to_thread(_post_callback, callbacks, body)
+                posting.append(asyncio.create_task(post))
+                continue
+            payload = _stamped(packet, call_start) if packet.kind == DTMF_DATA else packet.payload
+            await ws.send(payload)
             sent += 1
             unbroken += 1
             if packet.kind == AUDIO_DATA:
@@ -143,6 +208,7 @@ async def send_packets(
             if on_packet is not None:
                 on_packet(packet)
         await ws.close(code=1000, reason="call ended")
+        await asyncio.gather(*posting)
     except ConnectionClosed as exc:
         close = exc.rcvd
         why = f"code {close.code} {close.reason!r}" if close else "no close frame"
@@ -176,15 +242,20 @@ async def stream_call(
     correlation_id: str | None = None,
     on_packet: Callable[[ScheduledPacket], None] | None = None,
     on_message: Callable[[str | bytes], None] | None = None,
+    callbacks_to: str | None = None,
 ) -> CallResult:
-    """Play one scripted or audio call to ``url`` (query gets ``token`` and ``call`` added).
+    """Play one scripted or audio call to ``url`` (query gets ``token`` and ``call`` added);
+    its hold and mute callbacks go to ``callbacks_to`` (by default beside ``url``).
 
     Audio timestamps start at the moment of the call.
     """
     correlation_id = correlation_id or str(uuid.uuid4())
     packets: Sequence[ScheduledPacket]
+    side: Sequence[ScheduledPacket] = ()
     if isinstance(script, AudioScript):
         packets = plan_audio_packets(script, call_connection_id=call_connection_id)
+        raw_ids = [t.raw_id for t in script.tracks if t.raw_id]
+        side = plan_signals(script.signals, call_connection_id=call_connection_id, raw_ids=raw_ids)
     else:
         packets = plan_packets(
             script, call_connection_id=call_connection_id, correlation_id=correlation_id
@@ -198,6 +269,8 @@ async def stream_call(
         speed=speed,
         on_packet=on_packet,
         on_message=on_message,
+        side=side,
+        callbacks_to=callbacks_to,
     )
 
 

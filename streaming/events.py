@@ -36,13 +36,16 @@ def call_group(call_id: int) -> str:
 class ParticipantPayload(TypedDict):
     id: int
     raw_id: str
-    label: str
+    label: str  # the display name ACS gave, else one made from the raw id
     role: str
     kind: str
     is_muted: bool
     is_on_hold: bool
     in_call: bool
     invitation: str  # Invitation: "" unless Callsite added them; invited, joined, failed...
+    held_since: str | None  # ISO time the current hold began (pages count on from it)
+    hold_ms: int  # finished holds, in all
+    longest_hold_ms: int
 
 
 class ProblemPayload(TypedDict):
@@ -88,6 +91,8 @@ class CallPayload(TypedDict):
     transcription_state: str
     transcript_source: str
     locale: str
+    # What ACS transcription was asked for (TranscriptionMetadata): see Call.transcription_options
+    transcription_options: dict[str, object]
     started_at: str | None
     ended_at: str | None
     end_reason: str  # CallEndReason: "" while the call goes on
@@ -116,6 +121,35 @@ class CaptionPayload(TypedDict):
     words: list[WordPayload]
     final: bool
     seq: int | None  # finals: order among the call's stored events; interims: None
+    sentiment: str | None  # positive, neutral, negative or mixed; None: not known
+    sentiment_score: float | None  # the lexicon scorer's compound score, -1..1
+    sentiment_source: str | None  # "acs" or "lexicon"
+    language: str | None  # the language ACS identified
+
+
+class DtmfPayload(TypedDict):
+    """A DTMF tone a participant pressed; ``tone`` is masked unless CALLSITE_DTMF_DIGITS=keep."""
+
+    call_id: int
+    event_id: int
+    seq: int | None
+    participant: ParticipantPayload | None
+    tone: str
+    masked: bool
+    at: str | None  # ACS's timestamp of the tone
+    offset_ticks: int | None  # where on the call's timeline, when known
+
+
+class SpeakingPayload(TypedDict):
+    """Whether a participant is speaking now, sent when it changes (from audio frames or,
+    for transcript-driven calls, from interim results)."""
+
+    call_id: int
+    key: str  # participant raw id
+    label: str
+    role: str
+    speaking: bool
+    at_ms: int  # where on the call's timeline the change happened
 
 
 class SpeakerStatsPayload(TypedDict):
@@ -132,6 +166,7 @@ class SpeakerStatsPayload(TypedDict):
     interruptions: int  # times this speaker started while another was talking
     words: int
     wpm: float | None  # words per minute of their own talk time; None before any talk
+    speaking: bool  # speaking right now (live calls)
 
 
 class TimelinePayload(TypedDict):
@@ -155,7 +190,8 @@ class AnalyticsPayload(TypedDict):
     duration_ms: int
     talk_ms: int  # someone talking
     overlap_ms: int  # two or more talking
-    silence_ms: int  # nobody talking
+    silence_ms: int  # nobody talking and nobody on hold
+    hold_ms: int  # someone on hold
     longest_silence_ms: int
     current_silence_ms: int
     interruptions: int
@@ -183,8 +219,17 @@ class HealthPayload(TypedDict):
     last_packet_ms: int  # age of the newest packet
     caption_lag_ms: int | None  # speech end to supervisors, newest final
     stuck: bool  # connected, but no packet for CALLSITE_STUCK_SECONDS
-    talk: list[dict[str, object]]  # [{key, label, role, ratio}] talk ratio per speaker
+    # [{key, label, role, ratio, speaking, current_monologue_ms}] per speaker
+    talk: list[dict[str, object]]
     alerts: int
+    sentiment: SentimentTrendPayload
+
+
+class SentimentTrendPayload(TypedDict):
+    """A call's sentiment so far: its latest final's, and the trend of its recent finals."""
+
+    latest: str | None
+    trend: list[float]  # the last finals' values, oldest first: -1 (negative) to 1
 
 
 class CallUpdatedEvent(TypedDict):
@@ -209,6 +254,16 @@ class CaptionInterimEvent(TypedDict):
 class CaptionFinalEvent(TypedDict):
     type: Literal["caption.final"]
     caption: CaptionPayload
+
+
+class DtmfToneEvent(TypedDict):
+    type: Literal["dtmf.tone"]
+    tone: DtmfPayload
+
+
+class SpeakingChangedEvent(TypedDict):
+    type: Literal["speaking.changed"]
+    speaking: SpeakingPayload
 
 
 class AnalyticsUpdatedEvent(TypedDict):
@@ -238,6 +293,8 @@ Event = (
     | CallParticipantEvent
     | CaptionInterimEvent
     | CaptionFinalEvent
+    | DtmfToneEvent
+    | SpeakingChangedEvent
     | AnalyticsUpdatedEvent
     | AlertFiredEvent
     | CallsHealthEvent
@@ -252,6 +309,8 @@ EVENT_GROUPS: dict[type, tuple[str, ...]] = {
     CallParticipantEvent: ("call", "overview"),
     CaptionInterimEvent: ("call",),
     CaptionFinalEvent: ("call",),
+    DtmfToneEvent: ("call",),
+    SpeakingChangedEvent: ("call", "overview"),
     AnalyticsUpdatedEvent: ("call",),
     AlertFiredEvent: ("call", "overview"),
     CallsHealthEvent: ("overview",),
@@ -275,6 +334,14 @@ def caption_final(caption: CaptionPayload) -> CaptionFinalEvent:
     return {"type": "caption.final", "caption": caption}
 
 
+def dtmf_tone(tone: DtmfPayload) -> DtmfToneEvent:
+    return {"type": "dtmf.tone", "tone": tone}
+
+
+def speaking_changed(speaking: SpeakingPayload) -> SpeakingChangedEvent:
+    return {"type": "speaking.changed", "speaking": speaking}
+
+
 def analytics_updated(analytics: AnalyticsPayload) -> AnalyticsUpdatedEvent:
     return {"type": "analytics.updated", "analytics": analytics}
 
@@ -289,6 +356,7 @@ def analytics_empty(call_id: int) -> AnalyticsPayload:
         "talk_ms": 0,
         "overlap_ms": 0,
         "silence_ms": 0,
+        "hold_ms": 0,
         "longest_silence_ms": 0,
         "current_silence_ms": 0,
         "interruptions": 0,

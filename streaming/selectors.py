@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Count, F, Prefetch, QuerySet
 from django.utils import timezone
 
 from streaming.events import (
@@ -15,6 +15,7 @@ from streaming.events import (
     AnalyticsPayload,
     CallPayload,
     CaptionPayload,
+    DtmfPayload,
     ParticipantPayload,
     ProblemPayload,
 )
@@ -31,8 +32,10 @@ from streaming.models import (
     TalkSecond,
     Utterance,
 )
+from streaming.sentiment import sentiment_value
 
 PROBLEMS_SHOWN = 10
+SENTIMENT_TREND = 20  # finals in a call's sentiment trend (as streaming.live.call keeps it)
 
 
 def participant_payload(participant: Participant) -> ParticipantPayload:
@@ -46,6 +49,9 @@ def participant_payload(participant: Participant) -> ParticipantPayload:
         "is_on_hold": participant.is_on_hold,
         "in_call": participant.in_call,
         "invitation": participant.invitation,
+        "held_since": participant.held_since.isoformat() if participant.held_since else None,
+        "hold_ms": participant.hold_ms,
+        "longest_hold_ms": participant.longest_hold_ms,
     }
 
 
@@ -97,6 +103,9 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "transcription_state": call.transcription_state,
         "transcript_source": call.transcript_source,
         "locale": call.locale,
+        "transcription_options": (
+            call.transcription_options if isinstance(call.transcription_options, dict) else {}
+        ),
         "started_at": call.started_at.isoformat() if call.started_at else None,
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
         "end_reason": call.end_reason,
@@ -144,7 +153,46 @@ def caption_payload(utterance: Utterance, participant: Participant | None) -> Ca
         "words": utterance.words,
         "final": True,
         "seq": utterance.seq,
+        "sentiment": utterance.sentiment or None,
+        "sentiment_score": utterance.sentiment_score,
+        "sentiment_source": utterance.sentiment_source or None,
+        "language": utterance.language or None,
     }
+
+
+DTMF_EVENT = "DtmfData"
+
+
+def tone_payload(event: CallEvent, participant: Participant | None) -> DtmfPayload:
+    """A stored DTMF tone (``streaming.services.call_tone_record``), as pages get it."""
+    data = event.data if isinstance(event.data, dict) else {}
+    offset = data.get("offset_ticks")
+    seq = data.get("seq")
+    return {
+        "call_id": event.call_id,
+        "event_id": event.pk,
+        "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        "participant": participant_payload(participant) if participant else None,
+        "tone": str(data.get("tone", "")),
+        "masked": bool(data.get("masked", True)),
+        "at": event.time.isoformat() if event.time else None,
+        "offset_ticks": (
+            offset if isinstance(offset, int) and not isinstance(offset, bool) else None
+        ),
+    }
+
+
+def call_tones(*, call_id: int, after_seq: int | None = None) -> list[DtmfPayload]:
+    """A call's DTMF tones in the order they were pressed (after ``after_seq`` if given)."""
+    tones = CallEvent.objects.filter(call_id=call_id, type=DTMF_EVENT).order_by("time", "pk")
+    people = {p.raw_id: p for p in Participant.objects.filter(call_id=call_id)}
+    found = []
+    for event in tones:
+        raw_id = event.data.get("participant") if isinstance(event.data, dict) else None
+        payload = tone_payload(event, people.get(raw_id) if isinstance(raw_id, str) else None)
+        if after_seq is None or (payload["seq"] or 0) > after_seq:
+            found.append(payload)
+    return found
 
 
 def call_get(*, call_id: int) -> CallPayload | None:
@@ -216,7 +264,9 @@ def call_alert_count(*, call_id: int) -> int:
 def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
     """Talk ratio per speaker and alert count of each call, for the call wall's first paint
     (``dashboard.messages.WallSummary``)."""
-    found: dict[int, Any] = {i: {"talk": [], "alerts": 0} for i in call_ids}
+    found: dict[int, Any] = {
+        i: {"talk": [], "alerts": 0, "sentiment": {"latest": None, "trend": []}} for i in call_ids
+    }
     for call_id, speakers in CallAnalytics.objects.filter(call_id__in=call_ids).values_list(
         "call_id", "speakers"
     ):
@@ -232,6 +282,18 @@ def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
     )
     for call_id, n in counts:
         found[call_id]["alerts"] = n
+    felt = (
+        Utterance.objects.filter(call_id__in=call_ids)
+        .exclude(sentiment="")
+        .order_by("call_id", F("offset_ticks").asc(nulls_last=True), "seq", "pk")
+        .values_list("call_id", "sentiment", "sentiment_score")
+    )
+    for call_id, sentiment, score in felt.iterator():
+        trend = found[call_id]["sentiment"]
+        value = sentiment_value(sentiment, score)
+        if value is not None:
+            trend["trend"] = [*trend["trend"][-(SENTIMENT_TREND - 1) :], round(value, 3)]
+            trend["latest"] = sentiment
     return found
 
 
@@ -267,6 +329,7 @@ def stored_analytics(*, call_id: int) -> AnalyticsPayload | None:
         "talk_ms": row.talk_ms,
         "overlap_ms": row.overlap_ms,
         "silence_ms": row.silence_ms,
+        "hold_ms": row.hold_ms,
         "longest_silence_ms": row.longest_silence_ms,
         "current_silence_ms": 0,
         "interruptions": row.interruptions,
@@ -282,6 +345,9 @@ class AnalyticsInputs:
         self.masks: dict[str, dict[int, int]] = {}  # stream key -> {second: voiced mask}
         self.utterances: list[tuple[str, int, int, int]] = []  # (key, start, end ticks, words)
         self.speakers: dict[str, tuple[str, str]] = {}  # key -> (label, role)
+        self.holds: dict[str, list[list[str | None]]] = {}  # key -> [[start, end|None], ...]
+        self.origin: datetime | None = None  # the call's timeline's tick 0
+        self.sentiments: list[float] = []  # the finals' sentiment values in spoken order
 
 
 def analytics_inputs(*, call_id: int) -> AnalyticsInputs:
@@ -289,6 +355,9 @@ def analytics_inputs(*, call_id: int) -> AnalyticsInputs:
     found = AnalyticsInputs()
     for p in Participant.objects.filter(call_id=call_id):
         found.speakers[p.raw_id] = (p.display_label, p.role)
+        if p.hold_periods:
+            found.holds[p.raw_id] = p.hold_periods
+    found.origin = call_timeline_origin(call_id=call_id)
     rows = TalkSecond.objects.filter(call_id=call_id).values_list("stream", "second", "voiced_mask")
     for stream, second, mask in rows.iterator():
         found.masks.setdefault(stream, {})[second] = mask
@@ -302,6 +371,44 @@ def analytics_inputs(*, call_id: int) -> AnalyticsInputs:
         start = u.offset_ticks or 0
         count = len(u.words) if u.words else len(u.text.split())
         found.utterances.append((key, start, start + (u.duration_ticks or 0), count))
+        value = sentiment_value(u.sentiment or None, u.sentiment_score)
+        if value is not None:
+            found.sentiments.append(value)
+    return found
+
+
+def call_timeline_origin(*, call_id: int) -> datetime | None:
+    """The wall-clock time of tick 0 of a call's timeline: its first audio frame, or its
+    start when it has no audio (ACS transcription counts from its stream's start)."""
+    row = Call.objects.filter(pk=call_id).values_list("audio_origin", "started_at").first()
+    if row is None:
+        return None
+    return row[0] or row[1]
+
+
+@dataclass
+class LiveHolds:
+    """A live call's timeline origin and its participants' hold periods, as stored."""
+
+    origin: datetime | None
+    holds: dict[str, list[list[str | None]]]
+
+
+def live_holds(*, call_ids: list[int]) -> dict[int, LiveHolds]:
+    """The hold periods and timeline origins of these calls, in two queries."""
+    found = {
+        pk: LiveHolds(audio_origin or started_at, {})
+        for pk, audio_origin, started_at in Call.objects.filter(pk__in=call_ids).values_list(
+            "pk", "audio_origin", "started_at"
+        )
+    }
+    rows = (
+        Participant.objects.filter(call_id__in=call_ids, held_since__isnull=False)
+        | Participant.objects.filter(call_id__in=call_ids, hold_ms__gt=0)
+    ).values_list("call_id", "raw_id", "hold_periods")
+    for call_id, raw_id, periods in rows:
+        if call_id in found and isinstance(periods, list):
+            found[call_id].holds[raw_id] = periods
     return found
 
 

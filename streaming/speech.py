@@ -39,6 +39,8 @@ class Phrase:
     source: str
     origin: datetime | None
     participant: ParticipantPayload | None = None
+    sentiment: str | None = None  # ACS's, when it gave one
+    language: str | None = None  # the language ACS identified
 
     @classmethod
     def from_transcription(cls, packet: TranscriptionData, origin: datetime) -> Phrase:
@@ -53,6 +55,8 @@ class Phrase:
             words=packet.words,
             source=TranscriptSource.ACS,
             origin=origin,
+            sentiment=packet.sentiment,
+            language=packet.language,
         )
 
     @property

@@ -20,6 +20,7 @@ from dashboard.permissions import SUPERVISORS_GROUP
 from streaming import services
 from streaming.acs.packets import Word
 from streaming.models import Call, CallAnalytics, CallState
+from streaming.sentiment import Judgement
 from streaming.units import TICKS_PER_SECOND
 
 AGENT = "8:acs:resource_agent-1"
@@ -35,6 +36,8 @@ class Said:
     seconds: float = 1.0
     confidence: float | None = 0.9
     source: str = "recognizer"
+    sentiment: str | None = None  # ACS's sentiment (source "acs")
+    language: str | None = None
 
 
 def make_call(
@@ -71,6 +74,8 @@ def make_call(
             duration_ticks=ticks if offset is not None else None,
             words=words,
             source=s.source,
+            sentiment=Judgement(s.sentiment, None, "acs") if s.sentiment else None,
+            language=s.language,
         )
     kinds = ["dead_air"] * alerts if isinstance(alerts, int) else list(alerts)
     for n, kind in enumerate(kinds):

@@ -116,9 +116,9 @@ def quiet_frame(sample_rate: int = 16000) -> bytes:
     return bytes(sample_rate // 50 * 2)
 
 
-# Messages a dashboard socket receives on a clock (every second per live call), not in
-# answer to what a test does.
-PERIODIC_EVENTS = frozenset({"analytics", "analytics.updated", "calls.health"})
+# Messages a dashboard socket receives on a clock (every second per live call), or as speech
+# starts and stops (speaking.changed), not in answer to what a test does.
+PERIODIC_EVENTS = frozenset({"analytics", "analytics.updated", "calls.health", "speaking.changed"})
 
 
 async def next_event(

@@ -139,6 +139,8 @@ class CallAdmin(admin.ModelAdmin):
         "agent_talk",
         "mean_confidence",
         "alert_total",
+        "hold_time",
+        "ended_sentiment_shown",
     )
     list_filter = (
         "started_at",
@@ -179,6 +181,7 @@ class CallAdmin(admin.ModelAdmin):
         "bidirectional",
         "recording_id",
         "recording_state",
+        "transcription_options",
         "participants_sequence",
         "created_at",
         "updated_at",
@@ -276,6 +279,15 @@ class CallAdmin(admin.ModelAdmin):
     @admin.display(description="alerts", ordering="alert_count")
     def alert_total(self, call: Call) -> int:
         return int(getattr(call, "alert_count", 0) or 0)
+
+    @admin.display(description="on hold", ordering="hold_ms")
+    def hold_time(self, call: Call) -> str:
+        held = int(getattr(call, "hold_ms", 0) or 0)
+        return units.clock(held) if held else ""
+
+    @admin.display(description="ended", ordering="ended_sentiment")
+    def ended_sentiment_shown(self, call: Call) -> str:
+        return str(getattr(call, "ended_sentiment", "") or "")
 
     # -- download
 

@@ -55,8 +55,30 @@ class ParticipantInline(admin.TabularInline):
     model = Participant
     extra = 0
     can_delete = False
-    fields = ("raw_id", "display_label", "kind", "role", "in_call", "created_at")
-    readonly_fields = ("raw_id", "kind", "in_call", "created_at")
+    fields = (
+        "raw_id",
+        "display_label",
+        "display_name",
+        "kind",
+        "role",
+        "in_call",
+        "is_muted",
+        "is_on_hold",
+        "hold_ms",
+        "longest_hold_ms",
+        "created_at",
+    )
+    readonly_fields = (
+        "raw_id",
+        "display_name",
+        "kind",
+        "in_call",
+        "is_muted",
+        "is_on_hold",
+        "hold_ms",
+        "longest_hold_ms",
+        "created_at",
+    )
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -67,7 +89,16 @@ class ParticipantInline(admin.TabularInline):
 
 class UtteranceInline(RecordInlineMixin, admin.TabularInline):
     model = Utterance
-    fields = ("offset_ticks", "participant", "text", "confidence", "source")
+    fields = (
+        "offset_ticks",
+        "participant",
+        "text",
+        "confidence",
+        "sentiment",
+        "sentiment_source",
+        "language",
+        "source",
+    )
     readonly_fields = fields
     ordering = ("offset_ticks", "pk")
     show_change_link = True
@@ -109,6 +140,7 @@ class CallAnalyticsInline(RecordInlineMixin, admin.StackedInline):
         "talk_ms",
         "overlap_ms",
         "silence_ms",
+        "hold_ms",
         "longest_silence_ms",
         "longest_monologue_ms",
         "interruptions",
@@ -124,14 +156,23 @@ class CallAnalyticsInline(RecordInlineMixin, admin.StackedInline):
 
 @admin.register(AlertRule)
 class AlertRuleAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "enabled", "phrase", "seconds", "percent", "speaker_role")
+    list_display = (
+        "name",
+        "kind",
+        "enabled",
+        "phrase",
+        "seconds",
+        "percent",
+        "finals",
+        "speaker_role",
+    )
     list_editable = ("enabled",)
     list_filter = ("kind", "enabled")
     search_fields = ("name", "phrase")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled")}),
         ("Keyword", {"fields": ("phrase",)}),
-        ("Thresholds", {"fields": ("seconds", "percent")}),
+        ("Thresholds", {"fields": ("seconds", "percent", "finals")}),
         ("Who", {"fields": ("speaker_role",)}),
     )
 
@@ -156,11 +197,22 @@ class AlertAdmin(admin.ModelAdmin):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ("display_label", "role", "kind", "raw_id", "call")
-    list_filter = ("role", "kind")
+    list_display = ("display_label", "role", "kind", "raw_id", "hold_ms", "call")
+    list_filter = ("role", "kind", "is_on_hold", "is_muted")
     search_fields = ("display_label", "raw_id", "call__connection_id")
     list_select_related = ("call",)
-    readonly_fields = ("call", "raw_id", "created_at")
+    readonly_fields = (
+        "call",
+        "raw_id",
+        "display_name",
+        "is_muted",
+        "is_on_hold",
+        "held_since",
+        "hold_ms",
+        "longest_hold_ms",
+        "hold_periods",
+        "created_at",
+    )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Participant]:
         return only_visible_calls(super().get_queryset(request), request.user)
@@ -171,8 +223,17 @@ class ParticipantAdmin(admin.ModelAdmin):
 
 @admin.register(Utterance)
 class UtteranceAdmin(admin.ModelAdmin):
-    list_display = ("call", "participant", "text", "confidence", "offset_ticks", "source")
-    list_filter = ("source",)
+    list_display = (
+        "call",
+        "participant",
+        "text",
+        "confidence",
+        "sentiment",
+        "language",
+        "offset_ticks",
+        "source",
+    )
+    list_filter = ("source", "sentiment", "sentiment_source")
     search_fields = ("text", "call__connection_id")
     list_select_related = ("call", "participant")
     readonly_fields = (
@@ -184,6 +245,10 @@ class UtteranceAdmin(admin.ModelAdmin):
         "duration_ticks",
         "words",
         "source",
+        "sentiment",
+        "sentiment_score",
+        "sentiment_source",
+        "language",
         "dedupe_key",
         "created_at",
     )

@@ -19,7 +19,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from streaming.history.search import calls_matching
-from streaming.models import Alert, CallState, Participant
+from streaming.models import Alert, CallState, Participant, Sentiment, Utterance
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -99,6 +99,16 @@ class CallFilters(serializers.Serializer[dict[str, Any]]):
         required=False,
         help_text="true: only calls on which an alert fired; false: only calls without.",
     )
+    sentiment = serializers.ChoiceField(
+        choices=Sentiment.choices,
+        required=False,
+        help_text="Only calls with at least one final of this sentiment.",
+    )
+    ended_negative = serializers.BooleanField(
+        required=False,
+        help_text="true: only calls whose last final with a sentiment is negative; false: "
+        "only calls whose last one is not (or that have none).",
+    )
     q = serializers.CharField(
         required=False,
         allow_blank=True,
@@ -128,6 +138,12 @@ def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]
     if filters.get("has_alerts") is not None:
         fired = Exists(Alert.objects.filter(call=OuterRef("pk")))
         calls = calls.filter(fired if filters["has_alerts"] else ~fired)
+    if filters.get("sentiment"):
+        felt = Utterance.objects.filter(call=OuterRef("pk"), sentiment=filters["sentiment"])
+        calls = calls.filter(Exists(felt))
+    if filters.get("ended_negative") is not None:
+        ended = Q(ended_sentiment=Sentiment.NEGATIVE)
+        calls = calls.filter(ended if filters["ended_negative"] else ~ended)
     phrase = (filters.get("q") or "").strip()
     if phrase:
         calls = calls_matching(calls, phrase)

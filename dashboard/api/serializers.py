@@ -66,8 +66,27 @@ class ParticipantSerializer(serializers.ModelSerializer[Participant]):
 
     class Meta:
         model = Participant
-        fields = ["id", "raw_id", "label", "role", "kind", "is_muted", "is_on_hold", "in_call"]
+        fields = [
+            "id",
+            "raw_id",
+            "label",
+            "display_name",
+            "role",
+            "kind",
+            "is_muted",
+            "is_on_hold",
+            "in_call",
+            "held_since",
+            "hold_ms",
+            "longest_hold_ms",
+        ]
         read_only_fields = fields
+        extra_kwargs = {
+            "display_name": {"help_text": "The display name ACS gave; empty if none"},
+            "held_since": {"help_text": "On hold since this moment; null when not on hold"},
+            "hold_ms": {"help_text": "Time on hold in finished holds (ms)"},
+            "longest_hold_ms": {"help_text": "The longest finished hold (ms)"},
+        }
 
 
 # ------------------------------------------------------------------------------------ calls
@@ -90,6 +109,13 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
         help_text="Mean recognition confidence of the call's utterances (0-1); null if none."
     )
     alert_count = serializers.IntegerField(read_only=True, help_text="Alerts fired on the call.")
+    ended_sentiment = serializers.SerializerMethodField(
+        help_text="The sentiment of the call's last final that has one (positive, neutral, "
+        "negative, mixed); null if none has."
+    )
+    hold_ms = serializers.IntegerField(
+        read_only=True, help_text="Time its participants spent in finished holds, in all (ms)."
+    )
 
     class Meta:
         model = Call
@@ -105,8 +131,14 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
             "agent_talk_ratio",
             "mean_confidence",
             "alert_count",
+            "ended_sentiment",
+            "hold_ms",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_ended_sentiment(self, call: Call) -> str | None:
+        return getattr(call, "ended_sentiment", None) or None
 
     @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_duration_seconds(self, call: Call) -> float | None:
@@ -162,6 +194,7 @@ class AnalyticsSerializer(serializers.ModelSerializer[CallAnalytics]):
             "talk_ms",
             "silence_ms",
             "overlap_ms",
+            "hold_ms",
             "longest_silence_ms",
             "longest_monologue_ms",
             "interruptions",
@@ -197,9 +230,17 @@ class CallDetailSerializer(CallListSerializer):
             "transcript_source",
             "media_state",
             "transcription_state",
+            "transcription_options",
             "analytics",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "transcription_options": {
+                "help_text": "What ACS transcription was asked for, as its metadata said: "
+                "sentiment (bool), pii_redaction, summarization, locales, "
+                "speech_model_endpoint_id"
+            }
+        }
 
     @extend_schema_field(AnalyticsSerializer(allow_null=True))
     def get_analytics(self, call: Call) -> dict[str, Any] | None:
@@ -243,6 +284,19 @@ class UtteranceSerializer(serializers.ModelSerializer[Utterance]):
     speaker = serializers.SerializerMethodField(help_text="null: an unknown speaker")
     confidence = FiniteFloatField()
     words = serializers.SerializerMethodField()
+    sentiment = serializers.SerializerMethodField(
+        help_text="positive, neutral, negative or mixed; null when not known"
+    )
+    sentiment_score = FiniteFloatField(
+        help_text="The lexicon scorer's compound score (-1 to 1); null for ACS's sentiment"
+    )
+    sentiment_source = serializers.SerializerMethodField(
+        help_text='Who judged it: "acs" (ACS transcription) or "lexicon" (Callsite\'s offline '
+        "scorer); null when not known"
+    )
+    language = serializers.SerializerMethodField(
+        help_text="The language ACS identified (en-US); null when not known"
+    )
 
     class Meta:
         model = Utterance
@@ -256,9 +310,25 @@ class UtteranceSerializer(serializers.ModelSerializer[Utterance]):
             "duration_ticks",
             "words",
             "source",
+            "sentiment",
+            "sentiment_score",
+            "sentiment_source",
+            "language",
             "created_at",
         ]
         read_only_fields = fields
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_sentiment(self, utterance: Utterance) -> str | None:
+        return utterance.sentiment or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_sentiment_source(self, utterance: Utterance) -> str | None:
+        return utterance.sentiment_source or None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_language(self, utterance: Utterance) -> str | None:
+        return utterance.language or None
 
     @extend_schema_field(SpeakerRefSerializer(allow_null=True))
     def get_speaker(self, utterance: Utterance) -> dict[str, str] | None:
@@ -301,6 +371,10 @@ class TranscriptLineSerializer(serializers.Serializer[Any]):
     text = serializers.CharField()
     confidence = serializers.FloatField(allow_null=True)
     words = WordSerializer(many=True)
+    kind = serializers.CharField(help_text="speech, or dtmf for a DTMF tone")
+    sentiment = serializers.CharField(allow_null=True)
+    sentiment_source = serializers.CharField(allow_null=True)
+    language = serializers.CharField(allow_null=True)
 
 
 class TranscriptSerializer(serializers.Serializer[Any]):

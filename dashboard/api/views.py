@@ -61,9 +61,13 @@ _ERRORS = {
     429: "Too many requests for this user: retry after the Retry-After header's seconds.",
 }
 
+# A parameter's problems by its name, or (a NUL in the query string, refused before any view:
+# callsite.middleware) {"error": reason}.
 _VALIDATION_ERROR: dict[str, Any] = {
     "type": "object",
-    "additionalProperties": {"type": "array", "items": {"type": "string"}},
+    "additionalProperties": {
+        "oneOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string"}]
+    },
 }
 
 

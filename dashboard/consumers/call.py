@@ -1,7 +1,7 @@
 """A call page's socket: the call's snapshot from the database, then its events in order.
 
-Stored events of a call (finals and alerts) carry the call's sequence number ``seq``. The
-socket sends them strictly in ``seq`` order, each once:
+Stored events of a call (finals, alerts and DTMF tones) carry the call's sequence number
+``seq``. The socket sends them strictly in ``seq`` order, each once:
 
 * a browser that reconnects passes ``?after=<seq>``, the last one it has, and gets only what
   it missed;
@@ -10,7 +10,8 @@ socket sends them strictly in ``seq`` order, each once:
 * an event that arrives after a hole (the channel layer is best-effort and may drop a
   message) first fills the hole from the database.
 
-Interim captions, call state, analytics and health are state, not history: each message
+DTMF tones are stored events too. Interim captions, speaking, call state, analytics and
+health are state, not history: each message
 replaces what the page shows, so they carry no ``seq``.
 """
 
@@ -78,7 +79,9 @@ class CallPageConsumer(SupervisorSocket):
         else:
             captions = selectors.call_captions_after(call_id=call_id, after_seq=after)
             alerts = selectors.call_alerts(call_id=call_id, after_seq=after)
+        tones = selectors.call_tones(call_id=call_id, after_seq=after)
         seqs = [c["seq"] for c in captions if c["seq"]] + [a["seq"] for a in alerts if a["seq"]]
+        seqs += [t["seq"] for t in tones if t["seq"]]
         self.last_seq = max([after or 0, *seqs])
         analytics = selectors.stored_analytics(call_id=call_id)
         if analytics is None and call is not None and call["state"] == CallState.ENDED:
@@ -90,6 +93,7 @@ class CallPageConsumer(SupervisorSocket):
             captions=captions,
             alerts=alerts,
             actions=selectors.call_actions(call_id=call_id),
+            tones=tones,
             last_seq=self.last_seq,
             resume=after is not None,
             low_confidence=settings.CALLSITE_LOW_CONFIDENCE_PERCENT / 100,
@@ -125,6 +129,8 @@ class CallPageConsumer(SupervisorSocket):
             found.append((caption["seq"] or 0, events.caption_final(caption)))
         for alert in selectors.call_alerts(call_id=self.call_id, after_seq=after):
             found.append((alert["seq"] or 0, events.alert_fired(alert)))
+        for tone in selectors.call_tones(call_id=self.call_id, after_seq=after):
+            found.append((tone["seq"] or 0, events.dtmf_tone(tone)))
         return sorted(found, key=lambda item: item[0])
 
     async def caption_final(self, event: dict[str, Any]) -> None:
@@ -132,6 +138,9 @@ class CallPageConsumer(SupervisorSocket):
 
     async def alert_fired(self, event: dict[str, Any]) -> None:
         await self.in_order(event["alert"].get("seq"), event)
+
+    async def dtmf_tone(self, event: dict[str, Any]) -> None:
+        await self.in_order(event["tone"].get("seq"), event)
 
     # --- state ---------------------------------------------------------------------------------
 
@@ -145,6 +154,9 @@ class CallPageConsumer(SupervisorSocket):
         await self.send_message(event)
 
     async def caption_interim(self, event: dict[str, Any]) -> None:
+        await self.send_message(event)
+
+    async def speaking_changed(self, event: dict[str, Any]) -> None:
         await self.send_message(event)
 
     async def analytics_updated(self, event: dict[str, Any]) -> None:

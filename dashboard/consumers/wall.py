@@ -87,6 +87,10 @@ class WallConsumer(SupervisorSocket):
             return
         await self.send_message(event)
 
+    async def speaking_changed(self, event: dict[str, Any]) -> None:
+        if await self.may_see(event["speaking"]["call_id"]):
+            await self.send_message(event)
+
     async def alert_fired(self, event: dict[str, Any]) -> None:
         if await self.may_see(event["alert"]["call_id"]):
             await self.send_message(event)

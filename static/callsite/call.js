@@ -22,6 +22,8 @@
   const actions = new Map(); // supervisor actions by id: the audit trail and pending states
   const controls = document.getElementById("call-controls");
   const kinds = new Set(controls ? controls.dataset.kinds.split(" ").filter(Boolean) : []);
+  const speaking = new Map(); // participant raw id -> speaking now
+  const trend = new Map(); // utterance id -> [offset ticks, sentiment value, sentiment]
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -86,20 +88,27 @@
     return p;
   }
 
-  function buildCaption(caption) {
+  // A transcript line's shell: who (a participant payload) and when (ticks).
+  function lineShell(className, participant, offset) {
     const el = document.createElement("div");
-    el.className = `caption ${caption.final ? "final" : "interim"}`;
-    el.dataset.offset = caption.offset_ticks == null ? "" : caption.offset_ticks;
-    el.dataset.role = caption.participant ? caption.participant.role : "unknown";
+    el.className = className;
+    el.dataset.offset = offset == null ? "" : offset;
+    el.dataset.role = participant ? participant.role : "unknown";
     const meta = document.createElement("div");
     meta.className = "meta";
     const who = document.createElement("span");
     who.className = "speaker";
-    who.textContent = caption.participant ? caption.participant.label : "Unknown speaker";
+    who.textContent = participant ? participant.label : "Unknown speaker";
     const when = document.createElement("span");
     when.className = "time";
-    when.textContent = ticksToClock(caption.offset_ticks);
+    when.textContent = ticksToClock(offset);
     meta.append(who, when);
+    return [el, meta];
+  }
+
+  function buildCaption(caption) {
+    const kind = `caption ${caption.final ? "final" : "interim"}`;
+    const [el, meta] = lineShell(kind, caption.participant, caption.offset_ticks);
     if (!caption.final) {
       const tag = document.createElement("span");
       tag.className = "tag";
@@ -111,8 +120,56 @@
       conf.textContent = `${Math.round(caption.confidence * 100)} %`;
       meta.append(conf);
     }
+    if (caption.sentiment) {
+      const badge = document.createElement("span");
+      badge.className = "badge sentiment";
+      badge.dataset.sentiment = caption.sentiment;
+      badge.dataset.source = caption.sentiment_source || "";
+      badge.textContent = caption.sentiment;
+      badge.title = caption.sentiment_source === "lexicon"
+        ? "sentiment from Callsite's offline lexicon scorer"
+        : "sentiment from ACS";
+      meta.append(badge);
+    }
+    if (caption.language) {
+      const lang = document.createElement("span");
+      lang.className = "badge language";
+      lang.textContent = caption.language;
+      meta.append(lang);
+    }
     el.append(meta, textWithConfidence(caption));
     return el;
+  }
+
+  const SENTIMENT_VALUES = { positive: 1, negative: -1, neutral: 0, mixed: 0 };
+
+  function noteSentiment(caption) {
+    if (!caption.sentiment || caption.utterance_id == null) return;
+    const value = caption.sentiment_score ?? SENTIMENT_VALUES[caption.sentiment] ?? 0;
+    trend.set(caption.utterance_id, [caption.offset_ticks ?? 0, value, caption.sentiment]);
+  }
+
+  function renderTrend() {
+    const rows = [...trend.values()].sort((a, b) => a[0] - b[0]).slice(-20);
+    const latest = rows.length ? rows[rows.length - 1][2] : null;
+    const el = document.getElementById("sentiment");
+    el.replaceChildren(window.sentimentSparkline(rows.map((r) => r[1]), latest));
+    el.dataset.latest = latest || "";
+    document.getElementById("sentiment-latest").textContent = latest || "no sentiment yet";
+  }
+
+  // A DTMF tone, in the transcript at its place: the fact, who and when (digits masked
+  // unless CALLSITE_DTMF_DIGITS=keep).
+  function showTone(tone) {
+    if (tone.seq) lastSeq = Math.max(lastSeq, tone.seq);
+    if (captions.querySelector(`.dtmf[data-event="${tone.event_id}"]`)) return;
+    const [el, meta] = lineShell("caption final dtmf", tone.participant, tone.offset_ticks);
+    el.dataset.event = tone.event_id;
+    const text = document.createElement("p");
+    text.className = "text";
+    text.textContent = `pressed ${tone.tone}`;
+    el.append(meta, text);
+    placeFinal(el, el.dataset.offset);
   }
 
   function placeFinal(el, offset) {
@@ -138,6 +195,7 @@
     el.dataset.utterance = caption.utterance_id;
     el.dataset.speaker = key;
     placeFinal(el, el.dataset.offset);
+    noteSentiment(caption);
   }
 
   function showInterim(caption) {
@@ -184,6 +242,7 @@
       ["Someone talking", `${clock(talk)} · ${ofCall(a.talk_ms)}`],
       ["Nobody talking", `${clock(silence)} · ${ofCall(a.silence_ms)}${a.current_silence_ms >= 3000 ? ` · now ${Math.round(a.current_silence_ms / 1000)} s` : ""}`],
       ["Two or more talking", `${msToClock(a.overlap_ms)} · ${ofCall(a.overlap_ms)}`],
+      ["On hold", `${msToClock(a.hold_ms || 0)} · ${ofCall(a.hold_ms || 0)}`],
       ["Interruptions", String(a.interruptions)],
     ];
     for (const s of a.speakers) {
@@ -236,6 +295,14 @@
       ? window.formatDuration(window.secondsAddingUp([latestAnalytics.talk_ms, latestAnalytics.silence_ms], latestAnalytics.duration_ms).reduce((x, y) => x + y, 0))
       : window.callDuration(call);
     document.getElementById("call-locale").textContent = call.locale || "";
+    const options = call.transcription_options || {};
+    const asked = [];
+    if (options.sentiment) asked.push("sentiment");
+    if (options.pii_redaction && options.pii_redaction.enable) asked.push(`PII redaction (${options.pii_redaction.redaction_type || "on"})`);
+    if (options.summarization && options.summarization.enable_end_call_summary) asked.push("end-of-call summary");
+    if (options.locales && options.locales.length) asked.push(`languages ${options.locales.join(", ")}`);
+    if (options.speech_model_endpoint_id) asked.push("custom speech model");
+    document.getElementById("call-options").textContent = asked.length ? `ACS transcription: ${asked.join(" · ")}` : "";
     const streams = [];
     if (call.media_state) streams.push(`media ${call.media_state}`);
     if (call.transcription_state) streams.push(`transcription ${call.transcription_state}`);
@@ -251,7 +318,16 @@
     );
     // Redrawn only when something changed: the clock redraws the call every second.
     const list = document.getElementById("participants");
-    const drawn = JSON.stringify([call.state, call.participants, [...actions.values()].filter((a) => !a.settled)]);
+    // A hold's clock and who is speaking change the badges too.
+    const holding = call.participants.some((p) => p.is_on_hold);
+    const drawn = JSON.stringify([
+      call.state,
+      call.participants,
+      [...actions.values()].filter((a) => !a.settled),
+      [...speaking],
+      latestAnalytics ? latestAnalytics.speakers.map((sp) => [sp.key, Math.floor(sp.current_monologue_ms / 1000)]) : [],
+      holding ? Math.floor(Date.now() / 1000) : 0,
+    ]);
     if (drawnParticipants !== drawn) {
       drawnParticipants = drawn;
       list.replaceChildren(...call.participants.map(participantItem));
@@ -274,15 +350,18 @@
     const li = document.createElement("li");
     li.dataset.role = p.role;
     li.dataset.rawId = p.raw_id;
+    const now = speaking.get(p.raw_id) || false;
+    li.dataset.speaking = now ? "true" : "false";
+    const stats = latestAnalytics ? latestAnalytics.speakers.find((s) => s.key === p.raw_id) : null;
     const flags = [
-      p.is_muted ? "muted" : "",
-      p.is_on_hold ? "on hold" : "",
       p.invitation && p.invitation !== "joined" ? p.invitation : "",
       p.in_call || p.invitation === "invited" ? "" : "left",
     ];
     const text = document.createElement("span");
     text.className = "who";
     text.textContent = [`${p.label} · ${p.role}`, ...flags.filter(Boolean)].join(" · ");
+    window.appendBadges(text, window.participantBadges(p, now, stats ? stats.current_monologue_ms : 0));
+    if (p.hold_ms) text.append(` · held ${msToClock(p.hold_ms)} in all`);
     li.append(text);
     for (const action of pendingFor(p.raw_id)) {
       const badge = document.createElement("span");
@@ -439,6 +518,7 @@
       for (const caption of event.captions) showFinal(caption);
       for (const alert of event.alerts) showAlert(alert);
       for (const action of event.actions || []) showAction(action);
+      for (const tone of event.tones || []) showTone(tone);
       lastSeq = Math.max(lastSeq, event.last_seq || 0);
     } else if (event.type === "call.updated") {
       call = event.call;
@@ -452,9 +532,15 @@
       showAlert(event.alert);
     } else if (event.type === "call.action") {
       showAction(event.action);
+    } else if (event.type === "dtmf.tone") {
+      showTone(event.tone);
+    } else if (event.type === "speaking.changed") {
+      speaking.set(event.speaking.key, event.speaking.speaking);
     } else if (event.type === "analytics" || event.type === "analytics.updated") {
       showAnalytics(event);
+      for (const s of event.analytics.speakers) if (!event.analytics.final) speaking.set(s.key, s.speaking);
     }
+    renderTrend();
     root.dataset.lastSeq = lastSeq;
     empty.hidden = captions.querySelector(".caption") !== null;
     renderCall();

@@ -115,6 +115,50 @@
     else call.participants.push(participant);
   };
 
+  // "on hold 0:42" (counting on from when the hold began, by the browser's clock),
+  // "muted", "speaking 0:07": a participant's live badges, as text.
+  window.participantBadges = function (p, speaking, monologueMs) {
+    const badges = [];
+    if (speaking) badges.push(monologueMs >= 1000 ? `speaking ${window.formatDuration(monologueMs / 1000)}` : "speaking");
+    if (p.is_on_hold) {
+      const since = p.held_since ? Date.parse(p.held_since) : NaN;
+      const held = Number.isFinite(since) ? Date.now() - since : 0;
+      badges.push(`on hold ${window.formatDuration(Math.max(0, held) / 1000)}`);
+    }
+    if (p.is_muted) badges.push("muted");
+    return badges;
+  };
+
+  // Append a participant's badges (participantBadges' texts) to `el`.
+  window.appendBadges = function (el, texts) {
+    for (const text of texts) {
+      const badge = document.createElement("span");
+      badge.className = "badge flag";
+      badge.dataset.flag = text.split(" ")[0];
+      badge.textContent = text;
+      el.append(" ", badge);
+    }
+  };
+
+  // A small line of the last finals' sentiment (-1 negative .. 1 positive), as inline SVG.
+  window.sentimentSparkline = function (values, latest) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("class", "sentiment-trend");
+    svg.setAttribute("viewBox", "0 0 100 24");
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `sentiment ${latest || "unknown"}, ${values.length} finals`);
+    svg.dataset.latest = latest || "";
+    if (values.length) {
+      const step = values.length > 1 ? 100 / (values.length - 1) : 0;
+      const points = values.map((v, i) => `${(i * step).toFixed(1)},${(12 - v * 10).toFixed(1)}`);
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", values.length > 1 ? points.join(" ") : `0,${points[0].split(",")[1]} 100,${points[0].split(",")[1]}`);
+      svg.append(line);
+    }
+    return svg;
+  };
+
   // Calls arrive in snapshots and updates; each remembers when, for callDuration.
   window.stampCalls = function (event) {
     const now = Date.now();

@@ -9,9 +9,10 @@
   const calls = new Map();
   const health = new Map(); // call id -> {payload, at}
   const alerts = new Map(); // call id -> {count, latest}
+  const speaking = new Map(); // call id -> Map(raw id -> speaking now)
   let stuckSeconds = 10;
   const rows = document.getElementById("wall-rows");
-  const COLUMNS = 9;
+  const COLUMNS = 10;
 
   function healthOf(call) {
     const entry = health.get(call.id);
@@ -77,6 +78,39 @@
     return td;
   }
 
+  function participantsCell(call) {
+    const td = document.createElement("td");
+    td.className = "participants";
+    const now = speaking.get(call.id) || new Map();
+    const talk = health.get(call.id)?.payload.talk || [];
+    call.participants.forEach((p, index) => {
+      if (index) td.append(", ");
+      const span = document.createElement("span");
+      span.className = "participant";
+      span.dataset.rawId = p.raw_id;
+      const live = talk.find((s) => s.key === p.raw_id);
+      const isSpeaking = now.has(p.raw_id) ? now.get(p.raw_id) : Boolean(live && live.speaking);
+      span.dataset.speaking = isSpeaking ? "true" : "false";
+      span.textContent = `${p.label} (${p.role})`;
+      window.appendBadges(span, window.participantBadges(p, isSpeaking, live ? live.current_monologue_ms : 0));
+      td.append(span);
+    });
+    return td;
+  }
+
+  function sentimentCell(call) {
+    const td = document.createElement("td");
+    td.className = "sentiment";
+    const s = health.get(call.id)?.payload.sentiment || call.summary?.sentiment;
+    if (!s || !s.trend.length) return td;
+    const label = document.createElement("span");
+    label.className = "badge sentiment";
+    label.dataset.sentiment = s.latest || "";
+    label.textContent = s.latest || "";
+    td.append(window.sentimentSparkline(s.trend, s.latest), label);
+    return td;
+  }
+
   function cell(text, className) {
     const td = document.createElement("td");
     if (className) td.className = className;
@@ -129,9 +163,10 @@
         state,
         cell(window.formatDateTime(call.started_at)),
         cell(window.callDuration(call), "duration"),
-        cell(call.participants.map((p) => `${p.label} (${p.role})`).join(", ")),
+        participantsCell(call),
         cell(call.transcript_source),
         ratioCell(call),
+        sentimentCell(call),
         healthCell(call),
         alertCell(call),
       );
@@ -157,7 +192,15 @@
       window.mergeParticipant(calls.get(event.call_id), event.participant);
     } else if (event.type === "calls.health") {
       const at = Date.now();
-      for (const payload of event.calls) health.set(payload.call_id, { payload, at });
+      for (const payload of event.calls) {
+        health.set(payload.call_id, { payload, at });
+        // The tick's view of who speaks replaces what the changes said before it.
+        speaking.set(payload.call_id, new Map(payload.talk.map((s) => [s.key, s.speaking])));
+      }
+    } else if (event.type === "speaking.changed") {
+      const who = speaking.get(event.speaking.call_id) || new Map();
+      who.set(event.speaking.key, event.speaking.speaking);
+      speaking.set(event.speaking.call_id, who);
     } else if (event.type === "alert.fired") {
       const a = alerts.get(event.alert.call_id) || { count: 0, latest: "" };
       a.count += 1;

@@ -28,6 +28,9 @@ from azure.communication.callautomation import (
     StreamingTransportType,
     TranscriptionOptions,
 )
+from azure.communication.callautomation._generated.models import (
+    WebSocketTranscriptionOptions as _RestTranscriptionOptions,
+)
 from azure.core.exceptions import AzureError, HttpResponseError
 from django.conf import settings
 
@@ -157,6 +160,60 @@ def _failure(action: str, exc: Exception) -> CallAutomationError:
     return CallAutomationError(f"{action} failed: {reason}", reason=reason)
 
 
+class _RestTranscriptionOptionsWithExtras(_RestTranscriptionOptions):
+    """The REST transcription options with fields this SDK version cannot send yet.
+
+    The extras are serialised into the request body with the rest (so they are signed with
+    it): ``additional_properties`` is the generated models' own mechanism for that.
+    """
+
+    _attribute_map = {
+        **_RestTranscriptionOptions._attribute_map,
+        "additional_properties": {"key": "", "type": "{object}"},
+    }
+
+
+class _TranscriptionOptionsWithExtras(TranscriptionOptions):
+    """``TranscriptionOptions`` plus REST fields the Python SDK does not model yet."""
+
+    def __init__(self, *, extras: dict[str, object], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.extras = extras
+
+    def _to_generated(self) -> _RestTranscriptionOptions:
+        generated = _RestTranscriptionOptionsWithExtras(
+            transport_url=self.transport_url,
+            transport_type=self.transport_type,
+            locale=self.locale,
+            start_transcription=self.start_transcription,
+            speech_recognition_model_endpoint_id=self.speech_recognition_model_endpoint_id,
+            enable_intermediate_results=self.enable_intermediate_results,
+        )
+        generated.additional_properties = dict(self.extras)
+        return generated
+
+
+def transcription_extras() -> dict[str, object]:
+    """What ``CALLSITE_TRANSCRIPTION_*`` adds to the answer's ``transcriptionOptions``: the
+    REST API's sentiment, PII redaction, summarization and language-identification fields."""
+    extras: dict[str, object] = {}
+    if settings.CALLSITE_TRANSCRIPTION_SENTIMENT:
+        extras["enableSentimentAnalysis"] = True
+    if settings.CALLSITE_TRANSCRIPTION_PII_REDACTION:
+        extras["piiRedactionOptions"] = {
+            "enable": True,
+            "redactionType": settings.CALLSITE_TRANSCRIPTION_PII_REDACTION,
+        }
+    if settings.CALLSITE_TRANSCRIPTION_SUMMARIZATION:
+        summary: dict[str, object] = {"enableEndCallSummary": True}
+        if settings.CALLSITE_TRANSCRIPTION_LOCALE:
+            summary["locale"] = settings.CALLSITE_TRANSCRIPTION_LOCALE
+        extras["summarizationOptions"] = summary
+    if settings.CALLSITE_TRANSCRIPTION_LOCALES:
+        extras["locales"] = list(settings.CALLSITE_TRANSCRIPTION_LOCALES)
+    return extras
+
+
 def streaming_options(
     *,
     media_url: str | None,
@@ -166,9 +223,10 @@ def streaming_options(
 ) -> tuple[MediaStreamingOptions | None, TranscriptionOptions | None]:
     """The streaming options every call Callsite joins is given (answered, room or placed).
 
-    ``media_url`` asks for unmixed 16 kHz mono PCM audio, started at once (and audio back into
-    the call when ``bidirectional``); ``transcription_url`` asks for ACS live transcription in
-    ``locale`` (required then), with intermediate results.
+    ``media_url`` asks for unmixed 16 kHz mono PCM audio and DTMF tones, started at once (and
+    audio back into the call when ``bidirectional``); ``transcription_url`` asks for ACS live
+    transcription in ``locale`` (required then), with intermediate results and whatever
+    ``transcription_extras`` adds.
     """
     media = None
     if media_url:
@@ -180,13 +238,15 @@ def streaming_options(
             start_media_streaming=True,
             enable_bidirectional=True if bidirectional else None,
             audio_format=AudioFormat.PCM16_K_MONO,
+            enable_dtmf_tones=True,
         )
     transcription = None
     if transcription_url:
         if not locale:
             # ACS rejects transcription options without a locale; fail before the call rings out.
             raise CallAutomationNotConfigured("live transcription needs a locale")
-        transcription = TranscriptionOptions(
+        transcription = _TranscriptionOptionsWithExtras(
+            extras=transcription_extras(),
             transport_url=transcription_url,
             transport_type=StreamingTransportType.WEBSOCKET,
             locale=locale,

@@ -28,7 +28,7 @@ import binascii
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import TypeAlias
@@ -47,6 +47,7 @@ from streaming.acs.reading import (
     refusal,
     req_str,
     show,
+    stored_str,
 )
 
 MAX_PACKET_BYTES = 1_048_576
@@ -102,13 +103,20 @@ class DtmfData:
 
 @dataclass(frozen=True, slots=True)
 class TranscriptionMetadata:
-    """First packet on a transcription socket."""
+    """First packet on a transcription socket.
+
+    ``options`` is what the transcription was asked for, when the packet says (newer ACS):
+    ``sentiment`` (bool), ``pii_redaction`` (``{"enable", "redaction_type"}``),
+    ``summarization`` (``{"enable_end_call_summary", "locale"}``) and ``locales`` (list);
+    absent keys were not said.
+    """
 
     subscription_id: str | None
     locale: str | None
     call_connection_id: str | None
     correlation_id: str | None
     speech_model_endpoint_id: str | None
+    options: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +141,7 @@ class TranscriptionData:
     words: tuple[Word, ...]
     participant_raw_id: str | None
     result_status: ResultStatus
-    sentiment: str | None
+    sentiment: str | None  # one of SENTIMENTS; another value ACS may add is dropped
     language: str | None
 
     @property
@@ -144,6 +152,9 @@ class TranscriptionData:
 Packet: TypeAlias = AudioMetadata | AudioData | DtmfData | TranscriptionMetadata | TranscriptionData
 
 _STATUSES = {"final": ResultStatus.FINAL, "intermediate": ResultStatus.INTERMEDIATE}
+SENTIMENTS = frozenset({"positive", "neutral", "negative", "mixed"})
+MAX_LANGUAGE = 35  # Utterance.language; BCP 47 tags are short
+MAX_OPTION_TEXT = 100  # a locale or redaction type in the options
 
 
 def _audio_format(m: JsonMap, p: str, subscription_id: str | None) -> AudioMetadata:
@@ -187,6 +198,54 @@ def _dtmf_data(m: JsonMap, p: str) -> DtmfData:
     return DtmfData(req_str(m, p, "data"), opt_time(m, p), participant_id(m, p))
 
 
+def _option_text(m: JsonMap, p: str, name: str) -> str | None:
+    value = stored_str(m, p, name)
+    if value is not None and len(value) > MAX_OPTION_TEXT:
+        raise refusal(p + name, f"at most {MAX_OPTION_TEXT} characters", value)
+    return value
+
+
+def _option_object(m: JsonMap, p: str, name: str) -> JsonMap | None:
+    value = m.get(name.lower())
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise refusal(p + name, "an object", value)
+    return lowered(value)
+
+
+def _transcription_options(m: JsonMap, p: str) -> dict[str, object]:
+    """What a ``TranscriptionMetadata`` says the transcription was asked for."""
+    options: dict[str, object] = {}
+    if m.get("enablesentimentanalysis") is not None:
+        options["sentiment"] = opt_bool(m, p, "enableSentimentAnalysis")
+    pii = _option_object(m, p, "piiRedactionOptions")
+    if pii is not None:
+        pp = p + "piiRedactionOptions."
+        options["pii_redaction"] = {
+            "enable": opt_bool(pii, pp, "enable"),
+            "redaction_type": _option_text(pii, pp, "redactionType"),
+        }
+    summary = _option_object(m, p, "summarizationOptions")
+    if summary is not None:
+        sp = p + "summarizationOptions."
+        options["summarization"] = {
+            "enable_end_call_summary": opt_bool(summary, sp, "enableEndCallSummary"),
+            "locale": _option_text(summary, sp, "locale"),
+        }
+    locales = m.get("locales")
+    if locales is not None:
+        if not isinstance(locales, list) or len(locales) > 20:
+            raise refusal(p + "locales", "an array of at most 20 locales", locales)
+        found = []
+        for index, locale in enumerate(locales):
+            if not isinstance(locale, str) or len(locale) > MAX_OPTION_TEXT:
+                raise refusal(f"{p}locales[{index}]", "a locale", locale)
+            found.append(locale)
+        options["locales"] = found
+    return options
+
+
 def _transcription_metadata(m: JsonMap, p: str) -> TranscriptionMetadata:
     return TranscriptionMetadata(
         subscription_id=opt_str(m, p, "subscriptionId"),
@@ -194,6 +253,7 @@ def _transcription_metadata(m: JsonMap, p: str) -> TranscriptionMetadata:
         call_connection_id=opt_str(m, p, "callConnectionId"),
         correlation_id=opt_str(m, p, "correlationId"),
         speech_model_endpoint_id=opt_str(m, p, "speechRecognitionModelEndpointId"),
+        options=_transcription_options(m, p),
     )
 
 
@@ -227,6 +287,11 @@ def _transcription_data(m: JsonMap, p: str) -> TranscriptionData:
         sentiment = opt_str(lowered(sentiment_result), sp, "sentiment")
     elif sentiment_result is not None:
         raise refusal(p + "sentimentAnalysisResult", "an object", sentiment_result)
+    if sentiment is not None and sentiment.lower() not in SENTIMENTS:
+        sentiment = None  # a value this version does not know: the text still counts
+    language = stored_str(m, p, "languageIdentified")
+    if language is not None and len(language) > MAX_LANGUAGE:
+        raise refusal(p + "languageIdentified", f"at most {MAX_LANGUAGE} characters", language)
     text_format = opt_str(m, p, "format")
     text = req_str(m, p, "text")
     if UNSTORABLE.search(text):
@@ -242,7 +307,7 @@ def _transcription_data(m: JsonMap, p: str) -> TranscriptionData:
         result_status=status,
         # Lower-cased like format: the documented values are lower-case and get compared.
         sentiment=None if sentiment is None else sentiment.lower(),
-        language=opt_str(m, p, "languageIdentified"),
+        language=language or None,
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,17 @@ MAX_EVENTS_PER_REQUEST = 5000
 MAX_DEPTH = 32
 _INT32 = 2**31  # resultInformation codes are stored in IntegerFields
 _INT64 = 2**63  # and sequence numbers in a BigIntegerField
+
+
+# Calls that Callsite did not answer have a callback id derived from their call connection id,
+# so a Call Automation app of their own (or the simulator) can post their callbacks
+# (ParticipantsUpdated: holds and mutes) to /acs/callbacks/<id>/, authenticated as ever.
+STREAM_CALLBACK_NAMESPACE = uuid.UUID("6f1d3c52-8b0e-4c7a-9d2f-3e5a7b9c1d40")
+
+
+def stream_callback_id(call_connection_id: str) -> uuid.UUID:
+    """The callback id of a call first seen on its stream (docs/acs-setup.md#callbacks)."""
+    return uuid.uuid5(STREAM_CALLBACK_NAMESPACE, call_connection_id)
 
 
 class EventError(ValueError):

@@ -53,11 +53,13 @@ from streaming.levels import SILENCE_DBFS, frame_level_dbfs
 from streaming.models import TranscriptSource
 from streaming.recognizers.base import Recognition, Recognizer, SessionConfig
 from streaming.speech import Phrase
-from streaming.units import MAX_CALL_SECONDS, TICKS_PER_SECOND
+from streaming.units import FRAME_MS, FRAME_TICKS, MAX_CALL_SECONDS, TICKS_PER_SECOND
 
 logger = logging.getLogger(__name__)
 
 GAP_EVENT_TICKS = TICKS_PER_SECOND  # audio gaps at least this long are recorded on the call
+# Unvoiced frames that end speaking: the analytics' bridge (pauses shorter count as talk).
+SPEAKING_HANGOVER_FRAMES = 300 // FRAME_MS
 MAX_CALL_TICKS = MAX_CALL_SECONDS * TICKS_PER_SECOND
 
 
@@ -90,6 +92,12 @@ class AudioHost(Protocol):
         """Completed talk seconds of one stream, for the live figures."""
         ...
 
+    def speaking(
+        self, key: str, participant: ParticipantPayload | None, speaking: bool, at_ticks: int
+    ) -> None:
+        """A participant started (or stopped) speaking at ``at_ticks`` on the call's timeline."""
+        ...
+
     async def phrase(self, phrase: Phrase) -> None:
         """A recognizer's interim or final result, on the call's timeline."""
         ...
@@ -115,6 +123,8 @@ class AudioStream:
     activity: ActivityTracker
     clock: StreamClock = field(default_factory=StreamClock)
     recognition: StreamRecognition | None = None
+    speaking: bool = False
+    quiet_frames: int = 0  # unvoiced frames in a row while speaking
 
     @property
     def participant_id(self) -> int | None:
@@ -234,6 +244,8 @@ class CallAudio:
         silent = packet.silent
         level = SILENCE_DBFS if silent else frame_level_dbfs(pcm)
         done = stream.activity.add(placement.start, level, silent)
+        if stream.key:
+            self._speaking(stream, not silent and level > self.threshold_db, placement.start)
         if done:
             self._talk(stream, done)
         if placement.verdict is FrameVerdict.GAP:
@@ -244,6 +256,21 @@ class CallAudio:
         if stream.recognition is None:
             return None
         return stream.recognition.frame(placement, pcm, rate)
+
+    def _speaking(self, stream: AudioStream, voiced: bool, at: int) -> None:
+        """Speaking starts on a voiced frame and ends after ``SPEAKING_HANGOVER_FRAMES``
+        unvoiced ones (a breath between words is not the end); each change is told at once."""
+        if voiced:
+            stream.quiet_frames = 0
+            if not stream.speaking:
+                stream.speaking = True
+                self.host.speaking(stream.key, stream.participant, True, at)
+        elif stream.speaking:
+            stream.quiet_frames += 1
+            if stream.quiet_frames >= SPEAKING_HANGOVER_FRAMES:
+                stream.speaking = False
+                ended = at - (stream.quiet_frames - 1) * FRAME_TICKS
+                self.host.speaking(stream.key, stream.participant, False, ended)
 
     def _talk(self, stream: AudioStream, seconds: list[ActivitySecond]) -> None:
         self.writer.add(self.call_id, stream.participant_id, stream.key, seconds)
@@ -333,6 +360,10 @@ class CallAudio:
             leftover = stream.activity.drain()
             if leftover:
                 self._talk(stream, leftover)
+            if stream.speaking:
+                stream.speaking = False
+                position = stream.clock.position or 0
+                self.host.speaking(stream.key, stream.participant, False, position)
         await self._end_recognition()
         await self.writer.flush()
         if self.counts:

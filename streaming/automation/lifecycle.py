@@ -13,25 +13,35 @@ import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from streaming import selectors
 from streaming.acs import client
 from streaming.acs.control import StreamingRequest
 from streaming.acs.webhooks import CloudEvent, IncomingCall, result_information
 from streaming.automation import outcomes
+from streaming.live.alerts import hold_firing
 from streaming.models import (
+    AlertKind,
     Call,
     CallEndReason,
     CallEvent,
     CallOrigin,
     CallState,
     ControlAction,
+    Participant,
     StreamState,
 )
-from streaming.services import call_broadcast_on_commit, participant_get_or_create
+from streaming.services import (
+    alert_record,
+    call_broadcast_on_commit,
+    participant_get_or_create,
+    participant_presence_apply,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -286,13 +296,21 @@ def _on_disconnected(call: Call, event: CloudEvent) -> None:
 
 
 def _on_participants(call: Call, event: CloudEvent) -> None:
+    """The call's participants as they are now: who is in, muted, on hold.
+
+    A hold is timed from the event that starts it to the one that ends it (their ``time``);
+    a hold that ended longer than a hold rule allows fires the rule here, in case no live
+    stream saw it go past (the same episode a live stream fires is stored once).
+    """
     sequence = event.data.get("sequenceNumber")
     if isinstance(sequence, int) and not isinstance(sequence, bool):
         if call.participants_sequence is not None and sequence <= call.participants_sequence:
             logger.info("call %s: stale ParticipantsUpdated %s ignored", call.pk, sequence)
             return
         call.participants_sequence = sequence
+    at = event.time or timezone.now()
     present: set[str] = set()
+    ended: list[tuple[Participant, tuple[datetime, datetime]]] = []
     for entry in event.data.get("participants") or []:
         if not isinstance(entry, dict) or not isinstance(entry.get("identifier"), dict):
             continue
@@ -303,11 +321,44 @@ def _on_participants(call: Call, event: CloudEvent) -> None:
         participant = participant_get_or_create(call_id=call.pk, raw_id=raw_id[:300])
         if participant is None:  # past the call's bound of participants
             continue
-        participant.is_muted = bool(entry.get("isMuted"))
-        participant.is_on_hold = bool(entry.get("isOnHold"))
-        participant.in_call = True
-        participant.save(update_fields=["is_muted", "is_on_hold", "in_call"])
+        name = entry.get("displayName")
+        hold = participant_presence_apply(
+            participant,
+            muted=bool(entry.get("isMuted")),
+            on_hold=bool(entry.get("isOnHold")),
+            at=at,
+            display_name=name if isinstance(name, str) else "",
+        )
+        if hold is not None:
+            ended.append((participant, hold))
     call.participants.exclude(raw_id__in=present).update(in_call=False)
+    for participant, (start, end) in ended:
+        _hold_rules_check(call, participant, start, end)
+
+
+def _hold_rules_check(call: Call, participant: Participant, start: datetime, end: datetime) -> None:
+    origin = call.audio_origin or call.started_at or start
+    for rule in selectors.active_alert_rules():
+        if rule.kind != AlertKind.HOLD or not rule.seconds or not rule.applies_to(participant.role):
+            continue
+        firing = hold_firing(
+            rule,
+            key=participant.raw_id,
+            label=participant.display_label,
+            start=start,
+            held_ms=round((end - start).total_seconds() * 1000),
+            start_ms=max(0, round((start - origin).total_seconds() * 1000)),
+        )
+        if firing is not None:
+            alert_record(
+                call_id=call.pk,
+                rule_id=rule.id,
+                kind=rule.kind,
+                message=firing.message,
+                at_ms=firing.at_ms,
+                episode=firing.episode,
+                participant_raw_id=participant.raw_id,
+            )
 
 
 def _stream_handler(

@@ -52,7 +52,14 @@ CSV_COLUMNS: Final = (
     "role",
     "text",
     "confidence",
+    "kind",
+    "sentiment",
+    "sentiment_source",
+    "language",
 )
+
+SPEECH: Final = "speech"  # a line's kind: something said
+DTMF: Final = "dtmf"  # a DTMF tone pressed (its digit masked unless CALLSITE_DTMF_DIGITS=keep)
 
 TXT_CONTINUATION: Final = "    "  # prefix of an utterance's second and later lines in TXT
 TXT_UNTIMED: Final = "--:--:--"
@@ -74,6 +81,21 @@ class TranscriptLine:
     text: str
     confidence: float | None = None
     words: list[dict[str, Any]] = field(default_factory=list)  # text, offset, duration, confidence
+    kind: str = SPEECH
+    sentiment: str = ""  # positive, neutral, negative, mixed; empty: not known
+    sentiment_source: str = ""  # acs or lexicon
+    language: str = ""  # the language ACS identified
+
+
+def tone_text(tone: str) -> str:
+    """What a DTMF line says: ``[DTMF •]`` (masked) or ``[DTMF 5]``."""
+    return f"[DTMF {tone}]"
+
+
+def _traits(line: TranscriptLine) -> str:
+    """`` [negative, en-US]`` after the speaker in TXT and SRT, when either is known."""
+    known = [_one_line(t) for t in (line.sentiment, line.language) if _one_line(t)]
+    return f" [{', '.join(known)}]" if known else ""
 
 
 @dataclass(frozen=True)
@@ -229,6 +251,10 @@ def render_json(transcript: Transcript) -> str:
                 "text": line.text,
                 "confidence": _finite(line.confidence),
                 "words": [_word(w) for w in line.words],
+                "kind": line.kind,
+                "sentiment": line.sentiment or None,
+                "sentiment_source": line.sentiment_source or None,
+                "language": line.language or None,
             }
         )
     document = {
@@ -274,6 +300,10 @@ def render_csv(transcript: Transcript, *, spreadsheet: bool = False) -> str:
                 cell(line.role),
                 cell(line.text),
                 repr(confidence) if confidence is not None else "",
+                line.kind,
+                line.sentiment,
+                line.sentiment_source,
+                cell(line.language),
             )
         )
     return out.getvalue()
@@ -307,7 +337,7 @@ def render_txt(transcript: Transcript) -> str:
         else:
             stamp = _clock(_floor_ms(line.start_ticks))[:-4]
         text = clean_text(line.text).replace("\n", "\n" + TXT_CONTINUATION)
-        out.append(f"[{stamp}] {clean_label(line.speaker)}: {text}")
+        out.append(f"[{stamp}] {clean_label(line.speaker)}{_traits(line)}: {text}")
     return "\n".join(out) + "\n"
 
 
@@ -330,7 +360,8 @@ def render_srt(transcript: Transcript) -> str:
     for number, (line, (start, end)) in enumerate(zip(lines, cue_times(lines), strict=True), 1):
         cues.append(
             f"{number}\n{_clock(start, ',')} --> {_clock(end, ',')}\n"
-            f"{clean_label(line.speaker).replace('-->', '→')}: {_srt_text(line.text)}\n"
+            f"{(clean_label(line.speaker) + _traits(line)).replace('-->', '→')}: "
+            f"{_srt_text(line.text)}\n"
         )
     return "\n".join(cues)
 
@@ -347,9 +378,26 @@ def render_vtt(transcript: Transcript) -> str:
     for line, (start, end) in zip(lines, cue_times(lines), strict=True):
         out.append(
             f"{_clock(start)} --> {_clock(end)}\n"
-            f"<v {vtt_escape(clean_label(line.speaker))}>{vtt_escape(clean_text(line.text))}\n"
+            f"<v {vtt_escape(clean_label(line.speaker))}>{_vtt_text(line)}\n"
         )
     return "\n".join(out)
+
+
+_VTT_CLASS = re.compile(r"[^A-Za-z0-9_-]")
+_VTT_LANGUAGE = re.compile(r"[^A-Za-z0-9-]")
+
+
+def _vtt_text(line: TranscriptLine) -> str:
+    """The cue text, in a ``<lang>`` span for the language ACS identified and a ``<c>`` class
+    span for the sentiment (``<c.negative>``), both WebVTT's own cue markup."""
+    text = vtt_escape(clean_text(line.text))
+    language = _VTT_LANGUAGE.sub("", line.language)
+    if language:
+        text = f"<lang {language}>{text}</lang>"
+    sentiment = _VTT_CLASS.sub("", line.sentiment)
+    if sentiment:
+        text = f"<c.{sentiment}>{text}</c>"
+    return text
 
 
 _RENDERERS: Final[Mapping[str, Callable[[Transcript], str]]] = MappingProxyType(

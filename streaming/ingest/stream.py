@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import unicodedata
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from streaming import services
+from streaming import sentiment, services
 from streaming.acs.packets import (
     AudioData,
     AudioMetadata,
@@ -46,6 +47,7 @@ from streaming.recognizers import RecognizerError, get_recognizer
 from streaming.retry import RetriesExhausted, db_write
 from streaming.speech import Phrase
 from streaming.tasks import spawn
+from streaming.units import TICKS_PER_MS
 
 logger = logging.getLogger(__name__)
 
@@ -135,20 +137,17 @@ class AcsStream:
         return self.audio
 
     async def _dtmf(self, packet: DtmfData) -> None:
-        logger.info("%s: DTMF %r", self.label, packet.data[:40])
-        stamp = packet.timestamp.isoformat() if packet.timestamp else None
-        event_id = None
-        if stamp is not None:
-            speaker = packet.participant_raw_id or ""
-            event_id = f"dtmf|{self.call_id}|{speaker}|{stamp}|{packet.data}"
-        await db_call(
-            services.call_event_record,
+        """Store and show a tone; its digit is never logged (a card number typed on a keypad)."""
+        stored = await db_write(
+            f"{self.label}: DTMF tone",
+            services.call_tone_record,
             call_id=self.call_id,
-            type="DtmfData",
-            data={"tone": packet.data, "participant": packet.participant_raw_id, "at": stamp},
-            event_id=event_id,
-            time=packet.timestamp,
+            tone=packet.data,
+            participant_raw_id=packet.participant_raw_id,
+            at=packet.timestamp,
         )
+        if stored is not None:
+            logger.info("%s: DTMF tone from %s", self.label, packet.participant_raw_id or "?")
 
     # --- phrases: ACS transcription and recognizers alike --------------------------------------
 
@@ -160,6 +159,8 @@ class AcsStream:
 
     async def _final(self, phrase: Phrase) -> None:
         """Store a final once; a new one is counted and timed by the live figures."""
+        await self._interim_speaking(phrase, False)
+        judgement = sentiment.judge(phrase.text, phrase.sentiment, final=True)
         try:
             caption, created = await db_write(
                 f"{self.label}: final utterance",
@@ -172,6 +173,8 @@ class AcsStream:
                 duration_ticks=phrase.duration_ticks,
                 words=phrase.words,
                 source=phrase.source,
+                sentiment=judgement,
+                language=phrase.language,
             )
         except Exception:
             # Retries ran out (or a bug): the text goes to the log in full, to be recovered.
@@ -203,6 +206,7 @@ class AcsStream:
                 # worth waiting for the database.
                 logger.warning("%s: interim result not relayed: %s", self.label, error)
                 return
+        judgement = sentiment.judge(phrase.text, phrase.sentiment, final=False)
         caption: CaptionPayload = {
             "call_id": self.call_id,
             "utterance_id": None,
@@ -214,11 +218,33 @@ class AcsStream:
             "words": services.words_payload(phrase.words),
             "final": False,
             "seq": None,
+            "sentiment": judgement.sentiment if judgement else None,
+            "sentiment_score": judgement.score if judgement else None,
+            "sentiment_source": judgement.source if judgement else None,
+            "language": phrase.language,
         }
         if self.live is not None:
             self.live.add_interim(caption)
         if phrase.text:  # an empty interim only says that speech goes on: nothing to show
             await asend_event((call_group(self.call_id),), caption_interim(caption))
+        await self._interim_speaking(phrase, True, participant)
+
+    async def _interim_speaking(
+        self, phrase: Phrase, speaking: bool, participant: ParticipantPayload | None = None
+    ) -> None:
+        """Speaking now, for speakers whose audio this stream does not hear: from interims
+        (speech goes on) to their final (it ended)."""
+        key = phrase.speaker
+        live = self.live
+        if not key or live is None or (self.audio is not None and key in self.audio.streams):
+            return
+        if speaking:
+            live.interim_speaking[key] = time.monotonic()
+        else:
+            live.interim_speaking.pop(key, None)
+        end = (phrase.offset_ticks or 0) + (phrase.duration_ticks or 0)
+        at_ms = (phrase.offset_ticks or 0) // TICKS_PER_MS if speaking else end // TICKS_PER_MS
+        await LIVE.speaking(live, live.set_speaking(key, participant, speaking, at_ms))
 
     async def _participant(self, raw_id: str) -> ParticipantPayload | None:
         """The participant of ``raw_id``; None past the call's bound of participants."""
@@ -273,6 +299,15 @@ class AcsStream:
     ) -> None:
         if self.live is not None:
             self.live.add_activity(key, participant, seconds)
+
+    def speaking(
+        self, key: str, participant: ParticipantPayload | None, speaking: bool, at_ticks: int
+    ) -> None:
+        if self.live is None:
+            return
+        payload = self.live.set_speaking(key, participant, speaking, at_ticks // TICKS_PER_MS)
+        if payload is not None:
+            spawn(LIVE.speaking(self.live, payload), f"{self.label}: speaking changed")
 
     # --- the end -------------------------------------------------------------------------------
 

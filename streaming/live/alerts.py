@@ -11,6 +11,10 @@ that reconnected and rebuilt its figures) is stored once.
 * **overtalk**: two or more talked for at least P % of the last N seconds; once each time the
   share rises past P (it must drop below P before it fires again). It waits until the call is
   N seconds long, so one early overlap is not "100 % of the window".
+* **sentiment**: a speaker's finals were negative N times in a row (``finals``), or for N
+  seconds (``seconds``: from the start of the first to the end of the latest); once per run
+  of negative finals, which a final that is not negative ends.
+* **hold**: a participant has been on hold for longer than N seconds; once per hold.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from streaming.live.analytics import CallFigures, ms, overtalk_fraction
@@ -33,6 +38,7 @@ class Rule:
     seconds: int | None = None
     percent: int | None = None
     speaker_role: str = ""
+    finals: int | None = None
 
     @classmethod
     def from_model(cls, rule: Any) -> Rule:
@@ -44,6 +50,7 @@ class Rule:
             seconds=rule.seconds,
             percent=rule.percent,
             speaker_role=rule.speaker_role,
+            finals=rule.finals,
         )
 
     def applies_to(self, role: str) -> bool:
@@ -104,6 +111,83 @@ def keyword_firings(
     return fired
 
 
+def hold_firing(
+    rule: Rule, *, key: str, label: str, start: datetime, held_ms: int, start_ms: int
+) -> Firing | None:
+    """A hold rule firing for a hold that began at ``start`` and has lasted ``held_ms``.
+
+    The episode is the hold's start, so the live check (while on hold) and the check when the
+    hold ends store one alert between them.
+    """
+    if not rule.seconds or held_ms <= rule.seconds * 1000:
+        return None
+    return Firing(
+        rule=rule,
+        message=f"{rule.name}: {label} has been on hold for more than {rule.seconds} s",
+        at_ms=start_ms + rule.seconds * 1000,
+        episode=f"r{rule.id}|{key}|hold@{start.isoformat()}",
+        speaker=key,
+    )
+
+
+@dataclass
+class NegativeRun:
+    """A speaker's negative finals in a row so far."""
+
+    count: int
+    start_ms: int
+    first: str  # the first final's id: the episode
+
+
+@dataclass
+class SentimentWatch:
+    """Sentiment rules on one live call: each speaker's current run of negative finals."""
+
+    runs: dict[str, NegativeRun] = field(default_factory=dict)
+
+    def final(
+        self,
+        rules: Iterable[Rule],
+        *,
+        key: str,
+        label: str,
+        role: str,
+        sentiment: str | None,
+        start_ms: int,
+        end_ms: int,
+        utterance: str,
+    ) -> list[Firing]:
+        """A stored final of ``key``: the sentiment rules it fires (each once per run)."""
+        if sentiment is None:
+            return []  # no judgement: neither extends nor ends a run
+        if sentiment != "negative":
+            self.runs.pop(key, None)
+            return []
+        run = self.runs.get(key)
+        if run is None:
+            run = self.runs[key] = NegativeRun(0, start_ms, utterance)
+        run.count += 1
+        fired = []
+        for rule in rules:
+            if rule.kind != "sentiment" or not rule.applies_to(role):
+                continue
+            by_count = rule.finals is not None and run.count >= rule.finals
+            by_time = rule.seconds is not None and end_ms - run.start_ms >= rule.seconds * 1000
+            if not (by_count or by_time):
+                continue
+            how = f"{run.count} finals" if by_count else f"{rule.seconds} s"
+            fired.append(
+                Firing(
+                    rule=rule,
+                    message=f"{rule.name}: {label} has been negative for {how}",
+                    at_ms=end_ms,
+                    episode=f"r{rule.id}|{key}|negative@{run.first}",
+                    speaker=key,
+                )
+            )
+        return fired
+
+
 @dataclass
 class AlertWatch:
     """Time-based rules on one live call; remembers which episodes it has fired."""
@@ -117,11 +201,28 @@ class AlertWatch:
         figures: CallFigures,
         labels: Mapping[str, str],
         roles: Mapping[str, str],
+        holds: Mapping[str, tuple[datetime, int, int]] | None = None,
     ) -> list[Firing]:
+        """``holds``: who is on hold now, ``key -> (since, held ms, start ms on the timeline)``."""
         found: list[Firing] = []
         now = figures.duration
         for rule in rules:
-            if rule.kind == "keyword" or not rule.seconds:
+            if rule.kind in ("keyword", "sentiment") or not rule.seconds:
+                continue
+            if rule.kind == "hold":
+                for key, (since, held_ms, start_ms) in (holds or {}).items():
+                    if not rule.applies_to(roles.get(key, "")):
+                        continue
+                    firing = hold_firing(
+                        rule,
+                        key=key,
+                        label=labels.get(key, key),
+                        start=since,
+                        held_ms=held_ms,
+                        start_ms=start_ms,
+                    )
+                    if firing is not None:
+                        found.append(firing)
                 continue
             limit = rule.seconds * FRAMES_PER_SECOND
             if rule.kind == "dead_air":

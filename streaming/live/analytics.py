@@ -13,8 +13,10 @@ Everything here is pure. A call is a set of *tracks*, one boolean per 20 ms fram
    words) count as talking. Every figure below uses the smoothed tracks.
 2. **Talk time** of a speaker: their talking frames. **Share**: talk time over the call's
    duration. **Ratio**: talk time over all speakers' talk time (ratios sum to 1).
-3. **Overlap**: frames where two or more talk. **Silence**: frames where nobody talks.
-   So ``talk (anyone) + silence == duration`` and, with two speakers,
+3. **Overlap**: frames where two or more talk. **Hold**: frames where nobody talks and
+   someone is on hold (from ``ParticipantsUpdated``). **Silence**: frames where nobody talks
+   and nobody is on hold: a hold is waiting, not dead air. So
+   ``talk (anyone) + hold + silence == duration`` and, with two speakers,
    ``talk(a) + talk(b) == talk (anyone) + overlap``.
 4. **Monologue**: a stretch in which one speaker talks and nobody else does, their own
    pauses up to ``monologue_pause_ms`` included. It ends when anyone else talks or the
@@ -84,6 +86,7 @@ class CallFigures:
     current_silence: int
     speakers: tuple[SpeakerFigures, ...]
     overlap_segments: Segments = field(default_factory=list)
+    hold: int = 0  # frames with nobody talking and someone on hold
 
     @property
     def interruptions(self) -> int:
@@ -179,8 +182,12 @@ def analyse(
     duration: int,
     words: Mapping[str, int] | None = None,
     params: AnalyticsParams = DEFAULT_PARAMS,
+    held: Track | None = None,
 ) -> CallFigures:
-    """The figures of a call ``duration`` frames long; see the module docstring."""
+    """The figures of a call ``duration`` frames long; see the module docstring.
+
+    ``held``: the frames in which someone is on hold.
+    """
     duration = max(0, duration)
     words = words or {}
     keys = list(tracks)
@@ -191,7 +198,9 @@ def analyse(
     anyone = count > 0
     overlap_track = count >= 2
     talk_any = int(anyone.sum())
-    quiet_starts, quiet_ends = runs(~anyone)
+    on_hold = np.zeros(duration, dtype=np.bool_) if held is None else _fit(held, duration)
+    waiting = on_hold & ~anyone
+    quiet_starts, quiet_ends = runs(~anyone & ~on_hold)
     quiet_lengths = quiet_ends - quiet_starts
     longest_silence = int(quiet_lengths.max()) if len(quiet_lengths) else 0
     current_silence = (
@@ -205,11 +214,12 @@ def analyse(
         duration=duration,
         talk=talk_any,
         overlap=int(overlap_track.sum()),
-        silence=duration - talk_any,
+        silence=duration - talk_any - int(waiting.sum()),
         longest_silence=longest_silence,
         current_silence=current_silence,
         speakers=speakers,
         overlap_segments=[(int(a), int(b)) for a, b in zip(o_starts, o_ends, strict=True)],
+        hold=int(waiting.sum()),
     )
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections import Counter, deque
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
@@ -24,9 +25,11 @@ from streaming.events import (
     CaptionPayload,
     HealthPayload,
     ParticipantPayload,
+    SentimentTrendPayload,
     SpeakerStatsPayload,
+    SpeakingPayload,
 )
-from streaming.live.alerts import AlertWatch
+from streaming.live.alerts import AlertWatch, SentimentWatch
 from streaming.live.analytics import (
     DEFAULT_PARAMS,
     CallFigures,
@@ -36,9 +39,11 @@ from streaming.live.analytics import (
     mask_bits,
     ms,
     segments_after,
+    track_from_intervals,
     wpm,
 )
 from streaming.metrics import INGEST
+from streaming.sentiment import sentiment_value
 from streaming.units import FRAME_TICKS, FRAMES_PER_SECOND, MAX_CALL_SECONDS
 
 logger = logging.getLogger(__name__)
@@ -54,6 +59,20 @@ MAX_LIVE_SPEAKERS = 32
 # How far past the call's clock (or the audio heard) a timing may reach and still be talk:
 # results come late, never a minute early; a wild offset is not the call's length.
 SLACK_FRAMES = 60 * FRAMES_PER_SECOND
+TREND_FINALS = selectors.SENTIMENT_TREND  # finals in a call's sentiment trend
+# Speaking known from interim results ends with the final, or after this long without news.
+INTERIM_SPEAKING_SECONDS = 3.0
+HoldPeriods = Mapping[str, Sequence[Sequence[str | None]]]  # key -> [[start, end|None], ...]
+
+
+def _epoch(text: str | None) -> float | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 class GrowingTrack:
@@ -132,6 +151,93 @@ class LiveCall:
         self.ended = False
         self.fixed_horizon: int | None = None  # a finished call's: its length
         self.counted_out: set[str] = set()  # speakers and timings past the bounds, logged once
+        self.origin: float | None = None  # epoch seconds of tick 0 of the call's timeline
+        self.holds: dict[str, list[tuple[float, float | None]]] = {}  # key -> [(start, end)]
+        self.speaking: dict[str, bool] = {}
+        self.interim_speaking: dict[str, float] = {}  # key -> monotonic time of its last interim
+        self.sentiments: deque[float] = deque(maxlen=TREND_FINALS)
+        self.latest_sentiment: str | None = None
+        self.sentiment_watch = SentimentWatch()
+
+    # --- holds, speaking, sentiment ----------------------------------------------------------
+
+    def set_holds(self, periods: HoldPeriods, origin: datetime | None = None) -> None:
+        """The participants' hold periods as stored (ISO times), and the timeline's origin."""
+        if origin is not None:
+            self.origin = origin.timestamp()
+        holds: dict[str, list[tuple[float, float | None]]] = {}
+        for key, rows in periods.items():
+            kept = []
+            for row in rows:
+                start = _epoch(row[0]) if len(row) == 2 else None
+                if start is not None:
+                    kept.append((start, _epoch(row[1])))
+            if kept:
+                holds[key] = kept
+        self.holds = holds
+
+    def held_track(self, duration: int) -> Track | None:
+        """The frames in which someone is on hold (None: nobody ever was)."""
+        origin = self.origin if self.origin is not None else self.started
+        if not self.holds or origin is None:
+            return None
+        intervals = []
+        for periods in self.holds.values():
+            for start, end in periods:
+                a = max(0, int((start - origin) * FRAMES_PER_SECOND))
+                # A hold that goes on lasts to the end of what is known of the call.
+                b = duration if end is None else int((end - origin) * FRAMES_PER_SECOND)
+                if b > a:
+                    intervals.append((min(a, duration), min(b, duration)))
+        return track_from_intervals(intervals, duration)
+
+    def current_holds(self, wall: float) -> dict[str, tuple[datetime, int, int]]:
+        """Who is on hold now: key -> (since, held ms, where it started on the timeline, ms)."""
+        origin = self.origin if self.origin is not None else self.started
+        found = {}
+        for key, periods in self.holds.items():
+            start, end = periods[-1]
+            if end is None:
+                since = datetime.fromtimestamp(start, UTC)
+                start_ms = max(0, round((start - origin) * 1000)) if origin is not None else 0
+                found[key] = (since, max(0, round((wall - start) * 1000)), start_ms)
+        return found
+
+    def set_speaking(
+        self, key: str, participant: ParticipantPayload | None, speaking: bool, at_ms: int
+    ) -> SpeakingPayload | None:
+        """Whether ``key`` speaks now; the payload to send when that changed."""
+        if not key or self.speaking.get(key, False) == speaking:
+            return None
+        self.speaking[key] = speaking
+        self.speaker_seen(key, participant)
+        label, role = self.speakers.get(key, (_fallback_label(key), "unknown"))
+        return {
+            "call_id": self.call_id,
+            "key": key,
+            "label": label,
+            "role": role,
+            "speaking": speaking,
+            "at_ms": max(0, at_ms),
+        }
+
+    def stale_interim_speakers(self, now: float) -> list[str]:
+        """Speakers known to speak from interims whose results stopped without a final."""
+        stale = [
+            k for k, at in self.interim_speaking.items() if now - at >= INTERIM_SPEAKING_SECONDS
+        ]
+        for key in stale:
+            del self.interim_speaking[key]
+        return stale
+
+    def sentiment_seen(self, caption: CaptionPayload) -> None:
+        value = sentiment_value(caption["sentiment"], caption["sentiment_score"])
+        if value is not None:
+            self.sentiments.append(value)
+            self.latest_sentiment = caption["sentiment"]
+
+    def sentiment_trend(self) -> SentimentTrendPayload:
+        return {"latest": self.latest_sentiment, "trend": [round(v, 3) for v in self.sentiments]}
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -207,8 +313,9 @@ class LiveCall:
             self.counted_out.add(what)
 
     def add_final(self, caption: CaptionPayload) -> None:
-        """A stored final: its span is talk, its words count."""
+        """A stored final: its span is talk, its words count, its sentiment is the trend's."""
         self._add_caption(caption, _word_count(caption))
+        self.sentiment_seen(caption)
 
     def add_interim(self, caption: CaptionPayload) -> None:
         """Speech in progress (an interim result): its span is talk before its final comes.
@@ -237,6 +344,8 @@ class LiveCall:
     ) -> None:
         """Start from what earlier sockets of this call stored, within the same bounds."""
         self.speakers.update(inputs.speakers)
+        self.set_holds(inputs.holds, inputs.origin)
+        self.sentiments.extend(inputs.sentiments)
         if stored is not None:
             self.base_duration = stored["duration_ms"] // ms(1)
         horizon = self.horizon()
@@ -287,7 +396,8 @@ class LiveCall:
         if ended_ms is not None:
             # Whole frames (floored), so whole seconds round as the call's duration does.
             duration = max(duration, ended_ms // ms(1))
-        return analyse(views, duration, self.words, DEFAULT_PARAMS)
+        held = self.held_track(duration)
+        return analyse(views, duration, self.words, DEFAULT_PARAMS, held)
 
     def payload(self, figures: CallFigures, *, final: bool, full: bool) -> AnalyticsPayload:
         d = figures.duration
@@ -313,6 +423,7 @@ class LiveCall:
                     "interruptions": s.interruptions,
                     "words": s.words,
                     "wpm": wpm(s.words, s.talk),
+                    "speaking": not final and self.speaking.get(s.key, False),
                 }
             )
             rows[s.key] = [[ms(a), ms(b)] for a, b in segments_after(s.segments, since)]
@@ -328,6 +439,7 @@ class LiveCall:
             "talk_ms": ms(figures.talk),
             "overlap_ms": ms(figures.overlap),
             "silence_ms": ms(figures.silence),
+            "hold_ms": ms(figures.hold),
             "longest_silence_ms": ms(figures.longest_silence),
             "current_silence_ms": 0 if final else ms(figures.current_silence),
             "interruptions": figures.interruptions,
@@ -346,7 +458,14 @@ class LiveCall:
         self.packets_seen = self.packets
         silent_for = now - self.last_packet
         talk = [
-            {"key": s["key"], "label": s["label"], "role": s["role"], "ratio": s["ratio"]}
+            {
+                "key": s["key"],
+                "label": s["label"],
+                "role": s["role"],
+                "ratio": s["ratio"],
+                "speaking": self.speaking.get(s["key"], False),
+                "current_monologue_ms": s["current_monologue_ms"],
+            }
             for s in (payload["speakers"] if payload else [])
         ]
         return {
@@ -357,6 +476,7 @@ class LiveCall:
             "stuck": silent_for >= settings.CALLSITE_STUCK_SECONDS,
             "talk": talk,
             "alerts": self.alerts,
+            "sentiment": self.sentiment_trend(),
         }
 
 

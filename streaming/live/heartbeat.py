@@ -123,6 +123,7 @@ class StreamWatch:
                 "stuck": True,
                 "talk": [],
                 "alerts": 0,
+                "sentiment": {"latest": None, "trend": []},
             }
         if stuck:
             await events.asend_event(

@@ -106,16 +106,37 @@ class LiveRegistry:
                 0, int((datetime.now(UTC) - speech_end).total_seconds() * 1000)
             )
         participant = caption["participant"]
+        label = participant["label"] if participant else "an unknown speaker"
+        role = participant["role"] if participant else "unknown"
+        start_ms = ms(frames_from_ticks(caption["offset_ticks"] or 0))
         firings = keyword_firings(
             self.rules,
             text=caption["text"],
             speaker=participant["raw_id"] if participant else None,
-            speaker_label=participant["label"] if participant else "an unknown speaker",
-            role=participant["role"] if participant else "unknown",
-            at_ms=ms(frames_from_ticks(caption["offset_ticks"] or 0)),
+            speaker_label=label,
+            role=role,
+            at_ms=start_ms,
             utterance=str(caption["utterance_id"]),
         )
+        if participant is not None:
+            firings += live.sentiment_watch.final(
+                self.rules,
+                key=participant["raw_id"],
+                label=label,
+                role=role,
+                sentiment=caption["sentiment"],
+                start_ms=start_ms,
+                end_ms=start_ms + (caption["duration_ticks"] or 0) // 10_000,
+                utterance=str(caption["utterance_id"]),
+            )
         await self._store(live, firings)
+
+    async def speaking(self, live: LiveCall, payload: events.SpeakingPayload | None) -> None:
+        """Tell the call's page and the wall that someone started or stopped speaking."""
+        if payload is not None:
+            await events.asend_event(
+                events.groups_for_call(live.call_id), events.speaking_changed(payload)
+            )
 
     async def _store(self, live: LiveCall, firings: list[Firing]) -> None:
         for f in firings:
@@ -142,6 +163,21 @@ class LiveRegistry:
         stored = await db_call(selectors.stored_analytics, call_id=live.call_id)
         alerts = await db_call(selectors.call_alert_count, call_id=live.call_id)
         live.seed(inputs, stored, alerts)
+
+    async def _refresh_holds(self) -> None:
+        """Who is (or was) on hold on the live calls: one read a second for all of them.
+
+        Holds arrive as Call Automation callbacks, on whichever worker took the request; the
+        worker that holds the call's stream reads them here.
+        """
+        live = [c for c in self.calls.values() if not c.ended]
+        if not live:
+            return
+        found = await db_call(selectors.live_holds, call_ids=[c.call_id for c in live])
+        for call in live:
+            state = found.get(call.call_id)
+            if state is not None:
+                call.set_holds(state.holds, state.origin)
 
     def rules_changed(self, **kwargs: object) -> None:
         """Reload the rules at the next tick (connected to ``AlertRule`` saves and deletes)."""
@@ -188,6 +224,10 @@ class LiveRegistry:
                 await self._refresh_rules()
             except Exception:
                 logger.exception("could not reload the alert rules; keeping the previous ones")
+            try:
+                await self._refresh_holds()
+            except Exception:
+                logger.exception("could not read the live calls' holds; keeping the previous ones")
         save_every = settings.CALLSITE_ANALYTICS_SAVE_SECONDS
         for live in list(self.calls.values()):
             if live.ended or (slot is not None and live.slot != slot):
@@ -203,7 +243,10 @@ class LiveRegistry:
             )
             labels = {k: v[0] for k, v in live.speakers.items()}
             roles = {k: v[1] for k, v in live.speakers.items()}
-            await self._store(live, live.watch.check(self.rules, figures, labels, roles))
+            holds = live.current_holds(time.time())
+            await self._store(live, live.watch.check(self.rules, figures, labels, roles, holds))
+            for key in live.stale_interim_speakers(now):
+                await self.speaking(live, live.set_speaking(key, None, False, ms(figures.duration)))
             if now - live.saved_at >= save_every:
                 live.saved_at = now
                 self.to_save.append(live.payload(figures, final=False, full=True))

@@ -29,6 +29,8 @@ from streaming.models.participants import (
     Participant,
     ParticipantKind,
     ParticipantRole,
+    Sentiment,
+    SentimentSource,
     Utterance,
 )
 
@@ -50,6 +52,8 @@ __all__ = [
     "ParticipantKind",
     "ParticipantRole",
     "RecordingState",
+    "Sentiment",
+    "SentimentSource",
     "Stream",
     "StreamQuerySet",
     "StreamState",

@@ -115,6 +115,12 @@ class Call(models.Model):
         max_length=20, choices=TranscriptSource.choices, default=TranscriptSource.NONE
     )
     locale = models.CharField(max_length=35, blank=True)
+    transcription_options = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What ACS transcription was asked for (its TranscriptionMetadata): "
+        "sentiment, PII redaction, summaries, locales, custom speech model",
+    )
     audio_origin = models.DateTimeField(
         null=True,
         blank=True,

@@ -61,7 +61,10 @@ class CallAnalytics(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     talk_ms = models.PositiveIntegerField(default=0, help_text="Someone talking")
     overlap_ms = models.PositiveIntegerField(default=0, help_text="Two or more talking")
-    silence_ms = models.PositiveIntegerField(default=0, help_text="Nobody talking")
+    silence_ms = models.PositiveIntegerField(
+        default=0, help_text="Nobody talking, and nobody on hold"
+    )
+    hold_ms = models.PositiveIntegerField(default=0, help_text="Someone on hold")
     longest_silence_ms = models.PositiveIntegerField(default=0)
     longest_monologue_ms = models.PositiveIntegerField(default=0)
     interruptions = models.PositiveIntegerField(default=0)
@@ -84,6 +87,8 @@ class AlertKind(models.TextChoices):
     DEAD_AIR = "dead_air", "Dead air longer than N seconds"
     MONOLOGUE = "monologue", "Monologue longer than N seconds"
     OVERTALK = "overtalk", "Overtalk above N % over a window"
+    SENTIMENT = "sentiment", "Negative sentiment for N finals in a row (or N seconds)"
+    HOLD = "hold", "On hold longer than N seconds"
 
 
 class AlertRule(models.Model):
@@ -100,7 +105,11 @@ class AlertRule(models.Model):
     seconds = models.PositiveIntegerField(
         null=True,
         blank=True,
-        help_text="Dead air and monologue: longer than this; overtalk: the window",
+        help_text="Dead air, monologue and hold: longer than this; overtalk: the window; "
+        "sentiment: negative for this long",
+    )
+    finals = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Sentiment: this many negative finals in a row"
     )
     percent = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Overtalk: the share of the window with two talking"
@@ -109,7 +118,7 @@ class AlertRule(models.Model):
         max_length=20,
         choices=ParticipantRole.choices,
         blank=True,
-        help_text="Keyword and monologue rules: only this role (blank: anyone)",
+        help_text="Keyword, monologue, sentiment and hold rules: only this role (blank: anyone)",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -124,7 +133,12 @@ class AlertRule(models.Model):
 
         if self.kind == AlertKind.KEYWORD and not self.phrase.strip():
             raise ValidationError({"phrase": "A keyword rule needs a word or phrase."})
-        if self.kind != AlertKind.KEYWORD and not self.seconds:
+        if self.kind == AlertKind.SENTIMENT:
+            if not (self.finals or self.seconds):
+                raise ValidationError(
+                    {"finals": "A sentiment rule needs a number of finals or of seconds."}
+                )
+        elif self.kind != AlertKind.KEYWORD and not self.seconds:
             raise ValidationError({"seconds": "This rule needs a number of seconds."})
         if self.kind == AlertKind.OVERTALK and not (self.percent and 0 < self.percent <= 100):
             raise ValidationError({"percent": "Overtalk needs a percentage from 1 to 100."})

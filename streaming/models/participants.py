@@ -34,10 +34,31 @@ class Invitation(models.TextChoices):
     JOINED = "joined", "Joined"
     FAILED = "failed", "Did not join"
     CANCELLED = "cancelled", "Invitation cancelled"
+class Sentiment(models.TextChoices):
+    """The sentiment of an utterance: ACS's four values (the lexicon scorer gives three)."""
+
+    POSITIVE = "positive", "Positive"
+    NEUTRAL = "neutral", "Neutral"
+    NEGATIVE = "negative", "Negative"
+    MIXED = "mixed", "Mixed"
+
+
+class SentimentSource(models.TextChoices):
+    """Who judged an utterance's sentiment."""
+
+    ACS = "acs", "ACS transcription"
+    LEXICON = "lexicon", "Callsite's offline lexicon scorer"
 
 
 class Participant(models.Model):
-    """Someone (or something) heard on a call, keyed by its ACS raw id."""
+    """Someone (or something) heard on a call, keyed by its ACS raw id.
+
+    ``display_label`` is what pages show: the display name ACS gave (``display_name``, from
+    ``IncomingCall`` or Call Automation) when there is one, else a label made from the raw id.
+    Holds come from ``ParticipantsUpdated``: ``hold_periods`` are ``[start, end]`` ISO
+    times (``end`` null while the hold goes on); ``hold_ms`` and ``longest_hold_ms`` sum and
+    measure the finished ones, ``held_since`` is the start of the current one.
+    """
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
     raw_id = models.CharField(max_length=300, help_text="ACS participantRawID")
@@ -45,6 +66,9 @@ class Participant(models.Model):
         max_length=20, choices=ParticipantKind.choices, default=ParticipantKind.UNKNOWN
     )
     display_label = models.CharField(max_length=200)
+    display_name = models.CharField(
+        max_length=200, blank=True, help_text="The display name ACS gave, if any"
+    )
     role = models.CharField(
         max_length=20, choices=ParticipantRole.choices, default=ParticipantRole.UNKNOWN
     )
@@ -55,6 +79,10 @@ class Participant(models.Model):
         max_length=20, choices=Invitation.choices, default=Invitation.NONE, blank=True
     )
     invitation_id = models.CharField(max_length=200, blank=True)
+    held_since = models.DateTimeField(null=True, blank=True, help_text="On hold since")
+    hold_ms = models.PositiveBigIntegerField(default=0, help_text="Finished holds, in all (ms)")
+    longest_hold_ms = models.PositiveBigIntegerField(default=0)
+    hold_periods = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -91,6 +119,17 @@ class Utterance(models.Model):
     duration_ticks = models.BigIntegerField(null=True, blank=True, help_text="100-ns ticks")
     words = models.JSONField(default=list, blank=True)
     source = models.CharField(max_length=20, choices=TranscriptSource.choices)
+    # Empty when not known (no sentiment, or no language identified), as Django keeps text.
+    sentiment = models.CharField(max_length=10, choices=Sentiment.choices, blank=True)
+    sentiment_score = models.FloatField(
+        null=True, blank=True, help_text="Lexicon scorer: compound score, -1 (negative) to 1"
+    )
+    sentiment_source = models.CharField(
+        max_length=10, choices=SentimentSource.choices, blank=True
+    )
+    language = models.CharField(
+        max_length=35, blank=True, help_text="Language ACS identified (en-US)"
+    )
     seq = models.PositiveIntegerField(
         null=True, blank=True, editable=False, help_text="Order among the call's stored events"
     )

@@ -12,6 +12,7 @@ from streaming.services.calls import (
     call_event_record,
     call_recognizer_attached,
     call_stream_opened,
+    call_tone_record,
     call_transcription_started,
 )
 from streaming.services.figures import (
@@ -32,6 +33,7 @@ from streaming.services.utterances import (
     MAX_PARTICIPANTS,
     participant_ensure,
     participant_get_or_create,
+    participant_presence_apply,
     utterance_dedupe_key,
     utterance_record,
     words_payload,
@@ -47,9 +49,11 @@ __all__ = [
     "call_recognizer_attached",
     "call_stream_closed",
     "call_stream_opened",
+    "call_tone_record",
     "call_transcription_started",
     "participant_ensure",
     "participant_get_or_create",
+    "participant_presence_apply",
     "stream_lost",
     "stream_opened",
     "stream_resume_point",

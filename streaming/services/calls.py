@@ -6,13 +6,17 @@ import uuid
 from datetime import datetime
 from functools import partial
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from streaming import events
 from streaming.acs.packets import TranscriptionMetadata
+from streaming.acs.reading import UNSTORABLE
+from streaming.acs.webhooks import stream_callback_id
 from streaming.events import (
     CallPayload,
+    DtmfPayload,
 )
 from streaming.models import (
     Call,
@@ -22,8 +26,13 @@ from streaming.models import (
     TranscriptSource,
 )
 from streaming.selectors import (
+    DTMF_EVENT,
     call_payload,
+    call_timeline_origin,
+    tone_payload,
 )
+from streaming.services.utterances import call_next_seq, participant_get_or_create
+from streaming.units import TICKS_PER_SECOND
 
 
 def call_broadcast_on_commit(call: Call) -> None:
@@ -49,6 +58,7 @@ def call_stream_opened(*, connection_id: str, correlation_id: str = "") -> CallP
             "correlation_id": correlation_id,
             "state": CallState.CONNECTED,
             "started_at": now,
+            "callback_id": stream_callback_id(connection_id),
         },
     )
     if not call.managed:
@@ -71,6 +81,12 @@ def call_transcription_started(*, call_id: int, metadata: TranscriptionMetadata)
     call = Call.objects.select_for_update().get(pk=call_id)
     call.transcript_source = TranscriptSource.ACS
     call.locale = (metadata.locale or call.locale)[:35]
+    options = dict(metadata.options)
+    model = metadata.speech_model_endpoint_id
+    if model and not UNSTORABLE.search(model):
+        options["speech_model_endpoint_id"] = model[:100]
+    if options:
+        call.transcription_options = options
     if metadata.correlation_id and not call.correlation_id:
         call.correlation_id = metadata.correlation_id[:200]
     call.save()
@@ -135,3 +151,56 @@ def call_event_record(
             },
         )
     return created
+
+
+MASK = "•"  # what a masked DTMF tone is shown, stored and exported as
+
+
+def call_tone_record(
+    *,
+    call_id: int,
+    tone: str,
+    participant_raw_id: str | None,
+    at: datetime | None,
+) -> DtmfPayload | None:
+    """Store a DTMF tone once (keyed by who pressed it when) and broadcast it after commit.
+
+    Under ``CALLSITE_DTMF_DIGITS=mask`` (the default) the digit is replaced before anything is
+    written: the stored event, its id and the page keep only the fact, the time and the
+    participant. Returns None for a replayed tone.
+    """
+    keep = settings.CALLSITE_DTMF_DIGITS == "keep"
+    shown = tone[:20] if keep else MASK
+    with transaction.atomic():
+        participant = None
+        if participant_raw_id:
+            participant = participant_get_or_create(call_id=call_id, raw_id=participant_raw_id)
+        # No digit in the id: a tone pressed twice at one moment by one person is one tone.
+        event_id = None
+        if at is not None:
+            event_id = f"dtmf|{call_id}|{participant_raw_id or ''}|{at.isoformat()}"[:200]
+            if CallEvent.objects.filter(event_id=event_id).exists():
+                return None
+        origin = call_timeline_origin(call_id=call_id)
+        offset = None
+        if at is not None and origin is not None and at >= origin:
+            offset = round((at - origin).total_seconds() * TICKS_PER_SECOND)
+        data: dict[str, object] = {
+            "tone": shown,
+            "masked": not keep,
+            "participant": participant_raw_id,
+            "offset_ticks": offset,
+            "seq": call_next_seq(call_id),
+        }
+        event = CallEvent.objects.create(
+            call_id=call_id,
+            event_id=event_id or f"callsite:{uuid.uuid4()}",
+            type=DTMF_EVENT,
+            data=data,
+            time=at or timezone.now(),
+        )
+        payload = tone_payload(event, participant)
+        transaction.on_commit(
+            partial(events.send_event, (events.call_group(call_id),), events.dtmf_tone(payload))
+        )
+    return payload

@@ -83,6 +83,7 @@ def call_analytics_store(payloads: Sequence[AnalyticsPayload]) -> None:
                     "talk_ms": a["talk_ms"],
                     "overlap_ms": a["overlap_ms"],
                     "silence_ms": a["silence_ms"],
+                    "hold_ms": a["hold_ms"],
                     "longest_silence_ms": a["longest_silence_ms"],
                     "longest_monologue_ms": max(
                         (s["longest_monologue_ms"] for s in a["speakers"]), default=0

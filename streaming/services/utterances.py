@@ -7,13 +7,14 @@ import logging
 import unicodedata
 from collections import OrderedDict
 from collections.abc import Sequence
+from datetime import datetime
 from functools import partial
 
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from streaming import events
-from streaming.acs.identities import identity_from_raw_id
+from streaming.acs.identities import MAX_LABEL, identity_from_raw_id
 from streaming.acs.packets import Word
 from streaming.events import (
     CaptionPayload,
@@ -30,6 +31,7 @@ from streaming.selectors import (
     caption_payload,
     participant_payload,
 )
+from streaming.sentiment import Judgement
 
 logger = logging.getLogger(__name__)
 
@@ -73,15 +75,31 @@ def participant_get_or_create(*, call_id: int, raw_id: str) -> Participant | Non
             )
         return None
     identity = identity_from_raw_id(raw_id)
+    name = _caller_name(call_id, raw_id)
     participant, created = Participant.objects.get_or_create(
         call_id=call_id,
         raw_id=raw_id,
-        defaults={"kind": identity.kind, "role": identity.role, "display_label": identity.label},
+        defaults={
+            "kind": identity.kind,
+            "role": identity.role,
+            "display_label": name or identity.label,
+            "display_name": name,
+        },
     )
     if created:
         event = events.call_participant(call_id, participant_payload(participant))
         transaction.on_commit(partial(events.send_event, events.groups_for_call(call_id), event))
     return participant
+
+
+def _caller_name(call_id: int, raw_id: str) -> str:
+    """The caller's display name from ``IncomingCall``, if ``raw_id`` is the caller."""
+    caller, name = Call.objects.filter(pk=call_id).values_list(
+        "caller", "caller_display_name"
+    ).first() or ("", "")
+    if not name or not caller or raw_id not in (caller, f"4:{caller}"):
+        return ""
+    return " ".join(name.split())[:MAX_LABEL]
 
 
 def call_next_seq(call_id: int) -> int:
@@ -133,11 +151,13 @@ def utterance_record(
     duration_ticks: int | None,
     words: Sequence[Word],
     source: str,
+    sentiment: Judgement | None = None,
+    language: str | None = None,
 ) -> tuple[CaptionPayload, bool]:
     """Store a final result exactly once and broadcast it after commit.
 
     Returns the caption and whether it was new; a replayed result returns the stored one and
-    broadcasts nothing.
+    broadcasts nothing. ``sentiment`` is the result's (``streaming.sentiment.judge``).
     """
     # Composed (NFC), as every query is: "é" said as e + a combining accent is found as "é".
     text = unicodedata.normalize("NFC", text)
@@ -167,6 +187,10 @@ def utterance_record(
                     words=words_payload(words),
                     source=source,
                     dedupe_key=key,
+                    sentiment=sentiment.sentiment if sentiment else "",
+                    sentiment_score=sentiment.score if sentiment else None,
+                    sentiment_source=sentiment.source if sentiment else "",
+                    language=language or "",
                 )
         except IntegrityError:
             existing = Utterance.objects.select_related("participant").get(
@@ -178,3 +202,48 @@ def utterance_record(
             partial(events.send_event, (events.call_group(call_id),), events.caption_final(caption))
         )
     return caption, True
+
+
+def participant_presence_apply(
+    participant: Participant,
+    *,
+    muted: bool,
+    on_hold: bool,
+    at: datetime,
+    display_name: str = "",
+) -> tuple[datetime, datetime] | None:
+    """Apply what ``ParticipantsUpdated`` says of a participant, inside the caller's
+    transaction; returns the hold that this ends, ``(start, end)``, if it ends one.
+
+    A hold is timed by the events' own times (ACS's clock, to the microsecond), so a hold's
+    length does not depend on when its callbacks were delivered.
+    """
+    ended = None
+    periods = [p for p in participant.hold_periods if isinstance(p, list) and len(p) == 2]
+    if on_hold and participant.held_since is None:
+        participant.held_since = at
+        periods.append([at.isoformat(), None])
+    elif not on_hold and participant.held_since is not None:
+        start = participant.held_since
+        end = max(at, start)
+        length = round((end - start).total_seconds() * 1000)
+        participant.hold_ms += length
+        participant.longest_hold_ms = max(participant.longest_hold_ms, length)
+        participant.held_since = None
+        if periods and periods[-1][1] is None:
+            periods[-1][1] = end.isoformat()
+        ended = (start, end)
+    participant.hold_periods = periods[-MAX_HOLD_PERIODS:]
+    participant.is_muted = muted
+    participant.is_on_hold = on_hold
+    participant.in_call = True
+    fields = ["is_muted", "is_on_hold", "in_call", "held_since", "hold_ms", "longest_hold_ms"]
+    name = " ".join(display_name.split())[:MAX_LABEL]
+    if name and name != participant.display_name:
+        participant.display_name = participant.display_label = name
+        fields += ["display_name", "display_label"]
+    participant.save(update_fields=[*fields, "hold_periods"])
+    return ended
+
+
+MAX_HOLD_PERIODS = 200  # a participant's holds kept for the timeline (the figures keep all)

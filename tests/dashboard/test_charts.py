@@ -42,6 +42,7 @@ def speaker(
         "interruptions": 0,
         "words": 0,
         "wpm": None,
+        "speaking": False,
     }
 
 
@@ -63,6 +64,7 @@ def payload(
         "talk_ms": sum(s["talk_ms"] for s in speakers),
         "overlap_ms": overlap_ms,
         "silence_ms": silence_ms,
+        "hold_ms": 0,
         "longest_silence_ms": 0,
         "current_silence_ms": 0,
         "interruptions": 0,

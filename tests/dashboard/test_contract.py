@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import typing
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from streaming import events, selectors, services
 from streaming.acs.packets import Word
 from streaming.live.registry import analytics_from_history
 from streaming.models import AlertRule
+from streaming.sentiment import Judgement
 from tests.contract import conforms
 from tests.factories import session_cookie
 from tests.helpers import (
@@ -74,6 +76,14 @@ def _sample_call() -> int:
         duration_ticks=20_000_000,
         words=[Word("cancel", 12_000_000, 3_000_000, 0.8)],
         source="acs",
+        sentiment=Judgement("negative", None, "acs"),
+        language="en-US",
+    )
+    services.call_tone_record(
+        call_id=call["id"],
+        tone="7",
+        participant_raw_id="4:+15551230000",
+        at=datetime(2025, 1, 1, tzinfo=UTC),
     )
     services.alert_record(
         call_id=call["id"],
@@ -96,6 +106,7 @@ def _built() -> list[tuple[str, Any, Any]]:
     assert call is not None
     [caption] = selectors.call_captions(call_id=call_id)
     [alert] = selectors.call_alerts(call_id=call_id)
+    [tone] = selectors.call_tones(call_id=call_id)
     analytics = selectors.stored_analytics(call_id=call_id)
     assert analytics is not None
     health: events.HealthPayload = {
@@ -106,6 +117,7 @@ def _built() -> list[tuple[str, Any, Any]]:
         "stuck": False,
         "talk": [],
         "alerts": 1,
+        "sentiment": {"latest": None, "trend": []},
     }
     summaries = selectors.wall_summaries(call_ids=[call_id])
     outputs = {
@@ -115,6 +127,17 @@ def _built() -> list[tuple[str, Any, Any]]:
         events.caption_final: events.caption_final(caption),
         events.analytics_updated: events.analytics_updated(analytics),
         events.alert_fired: events.alert_fired(alert),
+        events.dtmf_tone: events.dtmf_tone(tone),
+        events.speaking_changed: events.speaking_changed(
+            {
+                "call_id": call_id,
+                "key": "4:+15551230000",
+                "label": "+15551230000",
+                "role": "customer",
+                "speaking": True,
+                "at_ms": 1200,
+            }
+        ),
         events.calls_health: events.calls_health([health]),
         events.analytics_empty: events.analytics_empty(call_id),
         messages.wall_snapshot: messages.wall_snapshot([call], summaries, 10),
@@ -122,7 +145,8 @@ def _built() -> list[tuple[str, Any, Any]]:
             call=call,
             captions=[caption],
             alerts=[alert],
-            last_seq=2,
+            tones=[tone],
+            last_seq=3,
             resume=False,
             low_confidence=0.6,
         ),

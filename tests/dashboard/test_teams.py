@@ -105,6 +105,7 @@ async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
                 "stuck": False,
                 "talk": [],
                 "alerts": 0,
+                "sentiment": {"latest": None, "trend": []},
             }
             for call_id in (theirs, mine)
         ]

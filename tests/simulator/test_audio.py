@@ -63,6 +63,7 @@ from simulator import (
     stream_call,
 )
 from streaming.acs.packets import AudioData, AudioMetadata, parse_packet
+from tests.servers import CallbackRecorder
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "audio"
 TONES_CALL = FIXTURES / "tones_call.toml"
@@ -743,10 +744,22 @@ async def test_simulate_calls_plays_audio_to_concurrent_calls(
 
 async def test_speed_zero_sends_everything_at_once(endpoint: Endpoint) -> None:
     script = load_audio_script(DEMO_AUDIO_SCRIPT)
-    result = await stream_call(
-        endpoint.url, call_connection_id="fast", script=script, token=None, speed=0
-    )
+    recorder = CallbackRecorder()
+    try:
+        result = await stream_call(
+            endpoint.url,
+            call_connection_id="fast",
+            script=script,
+            token=None,
+            speed=0,
+            callbacks_to=recorder.url,
+        )
+    finally:
+        recorder.close()
     assert result.frames_sent == 2 * script.frame_count
+    # The demo's hold: a ParticipantsUpdated at 23 s and one at 29 s, 6 s apart by their times.
+    times = [datetime.fromisoformat(body[0]["time"]) for _path, body in recorder.bodies]
+    assert (times[1] - times[0]).total_seconds() == 6.0
     assert result.elapsed < script.duration / 10
     [record] = await endpoint.settled(1)
     check_call_received(record, script)

@@ -42,8 +42,11 @@ from simulator import (
     simulate_calls,
     stream_call,
 )
-from streaming.acs.packets import TranscriptionData, TranscriptionMetadata, parse_packet
+from simulator.plan import CALLBACK
+from simulator.wire import DTMF_DATA
+from streaming.acs.packets import DtmfData, TranscriptionData, TranscriptionMetadata, parse_packet
 from streaming.units import TICKS_PER_SECOND
+from tests.servers import CallbackRecorder
 
 SHORT_CALL = DEMO_DIR / "short_call.toml"
 AGENT = "8:acs:00000000-0000-4000-8000-000000000001_00000002-0000-4000-8000-000000000003"
@@ -66,6 +69,27 @@ def assert_all_ints(value: Any, path: str = "") -> None:
             assert_all_ints(item, f"{path}[{index}].")
 
 
+def check_signals(script: Script, packets: list[ScheduledPacket], call_id: str) -> None:
+    """Signals come as DtmfData packets ACS's way and as ParticipantsUpdated callbacks."""
+    expected = sum(len(s.tones) if s.kind == "dtmf" else 2 for s in script.signals)
+    assert len(packets) == expected
+    sequence = 0
+    for packet in packets:
+        if packet.kind == DTMF_DATA:
+            parsed = parse_packet(packet.payload)
+            assert isinstance(parsed, DtmfData)
+            assert parsed.data in "0123456789*#ABCD"
+            continue
+        assert packet.kind == CALLBACK
+        (event,) = json.loads(packet.payload)
+        assert event["type"] == "Microsoft.Communication.ParticipantsUpdated"
+        assert event["source"] == f"calling/callConnections/{call_id}"
+        sequence += 1
+        assert event["data"]["sequenceNumber"] == sequence
+        raw_ids = [p["identifier"]["rawId"] for p in event["data"]["participants"]]
+        assert raw_ids == [s.raw_id for s in script.speakers]
+
+
 def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> None:
     """Assert every invariant the simulator promises about a plan."""
     raw_ids = {s.key: s.raw_id for s in script.speakers}
@@ -86,11 +110,14 @@ def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> 
 
     ats = [p.at for p in packets]
     assert ats == sorted(ats)
-    assert all(p.kind == TRANSCRIPTION_DATA for p in packets[1:])
+    signals = [p for p in packets[1:] if p.kind != TRANSCRIPTION_DATA]
+    check_signals(script, signals, call_id)
 
     # Group by phrase offset: each turn starts at a distinct tick.
     turns: dict[int, list[tuple[ScheduledPacket, dict[str, Any]]]] = {}
     for packet in packets[1:]:
+        if packet.kind != TRANSCRIPTION_DATA:
+            continue
         body = json.loads(packet.payload)["transcriptionData"]
         assert_all_ints(body)
         turns.setdefault(body["offset"], []).append((packet, body))
@@ -118,8 +145,14 @@ def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> 
             assert word["text"][-1].isalnum()
         end = offset + final["duration"]
         assert final_packet.at == pytest.approx(end / TICKS_PER_SECOND + FINAL_DELAY)
-        if previous_end is not None:
+        if previous_end is not None and not any(
+            sig.before == script.turns.index(turn) + 1 for sig in script.signals
+        ):
             assert offset - previous_end == round(turn.pause * TICKS_PER_SECOND)
+        if turn.sentiment is not None:
+            assert final["sentimentAnalysisResult"] == {"sentiment": turn.sentiment}
+        if turn.language is not None:
+            assert final["languageIdentified"] == turn.language
         previous_end = end
 
         assert intermediates, "every turn has at least one intermediate"
@@ -152,7 +185,8 @@ def check_plan(script: Script, packets: list[ScheduledPacket], call_id: str) -> 
 
 
 def test_billing_call_is_a_realistic_demo() -> None:
-    """The default script: 16-20 turns, 60-75 s, a long hold and some non-ASCII text."""
+    """The default script: 16-20 turns, 60-75 s, a long hold, DTMF tones, a sentiment that
+    changes, and some non-ASCII text."""
     script = load_script(DEFAULT_SCRIPT)
     assert script.title == "Billing question"
     assert script.locale == "en-US"
@@ -161,7 +195,11 @@ def test_billing_call_is_a_realistic_demo() -> None:
     assert roles["customer"].startswith("4:+")
     assert 16 <= len(script.turns) <= 20
     assert {t.speaker for t in script.turns} == {"agent", "customer"}
-    assert max(t.pause for t in script.turns) >= 8
+    assert [(s.kind, s.seconds) for s in script.signals if s.kind == "hold"] == [("hold", 8.0)]
+    assert any(s.kind == "dtmf" for s in script.signals)
+    customer = [t.sentiment for t in script.turns if t.speaker == "customer"]
+    assert customer[0] == "negative"
+    assert customer[-1] == "positive"
     assert any(not t.text.isascii() for t in script.turns)
     packets = plan(script)
     assert 60 <= packets[-1].at <= 75
@@ -405,6 +443,7 @@ class FakeEndpoint:
         self.reject: set[int] = set()  # 1-based handshake numbers to answer with 403
         self.busy: set[int] = set()  # ... and with 503, as a worker over capacity does
         self.close_after: int | None = None  # close with 1008 after this many frames
+        self.callbacks: CallbackRecorder
         self._requested_at: dict[ServerConnection, float] = {}
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -432,12 +471,15 @@ class FakeEndpoint:
 
 @pytest.fixture
 async def endpoint() -> AsyncIterator[FakeEndpoint]:
-    """A FakeEndpoint listening on an ephemeral port of 127.0.0.1."""
+    """A FakeEndpoint listening on an ephemeral port of 127.0.0.1, with a recorder of the
+    callbacks a script's holds and mutes send."""
     fake = FakeEndpoint()
     async with serve(fake.handler, "127.0.0.1", 0, process_request=fake.process_request) as server:
         port = server.sockets[0].getsockname()[1]
         fake.url = f"ws://127.0.0.1:{port}/ws/acs/?tenant=demo"
+        fake.callbacks = CallbackRecorder()
         yield fake
+        fake.callbacks.close()
 
 
 async def test_stream_call_sends_the_plan_on_schedule(endpoint: FakeEndpoint) -> None:
@@ -485,9 +527,19 @@ async def test_speed_zero_or_infinite_sends_at_once(endpoint: FakeEndpoint, spee
     """speed <= 0 or inf means as fast as possible; no token means no token parameter."""
     script = load_script(DEFAULT_SCRIPT)
     result = await stream_call(
-        endpoint.url, call_connection_id="fast", script=script, token=None, speed=speed
+        endpoint.url,
+        call_connection_id="fast",
+        script=script,
+        token=None,
+        speed=speed,
+        callbacks_to=endpoint.callbacks.url,
     )
     assert result.finals_sent == len(script.turns)
+    holds = [
+        [p["isOnHold"] for p in body[0]["data"]["participants"]]
+        for _path, body in endpoint.callbacks.bodies
+    ]
+    assert holds == [[False, True], [False, False]]
     assert result.elapsed < 5  # the script itself lasts about 68 s
     await asyncio.sleep(0.05)
     assert "token" not in endpoint.connections[0].query

@@ -92,6 +92,10 @@ def test_one_call_with_participants_and_analytics(staff_api: Client, team_call: 
         "is_muted",
         "is_on_hold",
         "in_call",
+        "display_name",
+        "held_since",
+        "hold_ms",
+        "longest_hold_ms",
     }
     analytics = call["analytics"]
     assert analytics["talk_ms"] == 150_000
@@ -283,7 +287,8 @@ def test_filters_combine(staff_api: Client, team_call: int, other_call: int) -> 
         ("started_after=yesterday", "started_after"),
         ("started_before=2025-02-30", "started_before"),
         ("has_alerts=maybe", "has_alerts"),
-        ("participant=a%00b", "participant"),
+        ("sentiment=furious", "sentiment"),
+        ("ended_negative=maybe", "ended_negative"),
         ("q=" + "x" * 501, "q"),
     ],
 )
@@ -293,6 +298,13 @@ def test_bad_filters_are_400_naming_the_parameter(
     response = staff_api.get(f"/api/calls/?{query}")
     assert response.status_code == 400
     assert list(response.json()) == [field]
+
+
+def test_a_nul_in_a_filter_is_refused_before_the_filters(staff_api: Client) -> None:
+    """The NUL guard (callsite.middleware) answers first, with its reason."""
+    response = staff_api.get("/api/calls/?participant=a%00b")
+    assert response.status_code == 400
+    assert "NUL" in response.json()["error"]
 
 
 # ------------------------------------------------------------------------------ pagination

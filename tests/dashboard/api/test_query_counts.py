@@ -3,7 +3,7 @@
 ``bench/history.py`` measures these requests at 10,000 calls on PostgreSQL; these tests keep
 their query counts fixed with a few dozen rows, on both backends. Already checked elsewhere and
 not repeated here: a list page costs the same for 5 and 60 rows a page (``test_calls.py``), a
-short transcript at most 7 queries (``test_transcripts.py``), ``transcript_for_call`` 3 queries
+short transcript at most 8 queries (``test_transcripts.py``), ``transcript_for_call`` 4 queries
 whatever its length (``tests/streaming/history/test_exports.py``).
 """
 
@@ -28,8 +28,8 @@ pytestmark = pytest.mark.django_db
 # Token and user, the user's permissions (2), then count, page and participants.
 LIST_QUERIES = 6
 # Token and user, the user's permissions (2), the call's visibility, then the transcript's
-# call, participants and utterances.
-TRANSCRIPT_QUERIES = 7
+# call, participants, utterances and DTMF tones.
+TRANSCRIPT_QUERIES = 8
 LONG_CALL_LINES = 2000
 
 # Who else may be on a call: a bot that answered first, a second agent (a transfer).

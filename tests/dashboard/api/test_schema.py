@@ -77,6 +77,8 @@ def test_the_schema_describes_every_endpoint(staff_api: Client) -> None:
         "started_before",
         "participant",
         "has_alerts",
+        "sentiment",
+        "ended_negative",
         "q",
         "page",
         "page_size",

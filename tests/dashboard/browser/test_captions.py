@@ -192,18 +192,20 @@ def _timeline_seconds(page: Any) -> float:
     return sum(sum(trace.get("x") or []) for trace in data)
 
 
-def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, supervisor: User) -> None:
+def test_charts_move_live_and_a_hold_is_not_dead_air(daphne_factory: Any, supervisor: User) -> None:
     """The demo call streamed as unmixed audio: the talk-time charts move while it runs,
-    the hold in the middle fires the dead-air alert, and the finished call keeps its charts."""
+    the customer's hold in the middle shows as "on hold" and fires the hold rule, not the
+    dead-air one, and the finished call keeps its charts."""
     chromium = chromium_path()
     require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
     from playwright.sync_api import expect, sync_playwright
 
     from streaming.models import AlertRule
 
-    # Exactly one rule (the default rules may or may not be there, depending on test order).
+    # Exactly these rules (the default rules may or may not be there, depending on test order).
     AlertRule.objects.all().delete()
     AlertRule.objects.create(name="Dead air over 5 s", kind="dead_air", seconds=5)
+    AlertRule.objects.create(name="On hold over 4 s", kind="hold", seconds=4)
     server = daphne_factory(CALLSITE_RECOGNIZER="none")
     script = load_call_script(DEMO_AUDIO_SCRIPT)
 
@@ -236,10 +238,15 @@ def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, superviso
         assert talk is not None
         assert any(sum(trace.get("x") or []) > 0 for trace in talk)
 
-        # The agent's 7 s hold (22.5-29.5 s into the call) is dead air.
-        alert = page.locator('#alerts li[data-kind="dead_air"]')
+        # The customer is on hold 23-29 s into the call (a ParticipantsUpdated callback): the
+        # page says so live, and the 7 s pause around it is a hold, not dead air.
+        customer = page.locator('#participants li[data-raw-id="4:+15551230000"]')
+        expect(customer.locator('.badge.flag[data-flag="on"]')).to_contain_text(
+            "on hold", timeout=25_000
+        )
+        alert = page.locator('#alerts li[data-kind="hold"]')
         expect(alert).to_be_visible(timeout=25_000)
-        expect(alert).to_contain_text("Dead air over 5 s")
+        expect(alert).to_contain_text("On hold over 4 s")
         expect(page.locator("#alert-count")).to_have_text("1")
         page.screenshot(path=str(SCREENSHOTS / "call-page-charts.png"), full_page=True)
 
@@ -256,7 +263,9 @@ def test_charts_move_live_and_dead_air_is_flagged(daphne_factory: Any, superviso
         # The finished call keeps its figures and charts.
         page.goto(f"{server.http_url}/calls/{call.pk}/")
         expect(page.locator("#figures")).to_have_attribute("data-final", "true", timeout=15_000)
-        expect(page.locator('#alerts li[data-kind="dead_air"]')).to_have_count(1)
+        expect(page.locator('#alerts li[data-kind="hold"]')).to_have_count(1)
+        expect(page.locator('#alerts li[data-kind="dead_air"]')).to_have_count(0)
+        expect(page.locator("#figures")).to_contain_text("On hold")
         page.wait_for_function(
             "() => (document.getElementById('chart-timeline').data || [])"
             ".some((t) => (t.x || []).length > 0)",

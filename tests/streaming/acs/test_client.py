@@ -88,6 +88,7 @@ def test_answer_sends_streaming_transcription_and_intelligence_options(
             "audioChannelType": "unmixed",
             "startMediaStreaming": True,
             "audioFormat": "pcm16KMono",
+            "enableDtmfTones": True,
         },
         "transcriptionOptions": {
             "transportUrl": TRANSCRIPTION_WS,

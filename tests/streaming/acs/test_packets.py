@@ -126,6 +126,9 @@ def assert_invariants(packet: Any) -> None:
         elif isinstance(value, tuple):
             for word in value:
                 assert_invariants(word)
+        elif isinstance(value, dict):
+            assert field.name == "options"
+            assert all(isinstance(key, str) for key in value)
         else:
             assert value is None or isinstance(value, str)
     if isinstance(packet, AudioMetadata):
@@ -909,7 +912,7 @@ def transcription_metadata(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     keys = ["subscriptionId", "locale", "callConnectionId", "correlationId"]
     for key, value in zip([*keys, "speechRecognitionModelEndpointId"], values, strict=True):
         put(draw, wire, key, value)
-    return wire, TranscriptionMetadata(*values)
+    return wire, TranscriptionMetadata(values[0], values[1], values[2], values[3], values[4])
 
 
 @st.composite
@@ -938,7 +941,10 @@ def transcription_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
         participant_raw_id=draw(st.none() | participant_ids),
         result_status=status,
         sentiment=draw(st.none() | st.sampled_from(["positive", "Negative", "NEUTRAL", "mixed"])),
-        language=draw(st.none() | st.text()),
+        language=draw(
+            st.none()
+            | st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJ-", min_size=1, max_size=35)
+        ),
     )
     put(draw, wire, "text", expected.text)
     put(draw, wire, "format", expected.format)

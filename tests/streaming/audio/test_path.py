@@ -294,10 +294,13 @@ async def test_dtmf_is_stored_once_as_call_events(fake: Any) -> None:
     )
     await communicator.disconnect()
     events = [e async for e in CallEvent.objects.filter(type="DtmfData").order_by("pk")]
+    # Masked by default (CALLSITE_DTMF_DIGITS=mask): the fact, who and when are kept.
     assert [(e.data["tone"], e.data["participant"]) for e in events] == [
-        ("5", CUSTOMER),
-        ("#", None),
+        ("•", CUSTOMER),
+        ("•", None),
     ]
+    assert events[0].time is not None
+    assert events[0].time.isoformat() == "2024-11-15T19:16:13+00:00"
 
 
 async def test_a_failing_recognizer_is_restarted_and_the_gap_marked(

@@ -76,6 +76,7 @@ def test_recorded_events_drive_a_call_from_ringing_to_ended(
         "audioChannelType": "unmixed",
         "startMediaStreaming": True,
         "audioFormat": "pcm16KMono",
+        "enableDtmfTones": True,
     }
     assert "transcriptionOptions" not in body
     assert answer.headers["authorization"].startswith("HMAC-SHA256")
@@ -124,6 +125,33 @@ def test_transcription_options_when_a_locale_is_set(
     assert body["callIntelligenceOptions"] == {
         "cognitiveServicesEndpoint": "https://speech.example.cognitiveservices.azure.com/"
     }
+
+
+def test_transcription_settings_ask_for_what_the_sdk_cannot_yet(
+    client: Client, acs: CallAutomationStandIn, settings: Any
+) -> None:
+    """CALLSITE_TRANSCRIPTION_* add sentiment, PII redaction, an end-of-call summary and the
+    locales to identify to the transcription options, in the signed body the stand-in took."""
+    settings.CALLSITE_TRANSCRIPTION_LOCALE = "en-US"
+    settings.CALLSITE_TRANSCRIPTION_SENTIMENT = True
+    settings.CALLSITE_TRANSCRIPTION_PII_REDACTION = "maskWithCharacter"
+    settings.CALLSITE_TRANSCRIPTION_SUMMARIZATION = True
+    settings.CALLSITE_TRANSCRIPTION_LOCALES = ["en-US", "es-ES"]
+    deliver(client, "/acs/events/", incoming_call_event())
+    (answer,) = answers(acs)
+    assert answer.signature_valid
+    assert answer.body["transcriptionOptions"] == {
+        "transportUrl": f"wss://callsite.example.com/ws/acs/?token={SECRET}",
+        "transportType": "websocket",
+        "locale": "en-US",
+        "startTranscription": True,
+        "enableIntermediateResults": True,
+        "enableSentimentAnalysis": True,
+        "piiRedactionOptions": {"enable": True, "redactionType": "maskWithCharacter"},
+        "summarizationOptions": {"enableEndCallSummary": True, "locale": "en-US"},
+        "locales": ["en-US", "es-ES"],
+    }
+    assert answer.body["mediaStreamingOptions"]["enableDtmfTones"] is True
 
 
 @pytest.mark.parametrize(

@@ -168,6 +168,10 @@ def read_csv(body: str) -> list[dict[str, str]]:
         "role",
         "text",
         "confidence",
+        "kind",
+        "sentiment",
+        "sentiment_source",
+        "language",
     ]
     return list(reader)
 
@@ -685,17 +689,24 @@ def test_participant_without_a_label_is_an_unknown_speaker() -> None:
 
 
 @pytest.mark.django_db
-def test_transcript_for_call_takes_three_queries_whatever_its_length(
+def test_transcript_for_call_takes_four_queries_whatever_its_length(
     django_assert_num_queries: Any,
 ) -> None:
     call_id = services.call_stream_opened(connection_id="exports-3")["id"]
     speakers = ["8:acs:agent-3", "4:+15555550100", "28:bot-1", None]
     for i in range(120):
         _record(call_id, speakers[i % 4], f"utterance {i}", i * 10_000_000, duration=5_000_000)
-    with django_assert_num_queries(3):
+    for i in range(10):
+        services.call_tone_record(
+            call_id=call_id,
+            tone="5",
+            participant_raw_id="4:+15555550100",
+            at=datetime(2025, 1, 1, 0, 0, i, tzinfo=UTC),
+        )
+    with django_assert_num_queries(4):
         t = transcript_for_call(call_id)
     assert t is not None
-    assert len(t.lines) == 120
+    assert len(t.lines) == 130
     assert len(t.participants) == 3
     with django_assert_num_queries(0):
         for fmt in FORMATS:

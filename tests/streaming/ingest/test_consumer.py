@@ -128,6 +128,11 @@ async def test_transcription_stream_stores_finals_and_relays_interims() -> None:
 
     await communicator.send_to(text_data=transcription_data("Hello there."))
     final = await layer.receive(channel)
+    speaking = []  # the interim began the speech, the final ends it
+    while final["type"] == "speaking.changed":
+        speaking.append(final["speaking"]["speaking"])
+        final = await layer.receive(channel)
+    assert speaking == [True, False]
     assert final["type"] == "caption.final"
     assert final["caption"]["text"] == "Hello there."
     stored = await _utterances("call-a")

@@ -127,3 +127,54 @@ def test_rules_missing_their_threshold_are_refused(fields: dict, error_field: st
 def test_the_default_rules_exist_after_migrating() -> None:
     kinds = set(AlertRule.objects.values_list("kind", flat=True))
     assert {"dead_air", "monologue", "overtalk", "keyword"} <= kinds
+
+
+def test_negative_finals_in_a_row_fire_once_per_run() -> None:
+    from streaming.live.alerts import SentimentWatch
+
+    by_count = Rule(id=1, name="Negative x3", kind="sentiment", finals=3, speaker_role="customer")
+    by_time = Rule(id=2, name="Negative 14 s", kind="sentiment", seconds=14)
+    watch = SentimentWatch()
+
+    def final(n: int, felt: str | None, key: str = "c", role: str = "customer") -> list[Firing]:
+        return watch.final(
+            [by_count, by_time],
+            key=key,
+            label=key,
+            role=role,
+            sentiment=felt,
+            start_ms=n * 4000,
+            end_ms=n * 4000 + 3000,
+            utterance=str(n),
+        )
+
+    assert final(0, "negative") == []
+    assert final(1, None) == []  # no judgement: the run goes on
+    assert final(2, "negative") == []
+    fired = final(3, "negative")
+    assert [(f.rule.id, f.episode) for f in fired] == [
+        (1, "r1|c|negative@0"),
+        (2, "r2|c|negative@0"),
+    ]
+    assert final(4, "neutral") == []  # the run ends
+    assert final(5, "negative", key="a", role="agent") == []
+    assert [f.rule.id for f in final(6, "negative", key="a", role="agent")] == []
+    assert [f.rule.id for f in final(8, "negative", key="a", role="agent")] == [2]
+
+
+def test_a_hold_fires_once_past_its_limit() -> None:
+    from datetime import UTC, datetime
+
+    from streaming.live.alerts import hold_firing
+
+    rule = Rule(id=7, name="Hold", kind="hold", seconds=60)
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    assert hold_firing(rule, key="c", label="C", start=start, held_ms=60_000, start_ms=0) is None
+    firing = hold_firing(rule, key="c", label="C", start=start, held_ms=60_001, start_ms=5_000)
+    assert firing is not None
+    assert (firing.at_ms, firing.episode) == (65_000, f"r7|c|hold@{start.isoformat()}")
+    watch = AlertWatch()
+    figures = analyse({}, 100 * FRAMES_PER_SECOND)
+    holds = {"c": (start, 70_000, 5_000)}
+    assert [f.episode for f in watch.check([rule], figures, {}, {}, holds)] == [firing.episode]
+    assert watch.check([rule], figures, {}, {}, holds) == []  # the same hold: once

@@ -287,3 +287,19 @@ def test_a_two_hour_call_is_cheap_enough_to_recompute(speakers) -> None:
     tracks = {str(i): rng.random(duration) < 0.3 for i in range(speakers)}
     f = analyse(tracks, duration)
     assert f.talk + f.silence == duration
+
+
+def test_a_hold_is_neither_silence_nor_dead_air() -> None:
+    """Nobody talks from 2 s to 30 s; someone is on hold from 4 s to 28 s: 24 s of hold,
+    4 s of silence, and the longest silence is the 2 s on either side of the hold."""
+    second = FRAMES_PER_SECOND
+    talk = track_from_intervals([(0, 2 * second), (30 * second, 32 * second)], 32 * second)
+    held = track_from_intervals([(4 * second, 28 * second)], 32 * second)
+    figures = analyse({"a": talk}, 32 * second, held=held)
+    assert figures.hold == 24 * second
+    assert figures.silence == 4 * second
+    assert figures.talk + figures.hold + figures.silence == figures.duration
+    assert figures.longest_silence == 2 * second
+    on_hold_now = analyse({"a": talk[: 10 * second]}, 10 * second, held=held[: 10 * second])
+    assert on_hold_now.current_silence == 0
+    assert analyse({"a": talk}, 32 * second).silence == 28 * second  # without the hold
