@@ -24,7 +24,7 @@ from streaming.acs import client
 from streaming.acs.control import StreamingRequest
 from streaming.acs.webhooks import CloudEvent, IncomingCall, result_information
 from streaming.automation import outcomes
-from streaming.live.alerts import hold_firing
+from streaming.live.alerts import Rule, hold_firing
 from streaming.models import (
     AlertKind,
     Call,
@@ -338,7 +338,7 @@ def _on_participants(call: Call, event: CloudEvent) -> None:
 
 def _hold_rules_check(call: Call, participant: Participant, start: datetime, end: datetime) -> None:
     origin = call.audio_origin or call.started_at or start
-    for rule in selectors.active_alert_rules():
+    for rule in map(Rule.from_model, selectors.enabled_alert_rules()):
         if rule.kind != AlertKind.HOLD or not rule.seconds or not rule.applies_to(participant.role):
             continue
         firing = hold_firing(

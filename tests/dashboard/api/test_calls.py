@@ -289,6 +289,7 @@ def test_filters_combine(staff_api: Client, team_call: int, other_call: int) -> 
         ("has_alerts=maybe", "has_alerts"),
         ("sentiment=furious", "sentiment"),
         ("ended_negative=maybe", "ended_negative"),
+        ("participant=a%00b", "participant"),  # the NUL guard answers first, in this shape
         ("q=" + "x" * 501, "q"),
     ],
 )
@@ -298,13 +299,6 @@ def test_bad_filters_are_400_naming_the_parameter(
     response = staff_api.get(f"/api/calls/?{query}")
     assert response.status_code == 400
     assert list(response.json()) == [field]
-
-
-def test_a_nul_in_a_filter_is_refused_before_the_filters(staff_api: Client) -> None:
-    """The NUL guard (callsite.middleware) answers first, with its reason."""
-    response = staff_api.get("/api/calls/?participant=a%00b")
-    assert response.status_code == 400
-    assert "NUL" in response.json()["error"]
 
 
 # ------------------------------------------------------------------------------ pagination
