@@ -23,7 +23,8 @@ backends' settings as the server builds them. Measured:
   For each reference turn, the time from feeding its last frame to receiving the last final
   that covers it;
 * **memory** (``memory``): one worker holding 1, 10 and 40 sessions at once, each fed the
-  demo call's agent track as fast as it goes: the worker's peak resident set.
+  demo call's agent track as fast as it goes: the worker's resident set while they run
+  (sampled every 0.1 s), next to its resident set idle and its peak since it started.
 """
 
 from __future__ import annotations
@@ -129,9 +130,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A process's resident set now (``VmRSS``) or at its peak (``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -319,14 +321,20 @@ async def memory(
         for count in counts:
             recognizer = make_recognizer(engine, DEFAULT_INTERIMS[engine], 1, watchdog=600)
             (pid,) = await warm(recognizer)
-            idle = peak_rss_mb(pid)
-            await asyncio.gather(*(feed(recognizer, clip) for _ in range(count)))
-            peak = peak_rss_mb(pid)
+            idle = rss_mb(pid)
+            running = asyncio.gather(*(feed(recognizer, clip) for _ in range(count)))
+            busy = idle
+            while not running.done():  # the resident set while the sessions are open
+                busy = max(busy, rss_mb(pid))
+                await asyncio.sleep(0.1)
+            await running
+            peak = rss_mb(pid, "VmHWM")
             await recognizer.aclose()
-            rows.append({"engine": engine, "sessions": count, "idle_mb": idle, "peak_mb": peak})
+            rows.append({"engine": engine, "sessions": count, "idle_mb": round(idle),
+                         "busy_mb": round(busy), "peak_mb": round(peak)})  # fmt: skip
             print(
-                f"{engine:8} {count:3} sessions on one worker: peak RSS {peak:.0f} MB "
-                f"(idle {idle:.0f} MB)",
+                f"{engine:8} {count:3} sessions on one worker: RSS {busy:.0f} MB while they "
+                f"run (idle {idle:.0f} MB; peak since start {peak:.0f} MB)",
                 flush=True,
             )
     return rows
