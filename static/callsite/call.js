@@ -234,15 +234,15 @@
   function renderFigures(a) {
     latestAnalytics = a;
     const d = a.duration_ms;
-    const [talk, silence] = window.secondsAddingUp([a.talk_ms, a.silence_ms], d);
+    const [talk, hold, silence] = window.secondsAddingUp([a.talk_ms, a.hold_ms || 0, a.silence_ms], d);
     const ofCall = (ms) => (d > 0 ? `${Math.round((ms / d) * 100)} % of the call` : "");
     const clock = (s) => window.formatDuration(s);
     const rows = [
-      ["Duration", clock(talk + silence)],
+      ["Duration", clock(talk + hold + silence)],
       ["Someone talking", `${clock(talk)} · ${ofCall(a.talk_ms)}`],
       ["Nobody talking", `${clock(silence)} · ${ofCall(a.silence_ms)}${a.current_silence_ms >= 3000 ? ` · now ${Math.round(a.current_silence_ms / 1000)} s` : ""}`],
       ["Two or more talking", `${msToClock(a.overlap_ms)} · ${ofCall(a.overlap_ms)}`],
-      ["On hold", `${msToClock(a.hold_ms || 0)} · ${ofCall(a.hold_ms || 0)}`],
+      ["On hold", `${clock(hold)} · ${ofCall(a.hold_ms || 0)}`],
       ["Interruptions", String(a.interruptions)],
     ];
     for (const s of a.speakers) {
@@ -292,7 +292,7 @@
     state.dataset.state = call.state;
     // The figures' duration once there are figures: the header and the figures agree.
     document.getElementById("call-duration").textContent = latestAnalytics
-      ? window.formatDuration(window.secondsAddingUp([latestAnalytics.talk_ms, latestAnalytics.silence_ms], latestAnalytics.duration_ms).reduce((x, y) => x + y, 0))
+      ? window.formatDuration(window.secondsAddingUp([latestAnalytics.talk_ms, latestAnalytics.hold_ms || 0, latestAnalytics.silence_ms], latestAnalytics.duration_ms).reduce((x, y) => x + y, 0))
       : window.callDuration(call);
     document.getElementById("call-locale").textContent = call.locale || "";
     const options = call.transcription_options || {};

@@ -32,6 +32,7 @@ FIXED_ROWS = {
     "Duration",
     "Someone talking",
     "Nobody talking",
+    "On hold",
     "Two or more talking",
     "Interruptions",
 }
@@ -99,7 +100,8 @@ def test_a_calls_duration_agrees_everywhere_and_its_parts_add_up(
         assert page.locator("#call-duration").inner_text() == figures["Duration"] == duration
         talk = figures["Someone talking"].split(" · ")[0]
         silence = figures["Nobody talking"].split(" · ")[0]
-        assert _seconds(talk) + _seconds(silence) == _seconds(duration)
+        hold = figures["On hold"].split(" · ")[0]
+        assert _seconds(talk) + _seconds(hold) + _seconds(silence) == _seconds(duration)
         # Every share is of the call's duration, and says so.
         assert figures["Someone talking"].endswith("% of the call")
         speakers = {k: v for k, v in figures.items() if k not in FIXED_ROWS}
