@@ -56,7 +56,9 @@ async def _open(server: DaphneServer, call: str) -> ClientConnection:
     )
 
 
-async def _until(check: Callable[[], bool], within: float, what: str, every: float = 0.1) -> None:
+async def _until(
+    check: Callable[[], bool], within: float, what: str, every: float = 0.1
+) -> None:
     deadline = time.monotonic() + within
     while not await asyncio.to_thread(check):
         if time.monotonic() > deadline:

@@ -80,7 +80,6 @@ def test_broadcast_waits_for_commit_and_is_dropped_on_rollback(
 ) -> None:
     """Nothing is sent for an utterance whose transaction rolls back."""
     call = services.call_stream_opened(connection_id="c5")
-
     def record_then_fail() -> None:
         with transaction.atomic():
             _record(call["id"])

@@ -918,7 +918,9 @@ def transcription_metadata(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
 @st.composite
 def transcription_data(draw: st.DrawFn) -> tuple[dict[str, Any], Packet]:
     wire: dict[str, Any] = {}
-    words = draw(st.lists(st.tuples(stored_text, st.none() | ticks, st.none() | ticks), max_size=5))
+    words = draw(
+        st.lists(st.tuples(stored_text, st.none() | ticks, st.none() | ticks), max_size=5)
+    )
     wire_words = []
     for text, offset, duration in words:
         word: dict[str, Any] = {}

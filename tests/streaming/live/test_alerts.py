@@ -45,7 +45,6 @@ def test_keyword_rules_respect_the_speaker_role() -> None:
     agents_only = Rule(
         id=9, name="Promise", kind="keyword", phrase="guarantee", speaker_role="agent"
     )
-
     def fire(role: str) -> list[Firing]:
         return keyword_firings(
             [agents_only],

@@ -110,20 +110,16 @@ def test_a_killed_workers_call_is_stuck_then_lost_on_another_worker(
         killed = time.monotonic()
         await _until(
             wall,
-            lambda m: (
-                m["type"] == "calls.health"
-                and any(row["call_id"] == call_id and row["stuck"] for row in m["calls"])
-            ),
+            lambda m: m["type"] == "calls.health"
+            and any(row["call_id"] == call_id and row["stuck"] for row in m["calls"]),
             within=STUCK + SLACK + 2,
         )
         stuck_after = time.monotonic() - killed
         ended = await _until(
             wall,
-            lambda m: (
-                m["type"] == "call.updated"
-                and m["call"]["id"] == call_id
-                and m["call"]["state"] == CallState.ENDED
-            ),
+            lambda m: m["type"] == "call.updated"
+            and m["call"]["id"] == call_id
+            and m["call"]["state"] == CallState.ENDED,
             within=LOST + SLACK + 2,
         )
         lost_after = time.monotonic() - killed
