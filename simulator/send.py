@@ -171,7 +171,15 @@ async def send_packets(
         reader = asyncio.create_task(_read_messages(ws, on_message))
     call_start = datetime.now(UTC)
     callbacks = callbacks_to or callback_url(url, call_connection_id, token)
-    posting: list[asyncio.Task[None]] = []
+    # One poster, in order: ParticipantsUpdated carries a sequence number, and a callback
+    # that overtook the one before it would make that one stale.
+    outbox: asyncio.Queue[str | None] = asyncio.Queue()
+
+    async def post_in_order() -> None:
+        while (body := await outbox.get()) is not None:
+            await asyncio.to_thread(_post_callback, callbacks, body)
+
+    poster = asyncio.create_task(post_in_order())
     sent = finals = intermediates = frames = 0
     unbroken = 0  # packets sent since this task last let others run
     playing: Iterable[ScheduledPacket] = (
@@ -191,9 +199,7 @@ async def send_packets(
                 await asyncio.sleep(0)
                 unbroken = 0
             if packet.kind == CALLBACK:
-                body = _stamped(packet, call_start)
-                post = asyncio.to_thread(_post_callback, callbacks, body)
-                posting.append(asyncio.create_task(post))
+                outbox.put_nowait(_stamped(packet, call_start))
                 continue
             payload = _stamped(packet, call_start) if packet.kind == DTMF_DATA else packet.payload
             await ws.send(payload)
@@ -207,8 +213,9 @@ async def send_packets(
                 intermediates += 1
             if on_packet is not None:
                 on_packet(packet)
+        outbox.put_nowait(None)
+        await poster
         await ws.close(code=1000, reason="call ended")
-        await asyncio.gather(*posting)
     except ConnectionClosed as exc:
         close = exc.rcvd
         why = f"code {close.code} {close.reason!r}" if close else "no close frame"
@@ -216,6 +223,8 @@ async def send_packets(
             f"{url} closed call {call_connection_id} after {sent} of {len(packets)} packets ({why})"
         ) from exc
     finally:
+        if not poster.done():
+            poster.cancel()
         await ws.close()
         if reader is not None:
             reader.cancel()

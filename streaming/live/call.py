@@ -391,8 +391,9 @@ class LiveCall:
             duration = max(self.audio_end, self.base_duration)
             if not self.audio_tracks:  # mixed audio: a result may end a little past it
                 duration = max([duration, *(len(v) for v in views.values())])
-        else:  # results only: the call's clock
-            duration = max([self.clock(now, wall), *(len(v) for v in views.values())])
+        else:  # results only: the call's clock, or its length once it has ended
+            clock = self.clock(now, wall) if ended_ms is None else ended_ms // ms(1)
+            duration = max([clock, *(len(v) for v in views.values())])
         if ended_ms is not None:
             # Whole frames (floored), so whole seconds round as the call's duration does.
             duration = max(duration, ended_ms // ms(1))
