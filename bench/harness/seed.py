@@ -567,6 +567,8 @@ def _alert_message(kind: str, rng: random.Random) -> str:
         AlertKind.DEAD_AIR: f"Dead air for {rng.randint(6, 40)} s",
         AlertKind.MONOLOGUE: f"Monologue of {rng.randint(61, 180)} s",
         AlertKind.OVERTALK: f"Overtalk {rng.randint(26, 60)} % over 30 s",
+        AlertKind.SENTIMENT: f"Customer negative for {rng.randint(3, 6)} finals",
+        AlertKind.HOLD: f"On hold for more than {rng.randint(61, 300)} s",
     }
     return messages[kind]
 
