@@ -46,6 +46,12 @@ class ParticipantPayload(TypedDict):
     held_since: str | None  # ISO time the current hold began (pages count on from it)
     hold_ms: int  # finished holds, in all
     longest_hold_ms: int
+    muted_since: str | None  # ISO time the current mute began
+    mute_ms: int  # finished mutes, in all
+    longest_mute_ms: int
+    # [[start ISO, end ISO or null], ...]: the holds and mutes, for the call's timeline
+    hold_periods: list[list[str | None]]
+    mute_periods: list[list[str | None]]
 
 
 class ProblemPayload(TypedDict):
@@ -99,6 +105,9 @@ class CallPayload(TypedDict):
     # The call's length by the server's clock: ended_at - started_at, or up to when this was
     # built while the call goes on (pages count on from there); None before it started.
     duration_ms: int | None
+    # ISO time of 0:00 on the call's timeline (its first audio frame, else its start): where
+    # utterance offsets, holds and mutes are placed
+    timeline_origin: str | None
     participants: list[ParticipantPayload]
     problems: list[ProblemPayload]
 

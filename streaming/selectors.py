@@ -52,7 +52,23 @@ def participant_payload(participant: Participant) -> ParticipantPayload:
         "held_since": participant.held_since.isoformat() if participant.held_since else None,
         "hold_ms": participant.hold_ms,
         "longest_hold_ms": participant.longest_hold_ms,
+        "muted_since": participant.muted_since.isoformat() if participant.muted_since else None,
+        "mute_ms": participant.mute_ms,
+        "longest_mute_ms": participant.longest_mute_ms,
+        "hold_periods": _periods(participant.hold_periods),
+        "mute_periods": _periods(participant.mute_periods),
     }
+
+
+def _periods(stored: object) -> list[list[str | None]]:
+    """Stored ``[start, end]`` periods, well formed (a JSON field is whatever was saved)."""
+    if not isinstance(stored, list):
+        return []
+    return [
+        [p[0], p[1] if isinstance(p[1], str) else None]
+        for p in stored
+        if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str)
+    ]
 
 
 def problem_payload(event: CallEvent) -> ProblemPayload:
@@ -87,6 +103,7 @@ def call_duration_ms(call: Call, now: datetime | None = None) -> int | None:
 def call_payload(call: Call, participants: list[Participant] | None = None) -> CallPayload:
     """Serialise a call; pass ``participants`` to avoid a query when they are at hand."""
     people = participants if participants is not None else list(call.participants.all())
+    origin = call.audio_origin or call.started_at
     return {
         "id": call.pk,
         "connection_id": call.connection_id,
@@ -110,6 +127,7 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "ended_at": call.ended_at.isoformat() if call.ended_at else None,
         "end_reason": call.end_reason,
         "duration_ms": call_duration_ms(call),
+        "timeline_origin": origin.isoformat() if origin else None,
         "participants": [participant_payload(p) for p in people],
         "problems": [problem_payload(e) for e in _problems(call)],
     }

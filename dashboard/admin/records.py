@@ -66,6 +66,7 @@ class ParticipantInline(admin.TabularInline):
         "is_on_hold",
         "hold_ms",
         "longest_hold_ms",
+        "mute_ms",
         "created_at",
     )
     readonly_fields = (
@@ -77,6 +78,7 @@ class ParticipantInline(admin.TabularInline):
         "is_on_hold",
         "hold_ms",
         "longest_hold_ms",
+        "mute_ms",
         "created_at",
     )
 
@@ -211,6 +213,10 @@ class ParticipantAdmin(admin.ModelAdmin):
         "hold_ms",
         "longest_hold_ms",
         "hold_periods",
+        "muted_since",
+        "mute_ms",
+        "longest_mute_ms",
+        "mute_periods",
         "created_at",
     )
 

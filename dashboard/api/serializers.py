@@ -79,6 +79,9 @@ class ParticipantSerializer(serializers.ModelSerializer[Participant]):
             "held_since",
             "hold_ms",
             "longest_hold_ms",
+            "muted_since",
+            "mute_ms",
+            "longest_mute_ms",
         ]
         read_only_fields = fields
         extra_kwargs = {
@@ -86,6 +89,9 @@ class ParticipantSerializer(serializers.ModelSerializer[Participant]):
             "held_since": {"help_text": "On hold since this moment; null when not on hold"},
             "hold_ms": {"help_text": "Time on hold in finished holds (ms)"},
             "longest_hold_ms": {"help_text": "The longest finished hold (ms)"},
+            "muted_since": {"help_text": "Muted since this moment; null when not muted"},
+            "mute_ms": {"help_text": "Time muted in finished mutes (ms)"},
+            "longest_mute_ms": {"help_text": "The longest finished mute (ms)"},
         }
 
 

@@ -24,6 +24,8 @@
   const kinds = new Set(controls ? controls.dataset.kinds.split(" ").filter(Boolean) : []);
   const speaking = new Map(); // participant raw id -> speaking now
   const trend = new Map(); // utterance id -> [offset ticks, sentiment value, sentiment]
+  const finalMarks = new Map(); // utterance id -> its sentiment's mark on the timeline
+  const toneMarks = new Map(); // DTMF event id -> its mark on the timeline
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -147,6 +149,43 @@
     if (!caption.sentiment || caption.utterance_id == null) return;
     const value = caption.sentiment_score ?? SENTIMENT_VALUES[caption.sentiment] ?? 0;
     trend.set(caption.utterance_id, [caption.offset_ticks ?? 0, value, caption.sentiment]);
+    if (caption.offset_ticks == null) return;
+    const start = caption.offset_ticks / 1e7;
+    finalMarks.set(caption.utterance_id, {
+      kind: "sentiment", key: speakerKey(caption), value: caption.sentiment,
+      start_s: start, end_s: start + (caption.duration_ticks || 0) / 1e7,
+      text: `${caption.sentiment}${caption.sentiment_source === "lexicon" ? " (lexicon)" : ""}`,
+    });
+  }
+
+  // Holds and mutes from the participants' periods (ISO times, placed on the call's
+  // timeline from its origin); one still going on ends now, to the second.
+  function periodMarks() {
+    const origin = call && call.timeline_origin ? Date.parse(call.timeline_origin) : NaN;
+    if (!Number.isFinite(origin)) return [];
+    const now = call.ended_at ? Date.parse(call.ended_at) : Math.floor(Date.now() / 1000) * 1000;
+    const out = [];
+    for (const p of call.participants || []) {
+      for (const [kind, periods, word] of [["hold", p.hold_periods, "on hold"], ["mute", p.mute_periods, "muted"]]) {
+        for (const [start, end] of periods || []) {
+          const from = Date.parse(start);
+          const to = end ? Date.parse(end) : now;
+          if (!Number.isFinite(from) || !Number.isFinite(to)) continue;
+          const seconds = Math.max(0, (to - from) / 1000);
+          out.push({
+            kind, key: p.raw_id, start_s: Math.max(0, (from - origin) / 1000),
+            end_s: Math.max(0, (to - origin) / 1000),
+            text: `${word} for ${window.formatDuration(seconds)}${end ? "" : " so far"}`,
+          });
+        }
+      }
+    }
+    return out;
+  }
+
+  function renderMarks() {
+    if (!window.CallsiteCharts || !chartsMounted) return;
+    window.CallsiteCharts.marks([...finalMarks.values(), ...toneMarks.values(), ...periodMarks()]);
   }
 
   function renderTrend() {
@@ -170,6 +209,12 @@
     text.textContent = `pressed ${tone.tone}`;
     el.append(meta, text);
     placeFinal(el, el.dataset.offset);
+    if (tone.offset_ticks != null) {
+      toneMarks.set(tone.event_id, {
+        kind: "dtmf", key: tone.participant ? tone.participant.raw_id : "unknown",
+        start_s: tone.offset_ticks / 1e7, text: `pressed ${tone.tone}`,
+      });
+    }
   }
 
   function placeFinal(el, offset) {
@@ -362,6 +407,7 @@
     text.textContent = [`${p.label} · ${p.role}`, ...flags.filter(Boolean)].join(" · ");
     window.appendBadges(text, window.participantBadges(p, now, stats ? stats.current_monologue_ms : 0));
     if (p.hold_ms) text.append(` · held ${msToClock(p.hold_ms)} in all`);
+    if (p.mute_ms) text.append(` · muted ${msToClock(p.mute_ms)} in all`);
     li.append(text);
     for (const action of pendingFor(p.raw_id)) {
       const badge = document.createElement("span");
@@ -541,6 +587,7 @@
       for (const s of event.analytics.speakers) if (!event.analytics.final) speaking.set(s.key, s.speaking);
     }
     renderTrend();
+    renderMarks();
     root.dataset.lastSeq = lastSeq;
     empty.hidden = captions.querySelector(".caption") !== null;
     renderCall();

@@ -3,7 +3,11 @@
 //
 //   CallsiteCharts.mount({talk_time, talk_ratio, timeline}, figures)  // DOM elements, figures()
 //   CallsiteCharts.update(liveUpdate)                                  // live_update()
+//   CallsiteCharts.marks([{kind, key, start_s, end_s, value, text}])  // over the timeline
 //
+// Marks are what the call page knows beside who spoke when: each speaker's sentiment per
+// final (a strip under their row), holds and mutes (shaded stretches on their row) and DTMF
+// tones (diamonds). They are drawn on the row of the speaker ``key`` once it has one.
 // Missing elements, a missing Plotly or a missing figure are skipped, never thrown.
 (function () {
   "use strict";
@@ -16,6 +20,15 @@
 
   let elements = {};
   let timeline = null; // the timeline figure as last drawn: {data, layout}
+  let marks = []; // the page's marks, drawn over the timeline
+  const MARK = "mark:"; // meta prefix of the marks' traces; deltas leave them alone
+  const SENTIMENT_COLOURS = {
+    positive: "#1a7f37", neutral: "#8c959f", mixed: "#bf8700", negative: "#cf222e",
+  };
+  const SHADES = {
+    hold: { name: "On hold", color: "rgba(191, 135, 0, 0.30)", pattern: "/" },
+    mute: { name: "Muted", color: "rgba(106, 115, 125, 0.30)", pattern: "x" },
+  };
   const listening = new WeakSet();
 
   function plotly() {
@@ -71,8 +84,72 @@
     draw(el, timeline);
   }
 
+  // The row label of each speaker key, from the speakers' traces.
+  function rowLabels(figure) {
+    const labels = new Map();
+    figure.data.forEach((t) => {
+      if (t.meta !== undefined && !String(t.meta).startsWith(MARK)) labels.set(String(t.meta), t.name);
+    });
+    return labels;
+  }
+
+  function markTraces(figure) {
+    const labels = rowLabels(figure);
+    const traces = new Map();
+    const trace = (id, make) => {
+      if (!traces.has(id)) traces.set(id, Object.assign({ meta: MARK + id, showlegend: false }, make()));
+      return traces.get(id);
+    };
+    for (const m of marks) {
+      const label = labels.get(String(m.key));
+      if (label === undefined || !Number.isFinite(m.start_s)) continue;
+      const end = Number.isFinite(m.end_s) ? Math.max(m.end_s, m.start_s) : m.start_s;
+      let t;
+      if (m.kind === "sentiment" && SENTIMENT_COLOURS[m.value]) {
+        // A thin strip just under the speaker's bars (they fill 0.75 of the row).
+        t = trace(`sentiment:${m.value}`, () => ({
+          type: "bar", orientation: "h", name: `Sentiment: ${m.value}`,
+          width: 0.14, offset: 0.38, marker: { color: SENTIMENT_COLOURS[m.value] },
+          base: [], x: [], y: [], text: [], textposition: "none",
+          hovertemplate: "%{text}<extra></extra>",
+        }));
+        t.base.push(m.start_s);
+        t.x.push(Math.max(end - m.start_s, 0.2));
+      } else if (SHADES[m.kind]) {
+        const shade = SHADES[m.kind];
+        t = trace(m.kind, () => ({
+          type: "bar", orientation: "h", name: shade.name, width: 0.75,
+          marker: { color: shade.color, pattern: { shape: shade.pattern, fgcolor: "#57606a", size: 6 } },
+          base: [], x: [], y: [], text: [], textposition: "none",
+          hovertemplate: "%{text}<extra></extra>",
+        }));
+        t.base.push(m.start_s);
+        t.x.push(Math.max(end - m.start_s, 0.05));
+      } else if (m.kind === "dtmf") {
+        t = trace("dtmf", () => ({
+          type: "scatter", mode: "markers", name: "Keypad tones",
+          marker: { symbol: "diamond", size: 10, color: "#24292f", line: { color: "#fff", width: 1 } },
+          x: [], y: [], text: [], hovertemplate: "%{text}<extra></extra>",
+        }));
+        t.x.push(m.start_s);
+      } else {
+        continue;
+      }
+      t.y.push(label);
+      t.text.push(`${label}: ${m.text || m.kind} at ${clock(m.start_s)}`);
+    }
+    return [...traces.values()];
+  }
+
+  function withMarks(figure) {
+    const data = figure.data.filter((t) => !String(t.meta ?? "").startsWith(MARK));
+    figure.data = data.concat(markTraces({ data }));
+    return figure;
+  }
+
   function drawTimeline() {
     const el = elements.timeline;
+    if (timeline) withMarks(timeline);
     return draw(el, timeline).then((drawn) => {
       if (!drawn) return;
       if (typeof el.on === "function" && !listening.has(el)) {
@@ -89,7 +166,7 @@
     const cutoff = since / 1000 + EPSILON;
     const rows = delta.rows || {};
     figure.data.forEach((trace) => {
-      if (trace.meta === undefined) return;
+      if (trace.meta === undefined || String(trace.meta).startsWith(MARK)) return;
       const base = trace.base || [];
       const x = trace.x || [];
       const keep = since > 0 ? base.map((b, i) => i).filter((i) => base[i] + x[i] <= cutoff) : [];
@@ -151,6 +228,16 @@
         warn(error);
         return Promise.resolve();
       }
+      return drawTimeline();
+    },
+
+    // Replace the marks drawn over the timeline (see the top of this file).
+    marks(list) {
+      const next = Array.isArray(list) ? list : [];
+      if (JSON.stringify(next) === JSON.stringify(marks)) return Promise.resolve();
+      marks = next;
+      if (!timeline) return Promise.resolve();
+      timeline.layout.datarevision = (Number(timeline.layout.datarevision) || 0) + 1;
       return drawTimeline();
     },
   };

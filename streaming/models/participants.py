@@ -57,7 +57,8 @@ class Participant(models.Model):
     ``IncomingCall`` or Call Automation) when there is one, else a label made from the raw id.
     Holds come from ``ParticipantsUpdated``: ``hold_periods`` are ``[start, end]`` ISO
     times (``end`` null while the hold goes on); ``hold_ms`` and ``longest_hold_ms`` sum and
-    measure the finished ones, ``held_since`` is the start of the current one.
+    measure the finished ones, ``held_since`` is the start of the current one. Mutes are
+    kept the same way in ``mute_periods``, ``mute_ms``, ``longest_mute_ms`` and ``muted_since``.
     """
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="participants")
@@ -83,6 +84,10 @@ class Participant(models.Model):
     hold_ms = models.PositiveBigIntegerField(default=0, help_text="Finished holds, in all (ms)")
     longest_hold_ms = models.PositiveBigIntegerField(default=0)
     hold_periods = models.JSONField(default=list, blank=True, editable=False)
+    muted_since = models.DateTimeField(null=True, blank=True, help_text="Muted since")
+    mute_ms = models.PositiveBigIntegerField(default=0, help_text="Finished mutes, in all (ms)")
+    longest_mute_ms = models.PositiveBigIntegerField(default=0)
+    mute_periods = models.JSONField(default=list, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:

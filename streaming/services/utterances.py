@@ -215,35 +215,67 @@ def participant_presence_apply(
     """Apply what ``ParticipantsUpdated`` says of a participant, inside the caller's
     transaction; returns the hold that this ends, ``(start, end)``, if it ends one.
 
-    A hold is timed by the events' own times (ACS's clock, to the microsecond), so a hold's
-    length does not depend on when its callbacks were delivered.
+    Holds and mutes are timed by the events' own times (ACS's clock, to the microsecond), so
+    their length does not depend on when the callbacks were delivered.
     """
-    ended = None
-    periods = [p for p in participant.hold_periods if isinstance(p, list) and len(p) == 2]
-    if on_hold and participant.held_since is None:
-        participant.held_since = at
-        periods.append([at.isoformat(), None])
-    elif not on_hold and participant.held_since is not None:
-        start = participant.held_since
-        end = max(at, start)
-        length = round((end - start).total_seconds() * 1000)
-        participant.hold_ms += length
-        participant.longest_hold_ms = max(participant.longest_hold_ms, length)
-        participant.held_since = None
-        if periods and periods[-1][1] is None:
-            periods[-1][1] = end.isoformat()
-        ended = (start, end)
-    participant.hold_periods = periods[-MAX_HOLD_PERIODS:]
+    hold = _Periods(participant, "held_since", "hold_ms", "longest_hold_ms", "hold_periods")
+    ended = hold.apply(on_hold, at)
+    _Periods(participant, "muted_since", "mute_ms", "longest_mute_ms", "mute_periods").apply(
+        muted, at
+    )
     participant.is_muted = muted
     participant.is_on_hold = on_hold
     participant.in_call = True
-    fields = ["is_muted", "is_on_hold", "in_call", "held_since", "hold_ms", "longest_hold_ms"]
+    fields = ["is_muted", "is_on_hold", "in_call", *_Periods.FIELDS]
     name = " ".join(display_name.split())[:MAX_LABEL]
     if name and name != participant.display_name:
         participant.display_name = participant.display_label = name
         fields += ["display_name", "display_label"]
-    participant.save(update_fields=[*fields, "hold_periods"])
+    participant.save(update_fields=fields)
     return ended
 
 
-MAX_HOLD_PERIODS = 200  # a participant's holds kept for the timeline (the figures keep all)
+class _Periods:
+    """One kind of timed state of a participant (on hold, muted) kept in four fields:
+    since when it holds, the finished periods' sum and longest, and the periods themselves
+    (``[start, end]`` ISO times, ``end`` null while it goes on)."""
+
+    FIELDS = (
+        "held_since",
+        "hold_ms",
+        "longest_hold_ms",
+        "hold_periods",
+        "muted_since",
+        "mute_ms",
+        "longest_mute_ms",
+        "mute_periods",
+    )
+
+    def __init__(
+        self, participant: Participant, since: str, total: str, longest: str, periods: str
+    ) -> None:
+        self.p = participant
+        self.since, self.total, self.longest, self.periods = since, total, longest, periods
+
+    def apply(self, active: bool, at: datetime) -> tuple[datetime, datetime] | None:
+        """Start or end a period at ``at``; the period this ends, if it ends one."""
+        p, ended = self.p, None
+        periods = [x for x in getattr(p, self.periods) if isinstance(x, list) and len(x) == 2]
+        since: datetime | None = getattr(p, self.since)
+        if active and since is None:
+            setattr(p, self.since, at)
+            periods.append([at.isoformat(), None])
+        elif not active and since is not None:
+            end = max(at, since)
+            length = round((end - since).total_seconds() * 1000)
+            setattr(p, self.total, getattr(p, self.total) + length)
+            setattr(p, self.longest, max(getattr(p, self.longest), length))
+            setattr(p, self.since, None)
+            if periods and periods[-1][1] is None:
+                periods[-1][1] = end.isoformat()
+            ended = (since, end)
+        setattr(p, self.periods, periods[-MAX_HOLD_PERIODS:])
+        return ended
+
+
+MAX_HOLD_PERIODS = 200  # a participant's holds (and mutes) kept for the timeline; the sums keep all

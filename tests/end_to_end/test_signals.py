@@ -68,7 +68,13 @@ def test_a_scripted_20_s_hold_is_a_hold_not_dead_air(daphne_server: DaphneServer
     assert customer.longest_hold_ms == 20_000
     assert customer.held_since is None
     kinds = sorted(Alert.objects.filter(call=call).values_list("kind", flat=True))
-    assert kinds == ["hold"], list(Alert.objects.filter(call=call).values_list("message"))
+    assert kinds == ["hold"], (
+        list(Alert.objects.filter(call=call).values_list("message", "at_ms", "episode")),
+        customer.hold_periods,
+        call.audio_origin,
+        call.started_at,
+        list(call.utterances.values_list("offset_ticks", "duration_ticks")),
+    )
     figures = CallAnalytics.objects.get(call=call)
     assert figures.hold_ms == pytest.approx(20_000, abs=1_000)
     assert figures.longest_silence_ms < 5_000

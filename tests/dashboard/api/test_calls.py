@@ -96,6 +96,9 @@ def test_one_call_with_participants_and_analytics(staff_api: Client, team_call: 
         "held_since",
         "hold_ms",
         "longest_hold_ms",
+        "muted_since",
+        "mute_ms",
+        "longest_mute_ms",
     }
     analytics = call["analytics"]
     assert analytics["talk_ms"] == 150_000

@@ -1,5 +1,6 @@
 """A supervisor in headless Chromium sees what ACS says besides words: sentiment badges and
-trend, DTMF tones (masked), who is speaking now, on the call page and the wall."""
+trend, DTMF tones (masked), who is speaking now, on the call page and the wall; and on the
+timeline, each speaker's sentiment strip, the tones and the mutes."""
 
 from __future__ import annotations
 
@@ -46,7 +47,10 @@ SCRIPT = Script(
             "en-US",
         ),
     ),
-    signals=(Signal("dtmf", CUSTOMER, before=3, tones="1234"),),
+    signals=(
+        Signal("mute", CUSTOMER, before=2, seconds=1.5),
+        Signal("dtmf", CUSTOMER, before=3, tones="1234"),
+    ),
 )
 
 
@@ -92,6 +96,38 @@ def test_sentiment_tones_and_speaking_show_live(
         # The agent's line had no ACS sentiment: the lexicon's, marked as such.
         agent = page.locator(".caption.final", has_text="type your card number")
         expect(agent.locator(".badge.sentiment")).to_have_attribute("data-source", "lexicon")
+        # The timeline: a sentiment strip under the customer's row (negative, then positive),
+        # the agent's lexicon sentiment under theirs, four tone diamonds and the 1.5 s mute.
+        page.wait_for_function(
+            """() => {
+              const el = document.getElementById("chart-timeline");
+              const marks = Object.fromEntries((el.data || [])
+                .filter((t) => String(t.meta).startsWith("mark:"))
+                .map((t) => [t.meta, t]));
+              return marks["mark:dtmf"]?.x.length === 4 && marks["mark:mute"]?.x.length === 1
+                && marks["mark:sentiment:negative"] && marks["mark:sentiment:positive"];
+            }""",
+            timeout=20_000,
+        )
+        marks = page.evaluate(
+            """() => document.getElementById("chart-timeline").data
+              .filter((t) => String(t.meta).startsWith("mark:"))
+              .map((t) => ({meta: t.meta, y: t.y, x: t.x, base: t.base || null}))"""
+        )
+        by_meta = {m["meta"]: m for m in marks}
+        rows = {m["meta"]: set(m["y"]) for m in marks}
+        customer_row = rows["mark:dtmf"]
+        assert len(customer_row) == 1
+        assert rows["mark:sentiment:negative"] == customer_row
+        assert rows["mark:mute"] == customer_row
+        assert by_meta["mark:mute"]["x"][0] == pytest.approx(1.5, abs=0.2)
+        lexicon_rows = (
+            set().union(*(rows[m] for m in rows if m.startswith("mark:sentiment:"))) - customer_row
+        )
+        assert len(lexicon_rows) == 1  # the agent's strip, from the lexicon scorer
+        tone_times = by_meta["mark:dtmf"]["x"]
+        assert tone_times == sorted(tone_times)
+        assert by_meta["mark:mute"]["base"][0] < tone_times[0]  # muted before turn 2, tones 3
         page.screenshot(path=str(SCREENSHOTS / "call-page-signals.png"), full_page=True)
         browser.close()
     simulator.join(30)

@@ -16,6 +16,7 @@ from django.test import Client
 
 from streaming.acs.webhooks import stream_callback_id
 from streaming.models import Alert, AlertRule, Call, CallAnalytics, Participant
+from streaming.selectors import call_payload
 from tests.helpers import (
     acs_socket,
     page_socket,
@@ -165,3 +166,54 @@ def test_the_api_and_admin_carry_hold_time(db: Any, supervisor: User) -> None:
     client.force_login(admin)
     page = client.get("/admin/streaming/call/").content.decode()
     assert '<td class="field-hold_time">0:42</td>' in page
+
+
+def test_mutes_are_timed_like_holds_and_reach_the_page_payload_and_the_api(
+    db: Any, supervisor: User
+) -> None:
+    """Two mutes by the callbacks' times: summed, the longest kept, each period placed on the
+    call's timeline (the page draws them there), a mute still going on left open; a mute
+    during a hold leaves the hold's time alone."""
+    Call.objects.create(
+        connection_id="muted",
+        callback_id=stream_callback_id("muted"),
+        started_at=datetime(2025, 5, 6, 15, 59, 50, tzinfo=UTC),
+    )
+    start = datetime(2025, 5, 6, 16, 0, tzinfo=UTC)
+    steps = [
+        (0, False, True),
+        (7.5, False, False),
+        (20, True, True),
+        (23.25, False, False),
+        (30, False, True),
+    ]
+    for n, (at, held, muted) in enumerate(steps, start=1):
+        when = start + timedelta(seconds=at)
+        deliver("muted", participants_updated("muted", n, when, held=held, muted=muted))
+    person = Participant.objects.get(call__connection_id="muted", raw_id=CUSTOMER)
+    assert (person.mute_ms, person.longest_mute_ms) == (10_750, 7_500)
+    assert person.muted_since == start + timedelta(seconds=30)
+    assert person.hold_ms == 3_250  # held and muted from 20 s to 23.25 s: each counts it
+    assert person.mute_periods[-1] == [(start + timedelta(seconds=30)).isoformat(), None]
+    agent = Participant.objects.get(call__connection_id="muted", raw_id=AGENT)
+    assert (agent.mute_ms, agent.mute_periods, agent.muted_since) == (0, [], None)
+
+    payload = call_payload(Call.objects.get(connection_id="muted"))
+    assert payload["timeline_origin"] == "2025-05-06T15:59:50+00:00"
+    shown = next(p for p in payload["participants"] if p["raw_id"] == CUSTOMER)
+    assert shown["mute_periods"] == [
+        ["2025-05-06T16:00:00+00:00", "2025-05-06T16:00:07.500000+00:00"],
+        ["2025-05-06T16:00:20+00:00", "2025-05-06T16:00:23.250000+00:00"],
+        ["2025-05-06T16:00:30+00:00", None],
+    ]
+    assert shown["hold_periods"] == [
+        ["2025-05-06T16:00:20+00:00", "2025-05-06T16:00:23.250000+00:00"]
+    ]
+
+    client = Client()
+    client.force_login(supervisor)
+    call = Call.objects.get(connection_id="muted")
+    detail = client.get(f"/api/calls/{call.pk}/").json()
+    customer = next(p for p in detail["participants"] if p["raw_id"] == CUSTOMER)
+    assert (customer["mute_ms"], customer["longest_mute_ms"]) == (10_750, 7_500)
+    assert customer["muted_since"].startswith("2025-05-06T16:00:30")
