@@ -88,6 +88,7 @@ def redact_phrase(phrase: Phrase, *, acs_redacted: bool) -> Phrase:
         rules_from_settings(),
         offset_ticks=phrase.offset_ticks,
         duration_ticks=phrase.duration_ticks,
+        interim=not phrase.final,
     )
     return dataclasses.replace(
         phrase, text=result.text, words=result.words, redaction=redaction_record(result)

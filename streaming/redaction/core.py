@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streaming.acs.packets import Word
-from streaming.redaction.finders import Rules, Span, find_all, merge
+from streaming.redaction.finders import CARD, Rules, Span, find_all, find_partial_numbers, merge
 from streaming.redaction.spoken import normalize
 
 
@@ -53,11 +53,14 @@ def label(kind: str) -> str:
     return f"[{kind}]"
 
 
-def find_spans(text: str, rules: Rules) -> list[Span]:
-    """Spans of ``text`` to mask, found on its normalized form and mapped back."""
+def find_spans(text: str, rules: Rules, *, interim: bool = False) -> list[Span]:
+    """Spans of ``text`` to mask, found on its normalized form and mapped back; an interim's
+    long runs of digits too (``find_partial_numbers``), when card numbers are masked."""
     norm = normalize(text)
-    spans = [(*norm.source_span(s, e), kind) for s, e, kind in find_all(norm.text, rules)]
-    return merge(spans)
+    found = find_all(norm.text, rules)
+    if interim and CARD in rules.kinds:
+        found += find_partial_numbers(norm.text)
+    return merge([(*norm.source_span(s, e), kind) for s, e, kind in found])
 
 
 def mask(text: str, spans: Sequence[Span]) -> str:
@@ -100,16 +103,18 @@ def redact(
     *,
     offset_ticks: int | None = None,
     duration_ticks: int | None = None,
+    interim: bool = False,
 ) -> Redaction:
     """Mask what ``rules`` find in an utterance's text and words.
 
     ``offset_ticks``/``duration_ticks`` are the utterance's own: when the text had something
     masked and no word can say where (no words, or none matched), the whole utterance is the
-    time span to silence.
+    time span to silence. An ``interim`` result's text is cut short: runs of digits that may be
+    the start of a card number are masked too.
     """
-    spans = find_spans(text, rules)
+    spans = find_spans(text, rules, interim=interim)
     joined = " ".join(w.text for w in words)
-    word_spans = find_spans(joined, rules) if words else []
+    word_spans = find_spans(joined, rules, interim=interim) if words else []
     kinds: list[str | None] = [None] * len(words)
     for i, place in enumerate(_word_positions(text, words)):
         if place is not None:

@@ -40,6 +40,8 @@ DEFAULT_NATIONAL_IDS = (
     "in_.aadhaar",
 )
 MAX_WINDOW = 10  # chunks in one number: an IBAN read in groups of two is the longest
+MIN_PARTIAL_DIGITS = 6  # interims: a number this long may be a card still being read out
+NUMBER = "number"  # what an interim's unchecked run of digits reads as
 MIN_ID_DIGITS = 8  # a national id has at least this many digits: short numbers never are
 
 _CHUNK = re.compile(r"[A-Za-z0-9]+")
@@ -127,6 +129,16 @@ def _valid(module: ModuleType, compact: str) -> bool:
         return bool(module.is_valid(compact.upper()))
     except Exception:  # a validator's own trouble with odd input is "not valid"
         return False
+
+
+def find_partial_numbers(text: str) -> list[Span]:
+    """Interims: any run of at least ``MIN_PARTIAL_DIGITS`` digits, which may be the first
+    part of a card number or id whose rest is not yet spoken, and so cannot be checked."""
+    found: list[Span] = []
+    for start, end, compact in _windows(text):
+        if compact.isdigit() and len(compact) >= MIN_PARTIAL_DIGITS:
+            found.append((start, end, NUMBER))
+    return found
 
 
 def find_emails(text: str, rules: Rules) -> list[Span]:
