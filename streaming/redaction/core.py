@@ -13,7 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streaming.acs.packets import Word
-from streaming.redaction.finders import CARD, Rules, Span, find_all, find_partial_numbers, merge
+from streaming.redaction.finders import (
+    CARD,
+    EMAIL,
+    Rules,
+    Span,
+    find_all,
+    find_partial_emails,
+    find_partial_numbers,
+    merge,
+)
 from streaming.redaction.spoken import normalize
 
 
@@ -55,11 +64,14 @@ def label(kind: str) -> str:
 
 def find_spans(text: str, rules: Rules, *, interim: bool = False) -> list[Span]:
     """Spans of ``text`` to mask, found on its normalized form and mapped back; an interim's
-    long runs of digits too (``find_partial_numbers``), when card numbers are masked."""
+    long runs of digits and addresses half spoken too (``find_partial_numbers``,
+    ``find_partial_emails``)."""
     norm = normalize(text)
     found = find_all(norm.text, rules)
     if interim and CARD in rules.kinds:
         found += find_partial_numbers(norm.text)
+    if interim and EMAIL in rules.kinds:
+        found += find_partial_emails(norm.text)
     return merge([(*norm.source_span(s, e), kind) for s, e, kind in found])
 
 

@@ -141,6 +141,17 @@ def find_partial_numbers(text: str) -> list[Span]:
     return found
 
 
+# Interims: an address still being spoken, its words joined by "dot" ("jane dot doe"), before
+# the "at" and top-level domain that would make it certain. A bare "<word> at <word>" is not
+# taken: it is ordinary speech ("meet me at noon") far more often than an address.
+_PARTIAL_EMAIL = re.compile(r"\b[\w+\-]+(?:\s+dot\s+[\w+\-]+)+\b", re.IGNORECASE)
+
+
+def find_partial_emails(text: str) -> list[Span]:
+    """Interims: an e-mail address whose end is not yet spoken."""
+    return [(m.start(), m.end(), EMAIL) for m in _PARTIAL_EMAIL.finditer(text)]
+
+
 def find_emails(text: str, rules: Rules) -> list[Span]:
     if EMAIL not in rules.kinds:
         return []

@@ -213,3 +213,15 @@ def test_ordinary_numbers_times_and_amounts_are_never_masked(
 def test_redaction_is_idempotent_and_never_fails(said: str) -> None:
     once = masked(said)
     assert masked(once) == once
+
+
+@pytest.mark.parametrize(
+    ("said", "expected"),
+    [
+        ("email jane dot doe", "email [email]"),
+        ("meet me at noon", "meet me at noon"),
+        ("I looked at it", "I looked at it"),
+    ],
+)
+def test_an_interim_masks_an_address_half_spoken(said: str, expected: str) -> None:
+    assert masked(said, interim=True) == expected
