@@ -339,6 +339,16 @@ CALLSITE_REDACT_PHONE_REGION = env_str("CALLSITE_REDACT_PHONE_REGION", "US").upp
 # {"policy": "POL-\\d{6}"}; each match reads as [name].
 CALLSITE_REDACT_PATTERNS = env_json_patterns("CALLSITE_REDACT_PATTERNS")
 
+# Retention (docs/history.md, "Retention"): days each kind is kept after its call ended, for
+# `manage.py purge` without --older-than and for the daily purge; 0 keeps it for ever.
+CALLSITE_RETAIN_UTTERANCES_DAYS = env_int("CALLSITE_RETAIN_UTTERANCES_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_ANALYTICS_DAYS = env_int("CALLSITE_RETAIN_ANALYTICS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_EVENTS_DAYS = env_int("CALLSITE_RETAIN_EVENTS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_RECORDINGS_DAYS = env_int("CALLSITE_RETAIN_RECORDINGS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_CALLS_DAYS = env_int("CALLSITE_RETAIN_CALLS_DAYS", 0, minimum=0)
+# Run that purge once a day in the server (once across workers that share the cache).
+CALLSITE_PURGE_DAILY = env_bool("CALLSITE_PURGE_DAILY", False)
+
 # --- Call Automation ---------------------------------------------------------------------------
 
 # "endpoint=https://<resource>.communication.azure.com/;accesskey=<key>". Empty: Callsite does
