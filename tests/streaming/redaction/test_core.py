@@ -225,3 +225,4 @@ def test_redaction_is_idempotent_and_never_fails(said: str) -> None:
 )
 def test_an_interim_masks_an_address_half_spoken(said: str, expected: str) -> None:
     assert masked(said, interim=True) == expected
+
