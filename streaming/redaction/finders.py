@@ -39,6 +39,7 @@ DEFAULT_NATIONAL_IDS = (
     "br.cpf",
     "in_.aadhaar",
 )
+MAX_NUMBER = 34  # characters of the longest number found (an IBAN)
 MAX_WINDOW = 10  # chunks in one number: an IBAN read in groups of two is the longest
 MIN_PARTIAL_DIGITS = 6  # interims: a number this long may be a card still being read out
 NUMBER = "number"  # what an interim's unchecked run of digits reads as
@@ -87,38 +88,47 @@ class Rules:
         return self._validators
 
 
-def _windows(text: str) -> Iterator[tuple[int, int, str]]:
-    """Every run of 1..MAX_WINDOW chunks joined by one separator: (start, end, compact)."""
+def _windows(text: str) -> Iterator[tuple[int, int, str, int]]:
+    """Every run of 1..MAX_WINDOW chunks joined by one separator, starting at a chunk with a
+    digit (every number here has one in its first chunk: "4532", "GB82", "12345678Z"):
+    (start, end, compact, digits in it). Nothing longer than an IBAN (34) is tried."""
     chunks = list(_CHUNK.finditer(text))
+    digits = [sum(ch.isdigit() for ch in c.group()) for c in chunks]
     for i, first in enumerate(chunks):
-        compact = first.group()
-        yield first.start(), first.end(), compact
+        if not digits[i]:
+            continue
+        compact, count = first.group(), digits[i]
+        yield first.start(), first.end(), compact, count
         for j in range(i + 1, min(i + MAX_WINDOW, len(chunks))):
             if not _JOIN.fullmatch(text, chunks[j - 1].end(), chunks[j].start()):
                 break
             compact += chunks[j].group()
-            yield first.start(), chunks[j].end(), compact
+            count += digits[j]
+            if len(compact) > MAX_NUMBER:
+                break
+            yield first.start(), chunks[j].end(), compact, count
 
 
 def find_numbers(text: str, rules: Rules) -> list[Span]:
     """Cards, IBANs and national ids among the text's chunk windows."""
     found: list[Span] = []
-    for start, end, compact in _windows(text):
-        kind = _number_kind(compact, rules)
+    for start, end, compact, digits in _windows(text):
+        kind = _number_kind(compact, digits, rules)
         if kind is not None:
             found.append((start, end, kind))
     return found
 
 
-def _number_kind(compact: str, rules: Rules) -> str | None:
+def _number_kind(compact: str, digits: int, rules: Rules) -> str | None:
     """What a window's letters and digits are, run together, if anything."""
-    is_card = compact.isdigit() and 13 <= len(compact) <= 19 and luhn.is_valid(compact)
+    all_digits = digits == len(compact)
+    is_card = all_digits and 13 <= digits <= 19 and luhn.is_valid(compact)
     if is_card and CARD in rules.kinds:
         return CARD
     iban_like = 15 <= len(compact) <= 34 and compact[:2].isalpha() and compact[2:4].isdigit()
     if iban_like and IBAN in rules.kinds and iban.is_valid(compact.upper()):
         return IBAN
-    id_like = sum(ch.isdigit() for ch in compact) >= MIN_ID_DIGITS and len(compact) <= 20
+    id_like = digits >= MIN_ID_DIGITS and len(compact) <= 20
     if id_like and NATIONAL_ID in rules.kinds:
         return NATIONAL_ID if any(_valid(m, compact) for m in rules.validators) else None
     return None
@@ -134,11 +144,11 @@ def _valid(module: ModuleType, compact: str) -> bool:
 def find_partial_numbers(text: str) -> list[Span]:
     """Interims: any run of at least ``MIN_PARTIAL_DIGITS`` digits, which may be the first
     part of a card number or id whose rest is not yet spoken, and so cannot be checked."""
-    found: list[Span] = []
-    for start, end, compact in _windows(text):
-        if compact.isdigit() and len(compact) >= MIN_PARTIAL_DIGITS:
-            found.append((start, end, NUMBER))
-    return found
+    return [
+        (start, end, NUMBER)
+        for start, end, compact, digits in _windows(text)
+        if digits == len(compact) and digits >= MIN_PARTIAL_DIGITS
+    ]
 
 
 # Interims: an address still being spoken, its words joined by "dot" ("jane dot doe"), before
