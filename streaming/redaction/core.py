@@ -126,7 +126,12 @@ def redact(
     """
     spans = find_spans(text, rules, interim=interim)
     joined = " ".join(w.text for w in words)
-    word_spans = find_spans(joined, rules, interim=interim) if words else []
+    if not words:
+        word_spans: list[Span] = []
+    elif joined == text:  # a recognizer's words are often its text: found once
+        word_spans = spans
+    else:
+        word_spans = find_spans(joined, rules, interim=interim)
     kinds: list[str | None] = [None] * len(words)
     for i, place in enumerate(_word_positions(text, words)):
         if place is not None:

@@ -39,6 +39,18 @@ DEFAULT_NATIONAL_IDS = (
     "br.cpf",
     "in_.aadhaar",
 )
+# The lengths (letters and digits run together) each default validator can accept: a window
+# of another length is not handed to it, which saves most of the validators' work.
+ID_LENGTHS: dict[str, frozenset[int]] = {
+    "us.ssn": frozenset({9}),
+    "es.dni": frozenset({9}),
+    "es.nie": frozenset({9}),
+    "fr.nir": frozenset({15}),
+    "it.codicefiscale": frozenset({11, 16}),
+    "de.idnr": frozenset({11}),
+    "br.cpf": frozenset({11}),
+    "in_.aadhaar": frozenset({12}),
+}
 MAX_NUMBER = 34  # characters of the longest number found (an IBAN)
 MAX_WINDOW = 10  # chunks in one number: an IBAN read in groups of two is the longest
 MIN_PARTIAL_DIGITS = 6  # interims: a number this long may be a card still being read out
@@ -69,7 +81,9 @@ class Rules:
     national_ids: tuple[str, ...] = DEFAULT_NATIONAL_IDS
     region: str = "US"
     patterns: tuple[tuple[str, re.Pattern[str]], ...] = ()
-    _validators: tuple[ModuleType, ...] = field(default=(), compare=False, repr=False)
+    _validators: tuple[tuple[ModuleType, frozenset[int] | None], ...] = field(
+        default=(), compare=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         unknown = self.kinds - set(KINDS)
@@ -78,13 +92,14 @@ class Rules:
         modules = []
         for name in self.national_ids:
             try:
-                modules.append(importlib.import_module(f"stdnum.{name}"))
+                modules.append((importlib.import_module(f"stdnum.{name}"), ID_LENGTHS.get(name)))
             except ImportError as error:
                 raise ValueError(f"no national id validator stdnum.{name}") from error
         object.__setattr__(self, "_validators", tuple(modules))
 
     @property
-    def validators(self) -> tuple[ModuleType, ...]:
+    def validators(self) -> tuple[tuple[ModuleType, frozenset[int] | None], ...]:
+        """Each validator with the lengths it can accept (None: any)."""
         return self._validators
 
 
@@ -130,7 +145,13 @@ def _number_kind(compact: str, digits: int, rules: Rules) -> str | None:
         return IBAN
     id_like = digits >= MIN_ID_DIGITS and len(compact) <= 20
     if id_like and NATIONAL_ID in rules.kinds:
-        return NATIONAL_ID if any(_valid(m, compact) for m in rules.validators) else None
+        size = len(compact)
+        valid = any(
+            _valid(module, compact)
+            for module, lengths in rules.validators
+            if lengths is None or size in lengths
+        )
+        return NATIONAL_ID if valid else None
     return None
 
 
