@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from streaming.models import Utterance
+from streaming.models import CallEvent, Utterance
 from streaming.redaction.applied import (
     BY_ACS,
     BY_CALLSITE,
@@ -20,7 +20,9 @@ from streaming.redaction.applied import (
     words_from_payload,
 )
 from streaming.redaction.core import TimeSpan, redact
+from streaming.selectors import DTMF_EVENT
 from streaming.services import words_payload
+from streaming.services.calls import MASK
 
 FIELDS = (
     "pk", "call_id", "text", "words", "offset_ticks", "duration_ticks", "redacted", "redaction"
@@ -104,3 +106,23 @@ def utterances_redact(
 
 def _silence(call_id: int, spans: tuple[TimeSpan, ...]) -> int:
     return recording_silence(call_id=call_id, times=spans) if spans else 0
+
+
+def tones_mask(*, batch_size: int = 500, dry_run: bool = False) -> int:
+    """Mask the digits of DTMF tones stored as pressed (``CALLSITE_DTMF_DIGITS=keep`` before
+    redaction was on); returns how many there were."""
+    found = 0
+    last_pk = 0
+    while True:
+        batch = list(
+            CallEvent.objects.filter(pk__gt=last_pk, type=DTMF_EVENT).order_by("pk")[:batch_size]
+        )
+        if not batch:
+            return found
+        last_pk = batch[-1].pk
+        kept = [e for e in batch if isinstance(e.data, dict) and e.data.get("masked") is False]
+        found += len(kept)
+        if kept and not dry_run:
+            for event in kept:
+                event.data = {**event.data, "tone": MASK, "masked": True}
+            CallEvent.objects.bulk_update(kept, ["data"])

@@ -7,7 +7,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from streaming.redaction.history import utterances_redact
+from streaming.redaction.history import tones_mask, utterances_redact
 
 
 class Command(BaseCommand):
@@ -36,9 +36,12 @@ class Command(BaseCommand):
             self.stdout.write(f"checked {checked}/{total} utterances, {verb} {changed}")
 
         run = utterances_redact(batch_size=options["batch_size"], dry_run=dry, progress=progress)
+        tones = tones_mask(batch_size=options["batch_size"], dry_run=dry)
         if dry:
             self.stdout.write(f"dry run: {run.changed} of {run.checked} utterances would change")
+            self.stdout.write(f"dry run: {tones} DTMF tones kept as pressed would be masked")
         else:
             self.stdout.write(
                 self.style.SUCCESS(f"done: {run.changed} of {run.checked} utterances re-redacted")
             )
+            self.stdout.write(f"{tones} DTMF tones kept as pressed masked")

@@ -5,6 +5,7 @@ search result, no admin page."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -181,7 +182,10 @@ def _pages(call_id: int, supervisor: User, admin: User) -> dict[str, str]:
     return pages
 
 
-async def test_nothing_said_that_is_pii_is_kept_anywhere(settings: Any, supervisor: User) -> None:
+async def test_nothing_said_that_is_pii_is_kept_anywhere(
+    settings: Any, supervisor: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
     settings.CALLSITE_REDACT = "on"
     settings.CALLSITE_FAKE_RECOGNIZER = "script=" + "|".join(RECOGNIZER_SCRIPT)
     admin = await database_sync_to_async(User.objects.create_superuser)(
@@ -233,6 +237,7 @@ async def test_nothing_said_that_is_pii_is_kept_anywhere(settings: Any, supervis
     assert '"redacted": true' in pages[f"/api/calls/{call_id}/transcript.json"]
     leaked_pages = [(path, leaks(body)) for path, body in pages.items() if leaks(body)]
     assert not leaked_pages, leaked_pages
+    assert not leaks(caplog.text), leaks(caplog.text)
 
 
 async def test_acs_text_acs_was_asked_to_redact_is_kept_as_sent(settings: Any) -> None:

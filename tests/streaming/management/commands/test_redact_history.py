@@ -78,3 +78,23 @@ def test_refused_while_redaction_is_off(history: int, settings: Any) -> None:
     with pytest.raises(CommandError, match="CALLSITE_REDACT is off"):
         run()
     assert texts() == SAID
+
+
+def test_dtmf_digits_kept_before_redaction_are_masked(settings: Any) -> None:
+    from django.utils import timezone
+
+    from streaming import services
+    from streaming.models import CallEvent
+
+    settings.CALLSITE_DTMF_DIGITS = "keep"
+    call_id = make_call("tones")
+    services.call_tone_record(
+        call_id=call_id, tone="7", participant_raw_id=CUSTOMER, at=timezone.now()
+    )
+    settings.CALLSITE_REDACT = "on"
+    assert "1 DTMF tones kept as pressed would be masked" in run("--dry-run")
+    assert CallEvent.objects.get(type="DtmfData").data["tone"] == "7"
+    assert "1 DTMF tones kept as pressed masked" in run()
+    data = CallEvent.objects.get(type="DtmfData").data
+    assert (data["tone"], data["masked"]) == ("•", True)
+    assert "0 DTMF tones kept as pressed masked" in run()
