@@ -8,7 +8,9 @@ an odd behaviour. The helpers take the environment as an argument (defaulting to
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -112,6 +114,34 @@ def env_list(
     if value is None:
         return list(default or [])
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_json_patterns(
+    name: str, *, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Return a JSON object of name -> regular expression; each must compile and have a
+    name of letters, digits and underscores (it is what a match reads as: ``[name]``)."""
+    value = _environ(environ).get(name, "").strip()
+    if not value:
+        return {}
+    try:
+        patterns = json.loads(value)
+    except ValueError as error:
+        raise ImproperlyConfiguredEnv(f"{name} must be a JSON object: {error}") from error
+    if not isinstance(patterns, dict):
+        raise ImproperlyConfiguredEnv(f"{name} must be a JSON object of name -> regex")
+    for key, pattern in patterns.items():
+        if not re.fullmatch(r"[A-Za-z0-9_]{1,40}", key) or not isinstance(pattern, str):
+            raise ImproperlyConfiguredEnv(
+                f"{name}: {key!r} must be a name of letters, digits and _ with a regex string"
+            )
+        try:
+            re.compile(pattern)
+        except re.error as error:
+            raise ImproperlyConfiguredEnv(f"{name}: pattern {key!r} is invalid: {error}") from error
+        if re.fullmatch(pattern, ""):
+            raise ImproperlyConfiguredEnv(f"{name}: pattern {key!r} matches the empty string")
+    return patterns
 
 
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:

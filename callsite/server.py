@@ -195,6 +195,7 @@ class DrainingServer(Server):
             reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._set_protocol_options)
         reactor.callWhenRunning(self._start_load_monitor)
+        reactor.callWhenRunning(self._start_daily_purge)
         super().run()
 
     def _start_load_monitor(self) -> None:
@@ -202,6 +203,17 @@ class DrainingServer(Server):
             float(env_int("CALLSITE_SHED_LOOP_LAG_MS", 50, minimum=0)),
             float(env_int("CALLSITE_SHED_LOOP_BUSY_PERCENT", 70, minimum=0)),
         )
+
+    def _start_daily_purge(self) -> None:
+        # Start-up triggers run before the asyncio loop does: the loop task starts in it.
+        asyncio.get_event_loop().call_soon(self._daily_purge_in_loop)
+
+    def _daily_purge_in_loop(self) -> None:
+        # Imported here: the application (and so Django) is loaded by the time the loop runs.
+        from streaming.retention import daily_purge_start
+
+        if daily_purge_start():
+            logger.info("daily purge on (CALLSITE_PURGE_DAILY): checked every hour")
 
     def _set_protocol_options(self) -> None:
         # Autobahn fails a connection (a frame over the size limit, a protocol error) by

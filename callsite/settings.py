@@ -19,6 +19,7 @@ from callsite.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_patterns,
     env_list,
     env_secret,
     env_str,
@@ -319,6 +320,34 @@ if CALLSITE_DTMF_DIGITS not in ("mask", "keep"):
     raise ImproperlyConfigured(
         f"CALLSITE_DTMF_DIGITS must be mask or keep, not {CALLSITE_DTMF_DIGITS!r}"
     )
+
+# Redaction of PII and PCI in what was said (docs/redaction.md): "on" masks card numbers,
+# IBANs, national ids, e-mail addresses, phone numbers and CALLSITE_REDACT_PATTERNS in every
+# final and interim result before it is stored or sent; DTMF digits are then always masked.
+CALLSITE_REDACT = env_str("CALLSITE_REDACT", "off").lower()
+if CALLSITE_REDACT not in ("on", "off"):
+    raise ImproperlyConfigured(f"CALLSITE_REDACT must be on or off, not {CALLSITE_REDACT!r}")
+# Which kinds: card, iban, national_id, email, phone (all by default).
+CALLSITE_REDACT_ENTITIES = env_list(
+    "CALLSITE_REDACT_ENTITIES", ["card", "iban", "national_id", "email", "phone"]
+)
+# python-stdnum national id validators (empty: streaming.redaction.DEFAULT_NATIONAL_IDS).
+CALLSITE_REDACT_NATIONAL_IDS = env_list("CALLSITE_REDACT_NATIONAL_IDS", [])
+# The region phone numbers without a country code are read in (ISO 3166 code).
+CALLSITE_REDACT_PHONE_REGION = env_str("CALLSITE_REDACT_PHONE_REGION", "US").upper()
+# More patterns to mask, as a JSON object of name -> regular expression, e.g.
+# {"policy": "POL-\\d{6}"}; each match reads as [name].
+CALLSITE_REDACT_PATTERNS = env_json_patterns("CALLSITE_REDACT_PATTERNS")
+
+# Retention (docs/history.md, "Retention"): days each kind is kept after its call ended, for
+# `manage.py purge` without --older-than and for the daily purge; 0 keeps it for ever.
+CALLSITE_RETAIN_UTTERANCES_DAYS = env_int("CALLSITE_RETAIN_UTTERANCES_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_ANALYTICS_DAYS = env_int("CALLSITE_RETAIN_ANALYTICS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_EVENTS_DAYS = env_int("CALLSITE_RETAIN_EVENTS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_RECORDINGS_DAYS = env_int("CALLSITE_RETAIN_RECORDINGS_DAYS", 0, minimum=0)
+CALLSITE_RETAIN_CALLS_DAYS = env_int("CALLSITE_RETAIN_CALLS_DAYS", 0, minimum=0)
+# Run that purge once a day in the server (once across workers that share the cache).
+CALLSITE_PURGE_DAILY = env_bool("CALLSITE_PURGE_DAILY", False)
 
 # --- Call Automation ---------------------------------------------------------------------------
 

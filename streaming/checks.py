@@ -197,3 +197,24 @@ def _check_whisper() -> list[Warning | Error]:
             )
         ]
     return []
+
+
+@register("callsite", deploy=False)
+def check_redaction(app_configs: Any = None, **kwargs: Any) -> list[Warning | Error]:
+    """Refuse redaction rules that cannot be built: an unknown kind or national id."""
+    if settings.CALLSITE_REDACT != "on":
+        return []
+    from streaming.redaction.applied import rules_from_settings
+
+    try:
+        rules_from_settings()
+    except ValueError as error:
+        return [
+            Error(
+                f"The redaction rules cannot be used: {error}.",
+                hint="CALLSITE_REDACT_ENTITIES takes card, iban, national_id, email, phone; "
+                "CALLSITE_REDACT_NATIONAL_IDS python-stdnum module names such as us.ssn.",
+                id="callsite.E060",
+            )
+        ]
+    return []

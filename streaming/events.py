@@ -134,6 +134,7 @@ class CaptionPayload(TypedDict):
     sentiment_score: float | None  # the lexicon scorer's compound score, -1..1
     sentiment_source: str | None  # "acs" or "lexicon"
     language: str | None  # the language ACS identified
+    redacted: bool | None  # PII/PCI masked (None: redaction off)
 
 
 class DtmfPayload(TypedDict):

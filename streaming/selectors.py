@@ -175,6 +175,7 @@ def caption_payload(utterance: Utterance, participant: Participant | None) -> Ca
         "sentiment_score": utterance.sentiment_score,
         "sentiment_source": utterance.sentiment_source or None,
         "language": utterance.language or None,
+        "redacted": utterance.redacted,
     }
 
 

@@ -41,6 +41,8 @@ class Phrase:
     participant: ParticipantPayload | None = None
     sentiment: str | None = None  # ACS's, when it gave one
     language: str | None = None  # the language ACS identified
+    # streaming.redaction.applied.redaction_record once redacted; None: redaction off
+    redaction: dict[str, object] | None = None
 
     @classmethod
     def from_transcription(cls, packet: TranscriptionData, origin: datetime) -> Phrase:

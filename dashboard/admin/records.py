@@ -99,6 +99,7 @@ class UtteranceInline(RecordInlineMixin, admin.TabularInline):
         "sentiment",
         "sentiment_source",
         "language",
+        "redacted",
         "source",
     )
     readonly_fields = fields
@@ -236,10 +237,11 @@ class UtteranceAdmin(admin.ModelAdmin):
         "confidence",
         "sentiment",
         "language",
+        "redacted",
         "offset_ticks",
         "source",
     )
-    list_filter = ("source", "sentiment", "sentiment_source")
+    list_filter = ("source", "sentiment", "sentiment_source", "redacted")
     search_fields = ("text", "call__connection_id")
     list_select_related = ("call", "participant")
     readonly_fields = (
@@ -255,6 +257,8 @@ class UtteranceAdmin(admin.ModelAdmin):
         "sentiment_score",
         "sentiment_source",
         "language",
+        "redacted",
+        "redaction",
         "dedupe_key",
         "created_at",
     )

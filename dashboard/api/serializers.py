@@ -320,6 +320,7 @@ class UtteranceSerializer(serializers.ModelSerializer[Utterance]):
             "sentiment_score",
             "sentiment_source",
             "language",
+            "redacted",
             "created_at",
         ]
         read_only_fields = fields
@@ -381,6 +382,9 @@ class TranscriptLineSerializer(serializers.Serializer[Any]):
     sentiment = serializers.CharField(allow_null=True)
     sentiment_source = serializers.CharField(allow_null=True)
     language = serializers.CharField(allow_null=True)
+    redacted = serializers.BooleanField(
+        allow_null=True, help_text="PII/PCI masked before storage; null: redaction was off"
+    )
 
 
 class TranscriptSerializer(serializers.Serializer[Any]):

@@ -56,6 +56,7 @@ CSV_COLUMNS: Final = (
     "sentiment",
     "sentiment_source",
     "language",
+    "redacted",
 )
 
 SPEECH: Final = "speech"  # a line's kind: something said
@@ -85,6 +86,7 @@ class TranscriptLine:
     sentiment: str = ""  # positive, neutral, negative, mixed; empty: not known
     sentiment_source: str = ""  # acs or lexicon
     language: str = ""  # the language ACS identified
+    redacted: bool | None = None  # PII/PCI masked before storage; None: redaction was off
 
 
 def tone_text(tone: str) -> str:
@@ -255,6 +257,7 @@ def render_json(transcript: Transcript) -> str:
                 "sentiment": line.sentiment or None,
                 "sentiment_source": line.sentiment_source or None,
                 "language": line.language or None,
+                "redacted": line.redacted,
             }
         )
     document = {
@@ -304,6 +307,7 @@ def render_csv(transcript: Transcript, *, spreadsheet: bool = False) -> str:
                 line.sentiment,
                 line.sentiment_source,
                 cell(line.language),
+                "" if line.redacted is None else str(line.redacted).lower(),
             )
         )
     return out.getvalue()

@@ -65,6 +65,7 @@ def transcript_for_call(call_id: int) -> Transcript | None:
                 sentiment=u.sentiment,
                 sentiment_source=u.sentiment_source,
                 language=u.language,
+                redacted=u.redacted,
             )
         )
     people = {p.raw_id: p for p in participant_rows}

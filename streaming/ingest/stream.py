@@ -44,6 +44,8 @@ from streaming.live.heartbeat import WATCH, worker_name
 from streaming.live.registry import LIVE, LiveCall
 from streaming.metrics import INGEST
 from streaming.recognizers import RecognizerError, get_recognizer
+from streaming.redaction.applied import acs_redacts, recording_silence, redact_phrase
+from streaming.redaction.core import TimeSpan
 from streaming.retry import RetriesExhausted, db_write
 from streaming.speech import Phrase
 from streaming.tasks import spawn
@@ -72,6 +74,8 @@ class AcsStream:
         self.participants: dict[str, ParticipantPayload | None] = {}
         self.live: LiveCall | None = None
         self.audio: CallAudio | None = None
+        # Whether ACS was asked to redact its transcription's text (TranscriptionMetadata).
+        self.acs_redacts = acs_redacts(call["transcription_options"])
 
     @classmethod
     async def open(cls, *, connection_id: str, correlation_id: str, reject: Reject) -> AcsStream:
@@ -106,6 +110,7 @@ class AcsStream:
         if isinstance(packet, TranscriptionData):
             await self.phrase(Phrase.from_transcription(packet, self.opened_at))
         elif isinstance(packet, TranscriptionMetadata):
+            self.acs_redacts = acs_redacts(packet.options)
             await db_write(
                 f"{self.label}: transcription metadata",
                 services.call_transcription_started,
@@ -152,6 +157,9 @@ class AcsStream:
     # --- phrases: ACS transcription and recognizers alike --------------------------------------
 
     async def phrase(self, phrase: Phrase) -> None:
+        """Every result, final or interim, ACS's or a recognizer's: redacted here (when
+        CALLSITE_REDACT=on) before anything is stored, sent, indexed or logged."""
+        phrase = redact_phrase(phrase, acs_redacted=self.acs_redacts)
         if phrase.final:
             await self._final(phrase)
         else:
@@ -175,6 +183,7 @@ class AcsStream:
                 source=phrase.source,
                 sentiment=judgement,
                 language=phrase.language,
+                redaction=phrase.redaction,
             )
         except Exception:
             # Retries ran out (or a bug): the text goes to the log in full, to be recovered.
@@ -189,11 +198,25 @@ class AcsStream:
             return
         if caption["participant"] is not None:
             self.participants[caption["participant"]["raw_id"]] = caption["participant"]
+        if created and phrase.redaction and phrase.redaction.get("times"):
+            await self._silence(phrase.redaction["times"])
         if created and self.live is not None:
             try:
                 await LIVE.final_stored(self.live, caption, phrase.speech_end)
             except Exception:
                 logger.exception("%s: handling a stored final failed", self.label)
+
+    async def _silence(self, times: object) -> None:
+        """Silence the stored audio where a stored final had something masked (off the event
+        loop: it rewrites stored files)."""
+        spans = [
+            TimeSpan(str(t["kind"]), int(t["start_ticks"]), int(t["end_ticks"]))
+            for t in (times if isinstance(times, list) else [])
+        ]
+        try:
+            await db_call(recording_silence, call_id=self.call_id, times=spans)
+        except Exception:
+            logger.exception("%s: silencing the recording over redacted words failed", self.label)
 
     async def _interim(self, phrase: Phrase) -> None:
         """Relay an interim result (never stored); its span is talk for the live figures."""
@@ -222,6 +245,7 @@ class AcsStream:
             "sentiment_score": judgement.score if judgement else None,
             "sentiment_source": judgement.source if judgement else None,
             "language": phrase.language,
+            "redacted": services.redacted_of(phrase.redaction),
         }
         if self.live is not None:
             self.live.add_interim(caption)

@@ -138,6 +138,19 @@ class Utterance(models.Model):
     seq = models.PositiveIntegerField(
         null=True, blank=True, editable=False, help_text="Order among the call's stored events"
     )
+    # None: stored with redaction off; False: checked, nothing found; True: something masked.
+    redacted = models.BooleanField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="PII/PCI masked before storage (None: redaction was off)",
+    )
+    redaction = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="Who redacted (callsite or acs), the kinds masked and their time spans",
+    )
     dedupe_key = models.CharField(max_length=400, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 

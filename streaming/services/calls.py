@@ -169,7 +169,8 @@ def call_tone_record(
     written: the stored event, its id and the page keep only the fact, the time and the
     participant. Returns None for a replayed tone.
     """
-    keep = settings.CALLSITE_DTMF_DIGITS == "keep"
+    # Under redaction a keypad's digits are masked whatever CALLSITE_DTMF_DIGITS says.
+    keep = settings.CALLSITE_DTMF_DIGITS == "keep" and settings.CALLSITE_REDACT != "on"
     shown = tone[:20] if keep else MASK
     with transaction.atomic():
         participant = None

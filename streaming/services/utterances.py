@@ -153,11 +153,14 @@ def utterance_record(
     source: str,
     sentiment: Judgement | None = None,
     language: str | None = None,
+    redaction: dict[str, object] | None = None,
 ) -> tuple[CaptionPayload, bool]:
     """Store a final result exactly once and broadcast it after commit.
 
     Returns the caption and whether it was new; a replayed result returns the stored one and
-    broadcasts nothing. ``sentiment`` is the result's (``streaming.sentiment.judge``).
+    broadcasts nothing. ``sentiment`` is the result's (``streaming.sentiment.judge``);
+    ``redaction`` what redaction did to it (``streaming.redaction.applied.redact_phrase``),
+    None when redaction is off.
     """
     # Composed (NFC), as every query is: "é" said as e + a combining accent is found as "é".
     text = unicodedata.normalize("NFC", text)
@@ -191,6 +194,8 @@ def utterance_record(
                     sentiment_score=sentiment.score if sentiment else None,
                     sentiment_source=sentiment.source if sentiment else "",
                     language=language or "",
+                    redacted=redacted_of(redaction),
+                    redaction=redaction or {},
                 )
         except IntegrityError:
             existing = Utterance.objects.select_related("participant").get(
@@ -202,6 +207,13 @@ def utterance_record(
             partial(events.send_event, (events.call_group(call_id),), events.caption_final(caption))
         )
     return caption, True
+
+
+def redacted_of(redaction: dict[str, object] | None) -> bool | None:
+    """True when redaction masked something (or ACS redacted), False when it found nothing."""
+    if redaction is None:
+        return None
+    return redaction.get("by") == "acs" or bool(redaction.get("kinds"))
 
 
 def participant_presence_apply(

@@ -13,6 +13,7 @@ from callsite.env import (
     env_bool,
     env_float,
     env_int,
+    env_json_patterns,
     env_list,
     env_str,
 )
@@ -130,3 +131,25 @@ def test_channel_layers() -> None:
         channel_layers_from_url("amqp://x")
     with pytest.raises(ImproperlyConfiguredEnv, match="CALLSITE_REDIS_LAYER"):
         channel_layers_from_url("redis://h:6379/0", kind="streams")
+
+
+def test_env_json_patterns_reads_names_and_regexes() -> None:
+    assert env_json_patterns("P", environ={}) == {}
+    assert env_json_patterns("P", environ={"P": '{"policy": "POL-\\\\d{6}"}'}) == {
+        "policy": "POL-\\d{6}"
+    }
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[1]", "JSON object of name"),
+        ("{nope", "must be a JSON object"),
+        ('{"bad name": "x"}', "letters, digits and _"),
+        ('{"p": "("}', "pattern 'p' is invalid"),
+        ('{"p": "x*"}', "matches the empty string"),
+    ],
+)
+def test_env_json_patterns_refuses_what_it_cannot_use(raw: str, message: str) -> None:
+    with pytest.raises(ImproperlyConfiguredEnv, match=message):
+        env_json_patterns("P", environ={"P": raw})

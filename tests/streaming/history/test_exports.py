@@ -172,6 +172,7 @@ def read_csv(body: str) -> list[dict[str, str]]:
         "sentiment",
         "sentiment_source",
         "language",
+        "redacted",
     ]
     return list(reader)
 

@@ -105,7 +105,7 @@ async def test_recorded_sentiment_and_language_are_kept_everywhere(
         "acs",
         "en-US",
     )
-    assert exports["csv"].splitlines()[1].endswith(",speech,neutral,acs,en-US")
+    assert exports["csv"].splitlines()[1].endswith(",speech,neutral,acs,en-US,")
     assert "[neutral, en-US]: Hello everyone." in exports["txt"]
     assert "[neutral, en-US]: Hello everyone." in exports["srt"]
     assert "<c.neutral><lang en-US>Hello everyone.</lang></c>" in exports["vtt"]
