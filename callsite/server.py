@@ -63,6 +63,7 @@ from zope.interface import implementer
 
 from callsite.env import env_int
 from callsite.load import LOAD
+from callsite.wsframes import FastFrameReader
 from streaming.metrics import INGEST
 
 logger = logging.getLogger("callsite.server")
@@ -108,9 +109,10 @@ class SendBacklog:
         self.resumeProducing()
 
 
-class BoundedWebSocketProtocol(WebSocketProtocol):
+class BoundedWebSocketProtocol(FastFrameReader, WebSocketProtocol):
     """Daphne's WebSocket protocol, dropping a peer that lets its backlog pass the limit,
-    and refusing new ACS streams while the worker is over capacity."""
+    refusing new ACS streams while the worker is over capacity, and reading common frames
+    without Autobahn's per-frame machinery (``callsite.wsframes``)."""
 
     max_backlog = DEFAULT_MAX_BACKLOG_BYTES
     send_backlog: SendBacklog | None = None
