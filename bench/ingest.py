@@ -200,7 +200,7 @@ async def measure(
     spies: list[subprocess.Popen[bytes]] = []
     phase = "starting the servers"
     try:
-        group = Workers(spec, folder, args.secret, workers, extra)
+        group = Workers(spec, folder, args.secret, workers, extra, entry=args.entry)
         await group.ready()
         ports = gen.ports = group.ports
         phase = "connecting"

@@ -60,6 +60,13 @@ def add_load_options(
     add("--pause", type=float, default=pause[0], help=pause[1])
     add("--workers", default="1", help=workers)
     add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the layer")
+    add(
+        "--entry",
+        choices=["callsite.server", "daphne"],
+        default="callsite.server",
+        help="how Callsite's workers start: python -m callsite.server, what manage.py serve"
+        " runs (default; shedding off), or plain daphne",
+    )
     add("--json", type=Path, help="write raw results here")
     add("--workdir", type=Path, help="keep databases and server logs here")
     add(
