@@ -147,6 +147,15 @@ class Point:
     log_problems: list[str] = field(default_factory=list)
     error: str = ""
     elapsed_s: float = 0.0
+    window_s: float = math.nan
+
+    @property
+    def cpu_us_per_frame(self) -> float:
+        """The server processes' CPU time per frame handled in the window, in µs: what a frame
+        costs, whatever else runs on the machine (processes' CPU times are exact)."""
+        if not self.frames_handled or math.isnan(self.window_s):
+            return math.nan
+        return self.server_cpu * self.window_s / self.frames_handled * 1e6
 
     def line(self) -> str:
         head = f"{self.server:8} C={self.calls:<5} W={self.workers} run {self.run}:"
@@ -158,8 +167,8 @@ class Point:
             f"  p99 {self.p99_ms:7.1f} ms  max<={self.max_ms:7.0f} ms"
             f"  handled {self.frames_handled}/{self.frames_sent}"
             f"  send {self.send_rate:6.1%} late99 {self.send_late_p99_ms:4.0f} ms"
-            f"  cpu srv {self.server_cpu:4.0%}{each} other {self.others_cpu:4.0%}"
-            f" gen {self.generator_cpu:4.0%}"
+            f"  cpu srv {self.server_cpu:4.0%}{each} = {self.cpu_us_per_frame:3.0f} µs/frame"
+            f" other {self.others_cpu:4.0%} gen {self.generator_cpu:4.0%}"
             + (f" redis {self.redis_cpu:4.0%}" if not math.isnan(self.redis_cpu) else "")
             + f"  primed {self.primed_s:3.1f}/{self.lead_s:3.1f} s"
             f"  -> {self.status}"
@@ -200,7 +209,7 @@ async def measure(
     spies: list[subprocess.Popen[bytes]] = []
     phase = "starting the servers"
     try:
-        group = Workers(spec, folder, args.secret, workers, extra)
+        group = Workers(spec, folder, args.secret, workers, extra, entry=args.entry)
         await group.ready()
         ports = gen.ports = group.ports
         phase = "connecting"
@@ -252,6 +261,7 @@ async def measure(
     point.max_ms, point.under_target = lag.max * 1000, lag.under_target
     point.frames_handled = lag.count
     point.frames_sent = window.frames_sent
+    point.window_s = window.seconds
     point.send_rate = point.frames_sent / (calls * window.seconds / PERIOD)
     point.send_late_p99_ms = gen.audio.lateness_quantile(0.99) * 1000
     vars(point).update(window.cpu.shares())
@@ -314,6 +324,26 @@ def summarize(points: Sequence[Point]) -> dict[tuple[str, int], dict[int, Summar
 def capacity(rows: dict[int, Summary]) -> int | None:
     passing = [c for c, s in rows.items() if s.passes]
     return max(passing) if passing else None
+
+
+def frame_cost(points: Sequence[Point], server: str, workers: int) -> list[float]:
+    """CPU µs per frame of each measured point of one server (over capacity included: the
+    cost of a frame does not depend on whether the server keeps up)."""
+    return [
+        p.cpu_us_per_frame
+        for p in points
+        if p.server == server
+        and p.workers == workers
+        and p.status in ("ok", "over")
+        and not math.isnan(p.cpu_us_per_frame)
+    ]
+
+
+def cost_text(values: Sequence[float]) -> str:
+    return (
+        f"median {statistics.median(values):.0f} µs (range {min(values):.0f}-{max(values):.0f},"
+        f" {len(values)} points)"
+    )
 
 
 def run_cell(point: Point) -> str:
@@ -392,6 +422,18 @@ def markdown(points: Sequence[Point], servers: Sequence[str], workers: Sequence[
                 lines.append(text + ratio_text(high, low, top[server, n], top[server, base]))
     callsites = [s for s in servers if s.partition("@")[0] == "callsite"]
     bare = next((s for s in servers if s.partition("@")[0] == "bare"), None)
+    cost = {column: frame_cost(points, *column) for column in columns}
+    for server, n in columns:
+        if cost[server, n]:
+            lines.append(f"* CPU per frame of {server}{each(n)}: {cost_text(cost[server, n])}")
+    for n in workers:
+        for server in [*callsites[1:], *([bare] if bare else [])]:
+            mine, other = cost[callsites[0], n] if callsites else [], cost[server, n]
+            if mine and other:
+                lines.append(
+                    f"* CPU per frame, {callsites[0]} / {server}{each(n)}: "
+                    f"{statistics.median(mine) / statistics.median(other):.2f}"
+                )
     for n in workers:
         for server in callsites:
             ours, theirs = caps[server, n], caps.get((bare or "", n))

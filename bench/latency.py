@@ -226,7 +226,7 @@ async def measure(run: int, workers: int, args: argparse.Namespace, folder: Path
             scratch.create()
         cookie = seed_supervisor(args.secret, extra)
         phase = "starting the servers"
-        group = Workers(CALLSITE, folder, args.secret, workers, extra)
+        group = Workers(CALLSITE, folder, args.secret, workers, extra, entry=args.entry)
         await group.ready()
         ports = load.ports = group.ports
 

@@ -31,6 +31,10 @@ sends (a long call's snapshot) is not limited.
 ``CALLSITE_SHED_LOOP_LAG_MS`` late, new ACS streams are refused at the handshake with 503,
 before any of the application runs; ``/readyz`` says "over capacity".
 
+**Event loop.** Twisted's reactor runs on uvloop (libuv) instead of asyncio's own loop, unless
+``CALLSITE_EVENT_LOOP=asyncio``: the same asyncio API, a cheaper loop under thousands of
+socket reads a second (docs/benchmarks.md).
+
 **Access log.** Daphne's access log writes each request's query string, and Event Grid
 deliveries and some callbacks carry the ACS shared secret there (``?token=``): this server
 writes the path alone (``/acs/events/?…``).
@@ -53,17 +57,23 @@ import sys
 import time
 from typing import Any
 
-from autobahn.websocket.types import ConnectionDeny
-from daphne.cli import CommandLineInterface
-from daphne.server import Server
-from daphne.ws_protocol import WebSocketProtocol
-from twisted.internet import reactor as _reactor
-from twisted.internet.interfaces import IPushProducer
-from zope.interface import implementer
+from callsite.loop import install_event_loop_policy
 
-from callsite.env import env_int
-from callsite.load import LOAD
-from streaming.metrics import INGEST
+# Before Daphne is imported: it creates the event loop Twisted's reactor runs on at import.
+EVENT_LOOP = install_event_loop_policy()
+
+from autobahn.websocket.types import ConnectionDeny  # noqa: E402
+from daphne.cli import CommandLineInterface  # noqa: E402
+from daphne.server import Server  # noqa: E402
+from daphne.ws_protocol import WebSocketProtocol  # noqa: E402
+from twisted.internet import reactor as _reactor  # noqa: E402
+from twisted.internet.interfaces import IPushProducer  # noqa: E402
+from zope.interface import implementer  # noqa: E402
+
+from callsite.env import env_int  # noqa: E402
+from callsite.load import LOAD  # noqa: E402
+from callsite.wsframes import FastFrameReader  # noqa: E402
+from streaming.metrics import INGEST  # noqa: E402
 
 logger = logging.getLogger("callsite.server")
 
@@ -108,9 +118,10 @@ class SendBacklog:
         self.resumeProducing()
 
 
-class BoundedWebSocketProtocol(WebSocketProtocol):
+class BoundedWebSocketProtocol(FastFrameReader, WebSocketProtocol):
     """Daphne's WebSocket protocol, dropping a peer that lets its backlog pass the limit,
-    and refusing new ACS streams while the worker is over capacity."""
+    refusing new ACS streams while the worker is over capacity, and reading common frames
+    without Autobahn's per-frame machinery (``callsite.wsframes``)."""
 
     max_backlog = DEFAULT_MAX_BACKLOG_BYTES
     send_backlog: SendBacklog | None = None
@@ -191,6 +202,13 @@ class DrainingServer(Server):
         self.stopping = False
 
     def run(self) -> None:
+        loop = reactor._asyncioEventloop
+        logger.info(
+            "event loop: %s.%s (CALLSITE_EVENT_LOOP=%s)",
+            type(loop).__module__,
+            type(loop).__qualname__,
+            EVENT_LOOP,
+        )
         if self.install_drain_handlers:
             reactor.callWhenRunning(self._install_signal_handlers)
         reactor.callWhenRunning(self._set_protocol_options)

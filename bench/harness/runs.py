@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib
 import resource
 import secrets
 import signal
@@ -60,6 +59,13 @@ def add_load_options(
     add("--pause", type=float, default=pause[0], help=pause[1])
     add("--workers", default="1", help=workers)
     add("--redis-url", default=DEFAULT_REDIS_URL, help="Redis for the layer")
+    add(
+        "--entry",
+        choices=["callsite.server", "daphne"],
+        default="callsite.server",
+        help="how Callsite's workers start: python -m callsite.server, what manage.py serve"
+        " runs (default; shedding off), or plain daphne",
+    )
     add("--json", type=Path, help="write raw results here")
     add("--workdir", type=Path, help="keep databases and server logs here")
     add(
@@ -80,20 +86,19 @@ def parse_worker_counts(parser: argparse.ArgumentParser, args: argparse.Namespac
 
 def prepare_process(args: argparse.Namespace) -> Runner:
     """What every load-generating benchmark does first: a shared secret, the code version,
-    SIGTERM handled as Ctrl-C, the fd limit raised; then its event loop (uvloop when it is
-    installed, else asyncio), named in ``args.loop_name``."""
+    SIGTERM handled as Ctrl-C, the fd limit raised; then its event loop (asyncio's), named in
+    ``args.loop_name``."""
     args.secret = secrets.token_urlsafe(16)
     args.code_version = code_version()
     signal.signal(signal.SIGTERM, interrupt)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    try:
-        uvloop = importlib.import_module("uvloop")
-    except ImportError:
-        uvloop = None
-    args.loop_name = "uvloop" if uvloop is not None else "asyncio"
-    runner: Runner = uvloop.run if uvloop is not None else asyncio.run
+    # asyncio's loop, though uvloop is installed now (Callsite's servers run on it): every
+    # figure in docs/benchmarks.md was measured with the load on asyncio, and a load that
+    # changes with the server under test would not compare with them.
+    args.loop_name = "asyncio"
+    runner: Runner = asyncio.run
     return runner
 
 

@@ -273,13 +273,19 @@ class Workers:
         secret: str,
         count: int,
         extra_env: Mapping[str, str] | None = None,
+        *,
+        entry: str = "daphne",
     ) -> None:
         self.kind = spec.kind
         self.servers: list[Server] = []
+        env = dict(extra_env or {})
+        if entry == "callsite.server":
+            # The load benchmarks find where the lag passes its limit: nothing is shed.
+            env.update(CALLSITE_SHED_LOOP_BUSY_PERCENT="0", CALLSITE_SHED_LOOP_LAG_MS="0")
         try:
             for i, port in enumerate(free_ports(count)):
                 self.servers.append(
-                    Server(spec, workdir, secret, extra_env, cpu=worker_cpu(i), port=port)
+                    Server(spec, workdir, secret, env, cpu=worker_cpu(i), port=port, entry=entry)
                 )
         except BaseException:
             self.stop()

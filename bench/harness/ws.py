@@ -16,6 +16,7 @@ import secrets
 import struct
 import time
 from collections.abc import Mapping
+from typing import cast
 
 OP_CONTINUATION, OP_TEXT, OP_BINARY = 0x0, 0x1, 0x2
 OP_CLOSE, OP_PING, OP_PONG = 0x8, 0x9, 0xA
@@ -81,9 +82,9 @@ class WebSocketClient(asyncio.Protocol):
 
     # protocol callbacks
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self.request)
+        # uvloop's TCP transport is not an asyncio.Transport subclass, though it is one in kind.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.write(self.request)
 
     def data_received(self, data: bytes) -> None:
         now = time.time()

@@ -4,7 +4,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("streaming", "0011_signals"),
+        ("streaming", "0012_mute_periods"),
     ]
 
     operations = [

