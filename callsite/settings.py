@@ -415,6 +415,10 @@ SPECTACULAR_SETTINGS = {
         "TranscriptSourceEnum": "streaming.models.TranscriptSource",
         "StreamStateEnum": "streaming.models.StreamState",
         "AnalyticsSourceEnum": "streaming.models.CallAnalytics.Source",
+        "AlertStateEnum": "streaming.models.AlertState",
+        "AlertKindEnum": "streaming.models.AlertKind",
+        "CallStateEnum": "streaming.models.CallState",
+        "ParticipantKindEnum": "streaming.models.ParticipantKind",
     },
 }
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("calls/<int:call_id>/", views.call_detail, name="call"),
     path("calls/<int:call_id>/actions/<slug:action>/", views.call_action, name="call-action"),
     path("calls/new/<slug:how>/", views.call_new, name="call-new"),
+    path("alerts/<int:alert_id>/<slug:step>/", views.alert_triage, name="alert-triage"),
 ]

@@ -20,12 +20,13 @@ from dashboard.api.filters import CallFilters, filter_calls
 from dashboard.models import SupervisorProfile
 from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
 from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
-from streaming import units
+from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
 from streaming.history.exports import FORMATS
-from streaming.models import CallState, Sentiment
+from streaming.models import Alert, CallState, Sentiment
 from streaming.selectors import action_payload, call_duration_ms, call_get
+from streaming.services.alerts import TRIAGE_STEPS
 
 # The call page's download links: format, label (in FORMATS' order).
 DOWNLOAD_LABELS = {"json": "JSON", "csv": "CSV", "txt": "Text", "srt": "SRT", "vtt": "WebVTT"}
@@ -123,6 +124,35 @@ def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse
     if _wants_json(request):
         return JsonResponse({"action": action_payload(done)})
     messages.success(request, f"{spec.label}: requested.")
+    return redirect("dashboard:call", call_id=call_id)
+
+
+@require_POST
+@supervisor_required
+def alert_triage(request: HttpRequest, alert_id: int, step: str) -> HttpResponse:
+    """Acknowledge, resolve or reopen an alert (``note`` optional), from the call page or the
+    wall; every supervisor watching the call sees the change live.
+
+    Any supervisor who may see the alert's call may triage it; an alert of a call the user
+    may not see is a 404, like one that does not exist. With ``Accept: application/json``
+    the answer is ``{"alert": ...}`` (or ``{"error"}``, 400), else a redirect to the call.
+    """
+    if step not in TRIAGE_STEPS:
+        raise Http404("No such step")
+    call_id = Alert.objects.filter(pk=alert_id).values_list("call_id", flat=True).first()
+    if call_id is None or not can_view_call(request.user, call_id):
+        raise Http404("No such alert")
+    try:
+        alert = services.alert_triage(
+            alert_id=alert_id, step=step, user=request.user, note=request.POST.get("note", "")
+        )
+    except services.TriageError as error:
+        return _refused(request, 400, f"Alert: {error}.", "dashboard:call", call_id=call_id)
+    except Alert.DoesNotExist:
+        raise Http404("No such alert") from None
+    if _wants_json(request):
+        return JsonResponse({"alert": alert})
+    messages.success(request, f"Alert {alert['state']}.")
     return redirect("dashboard:call", call_id=call_id)
 
 

@@ -19,7 +19,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from streaming.history.search import calls_matching
-from streaming.models import Alert, CallState, Participant, Sentiment, Utterance
+from streaming.models import (
+    Alert,
+    AlertKind,
+    AlertState,
+    CallState,
+    Participant,
+    ParticipantRole,
+    Sentiment,
+    Utterance,
+)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -148,3 +157,47 @@ def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]
     if phrase:
         calls = calls_matching(calls, phrase)
     return calls
+
+
+class AlertFilters(serializers.Serializer[dict[str, Any]]):
+    """The alert list's query parameters (all optional; given ones must all hold)."""
+
+    state = serializers.ChoiceField(
+        choices=AlertState.choices,
+        required=False,
+        help_text="Only alerts in this state (open, acknowledged, resolved).",
+    )
+    kind = serializers.ChoiceField(
+        choices=AlertKind.choices, required=False, help_text="Only alerts of this rule kind."
+    )
+    call = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only alerts of this call."
+    )
+    agent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text=(
+            "Only alerts on calls with an agent whose ACS raw id is exactly this or whose "
+            "label contains it (case-insensitive)."
+        ),
+    )
+
+
+def filter_alerts(alerts: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]:
+    """``alerts`` narrowed by validated ``AlertFilters`` data."""
+    if filters.get("state"):
+        alerts = alerts.filter(state=filters["state"])
+    if filters.get("kind"):
+        alerts = alerts.filter(kind=filters["kind"])
+    if filters.get("call") is not None:
+        alerts = alerts.filter(call_id=filters["call"])
+    who = unicodedata.normalize("NFC", filters.get("agent") or "").strip()
+    if who:
+        agents = Participant.objects.filter(
+            Q(raw_id=who) | Q(display_label__icontains=who),
+            call=OuterRef("call_id"),
+            role=ParticipantRole.AGENT,
+        )
+        alerts = alerts.filter(Exists(agents))
+    return alerts

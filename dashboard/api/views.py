@@ -28,7 +28,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.filters import AlertFilters, CallFilters, filter_alerts, filter_calls
 from dashboard.api.renderers import (
     TRANSCRIPT_FORMATS,
     TRANSCRIPT_MEDIA_TYPES,
@@ -37,6 +37,7 @@ from dashboard.api.renderers import (
     TranscriptRenderer,
 )
 from dashboard.api.serializers import (
+    AlertSerializer,
     CallDetailSerializer,
     CallListSerializer,
     ErrorSerializer,
@@ -47,7 +48,8 @@ from dashboard.permissions import visible_calls
 from dashboard.selectors import newest_first, spoken_order, user_calls
 from streaming.history.exports import Transcript
 from streaming.history.transcripts import transcript_for_call
-from streaming.models import Call, Utterance
+from streaming.models import Alert, Call, Utterance
+from streaming.selectors import ALERT_RELATED
 
 JSON = "application/json"
 
@@ -159,6 +161,34 @@ class CallUtterancesView(ReadOnlyMixin, generics.ListAPIView[Utterance]):
             visible_calls(self.request.user).values_list("pk", flat=True), pk=self.kwargs["pk"]
         )
         return spoken_order(Utterance.objects.filter(call_id=call_id).select_related("participant"))
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="alerts_list",
+        summary="Alerts on the calls the user may see, newest first",
+        description=(
+            "Each alert with its triage: open, acknowledged (by whom, when) or resolved, and "
+            "the supervisor's note. Filter by state, kind, call and agent."
+        ),
+        parameters=[AlertFilters],
+        responses={
+            (200, JSON): AlertSerializer(many=True),
+            **_errors(400, 401, 403, 404, 406, 429),
+        },
+    )
+)
+class AlertListView(ReadOnlyMixin, generics.ListAPIView[Alert]):
+    serializer_class = AlertSerializer
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        if self.fake_view():
+            return Alert.objects.none()
+        filters = AlertFilters(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        calls = visible_calls(self.request.user).values("pk")
+        alerts = Alert.objects.filter(call_id__in=calls).select_related(*ALERT_RELATED)
+        return filter_alerts(alerts, filters.validated_data).order_by("-fired_at", "-pk")
 
 
 _TRANSCRIPT_BODIES: dict[tuple[int, str], Any] = {

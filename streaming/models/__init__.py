@@ -21,6 +21,7 @@ from streaming.models.figures import (
     Alert,
     AlertKind,
     AlertRule,
+    AlertState,
     CallAnalytics,
     TalkSecond,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "Alert",
     "AlertKind",
     "AlertRule",
+    "AlertState",
     "Call",
     "CallAnalytics",
     "CallEndReason",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -144,8 +145,18 @@ class AlertRule(models.Model):
             raise ValidationError({"percent": "Overtalk needs a percentage from 1 to 100."})
 
 
+class AlertState(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
 class Alert(models.Model):
-    """An alert rule that fired on a call: stored once per episode."""
+    """An alert rule that fired on a call: stored once per episode.
+
+    Supervisors triage it: *open* when it fires, then *acknowledged* (by whom, when, with an
+    optional note) and *resolved*; a resolved or acknowledged alert can be opened again.
+    """
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="alerts")
     rule = models.ForeignKey(
@@ -162,6 +173,26 @@ class Alert(models.Model):
     )
     seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
     fired_at = models.DateTimeField(default=timezone.now, editable=False)
+    state = models.CharField(
+        max_length=20, choices=AlertState.choices, default=AlertState.OPEN, db_index=True
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True, help_text="The supervisor's note")
 
     class Meta:
         ordering = ["call", "at_ms", "pk"]

@@ -60,6 +60,7 @@ OPERATIONS = {
     ("GET", "/api/calls/{id}/utterances/"),
     ("GET", "/api/calls/{id}/transcript/"),
     ("GET", "/api/calls/{id}/transcript.{fmt}"),
+    ("GET", "/api/alerts/"),
 }
 
 
