@@ -32,6 +32,7 @@ from streaming.acs.packets import (
 from streaming.audio.path import CallAudio
 from streaming.audio.timeline import ActivitySecond
 from streaming.db import db_call
+from streaming.delivery.worker import DELIVERIES
 from streaming.events import (
     CallPayload,
     CaptionPayload,
@@ -90,6 +91,7 @@ class AcsStream:
         stream = cls(call=call, stream_id=stream_id, connection_id=connection_id, reject=reject)
         stream.live = await LIVE.attach(stream.call_id, stream.label, stream.started)
         WATCH.hold(stream_id, stream.live)
+        DELIVERIES.ensure_running()
         return stream
 
     # --- packets -------------------------------------------------------------------------------
