@@ -171,8 +171,8 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_fields = ("name", "phrase")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled")}),
-        ("Keyword", {"fields": ("phrase",)}),
-        ("Thresholds", {"fields": ("seconds", "percent", "finals")}),
+        ("Keyword or phrase", {"fields": ("phrase", "window", "expect")}),
+        ("Thresholds", {"fields": ("seconds", "percent", "percent_max", "finals")}),
         ("Who", {"fields": ("speaker_role",)}),
     )
 

@@ -150,6 +150,11 @@ class AcsStream:
         )
         if stored is not None:
             logger.info("%s: DTMF tone from %s", self.label, packet.participant_raw_id or "?")
+        if stored is not None and self.live is not None:
+            try:
+                await LIVE.tone_stored(self.live, stored)
+            except Exception:
+                logger.exception("%s: could not check the DTMF rules", self.label)
 
     # --- phrases: ACS transcription and recognizers alike --------------------------------------
 
