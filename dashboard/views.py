@@ -16,9 +16,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.filters import CallFilters, ReportFilters, filter_calls
+from dashboard.charts.reports import report_figure
 from dashboard.models import SupervisorProfile
 from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
+from dashboard.reports import agent_report, report_csv
 from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
 from streaming import services, units
 from streaming.acs.client import CallAutomationError
@@ -49,6 +51,57 @@ def supervisor_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
 def call_wall(request: HttpRequest) -> HttpResponse:
     """The wall of live and recent calls (with "place a call" and "connect to a room")."""
     return render(request, "dashboard/wall.html", {"can_place": can_act(request.user, "place")})
+
+
+def _report_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A report row with its times as the page shows them (``m:ss``)."""
+    mean = row["mean_handle_ms"]
+    return {
+        **row,
+        "handle": units.clock(row["handle_ms"]),
+        "mean_handle": "" if mean is None else units.clock(mean),
+        "silence": units.clock(row["silence_ms"]),
+        "hold": units.clock(row["hold_ms"]),
+    }
+
+
+@supervisor_required
+def agent_reports(request: HttpRequest, fmt: str = "") -> HttpResponse:
+    """Figures per agent and per team over a date range, with charts; ``fmt="csv"``: as CSV.
+
+    The range's parameters and their validation are the API's (``/api/reports/agents/``).
+    """
+    given = {
+        k: v for k in ("started_after", "started_before") if (v := request.GET.get(k, "").strip())
+    }
+    filters = ReportFilters(data=given)
+    if not filters.is_valid():
+        errors = {f: [str(e) for e in problems] for f, problems in filters.errors.items()}
+        if fmt == "csv":
+            return JsonResponse(errors, status=400)
+        report: dict[str, Any] = {"agents": [], "teams": []}
+        span: dict[str, Any] = {}
+    else:
+        errors = {}
+        span = filters.validated_data
+        report = agent_report(user=request.user, **span)
+    if fmt == "csv":
+        response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="agent-report.csv"'
+        return response
+    shown = {kind: [_report_row(r) for r in rows] for kind, rows in report.items()}
+    context = {
+        "report": shown,
+        "given": given,
+        "errors": errors,
+        "span": span,
+        "query": urlencode(given),
+        "figures": {
+            "agents": report_figure(report["agents"], title="Agents"),
+            "teams": report_figure(report["teams"], title="Teams"),
+        },
+    }
+    return render(request, "dashboard/reports.html", context)
 
 
 @supervisor_required
@@ -189,6 +242,7 @@ HISTORY_FILTERS = (
     "started_after",
     "started_before",
     "participant",
+    "agent",
     "sentiment",
     "ended_negative",
 )

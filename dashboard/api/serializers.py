@@ -438,3 +438,33 @@ class AlertSerializer(serializers.ModelSerializer[Alert]):
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_resolved_by(self, alert: Alert) -> str | None:
         return user_label(alert.resolved_by) if alert.resolved_by_id else None
+
+
+# ----------------------------------------------------------------------------------- reports
+
+
+class ReportRowSerializer(serializers.Serializer[dict[str, Any]]):
+    """One agent's (or team's) figures over the range (docs/reports.md)."""
+
+    name = serializers.CharField()
+    team = serializers.CharField(help_text="The agent's team; for a team row, its own name")
+    calls = serializers.IntegerField()
+    handle_ms = serializers.IntegerField(help_text="The calls' durations, summed")
+    mean_handle_ms = serializers.IntegerField(allow_null=True)
+    talk_ratio = serializers.FloatField(
+        allow_null=True, help_text="The agents' share of all talk on the calls (0-1)"
+    )
+    interruptions = serializers.IntegerField()
+    silence_ms = serializers.IntegerField()
+    hold_ms = serializers.IntegerField()
+    alerts = serializers.IntegerField()
+    negative_finals = serializers.IntegerField()
+    sentiment_finals = serializers.IntegerField(help_text="Finals with a sentiment")
+    negative_share = serializers.FloatField(allow_null=True)
+
+
+class AgentReportSerializer(serializers.Serializer[dict[str, Any]]):
+    started_after = serializers.DateTimeField()
+    started_before = serializers.DateTimeField()
+    agents = ReportRowSerializer(many=True)
+    teams = ReportRowSerializer(many=True)

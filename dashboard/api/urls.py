@@ -48,6 +48,7 @@ urlpatterns = [
         name="transcript-file",
     ),
     path("alerts/", views.AlertListView.as_view(), name="alerts"),
+    path("reports/agents/", views.AgentReportView.as_view(), name="agent-report"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"", views.not_found),
 ]

@@ -28,7 +28,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.api.filters import AlertFilters, CallFilters, filter_alerts, filter_calls
+from dashboard.api.filters import (
+    AlertFilters,
+    CallFilters,
+    ReportFilters,
+    filter_alerts,
+    filter_calls,
+)
 from dashboard.api.renderers import (
     TRANSCRIPT_FORMATS,
     TRANSCRIPT_MEDIA_TYPES,
@@ -37,6 +43,7 @@ from dashboard.api.renderers import (
     TranscriptRenderer,
 )
 from dashboard.api.serializers import (
+    AgentReportSerializer,
     AlertSerializer,
     CallDetailSerializer,
     CallListSerializer,
@@ -45,6 +52,7 @@ from dashboard.api.serializers import (
     UtteranceSerializer,
 )
 from dashboard.permissions import visible_calls
+from dashboard.reports import agent_report
 from dashboard.selectors import newest_first, spoken_order, user_calls
 from streaming.history.exports import Transcript
 from streaming.history.transcripts import transcript_for_call
@@ -189,6 +197,28 @@ class AlertListView(ReadOnlyMixin, generics.ListAPIView[Alert]):
         calls = visible_calls(self.request.user).values("pk")
         alerts = Alert.objects.filter(call_id__in=calls).select_related(*ALERT_RELATED)
         return filter_alerts(alerts, filters.validated_data).order_by("-fired_at", "-pk")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="reports_agents",
+        summary="Figures per agent and per team over a date range",
+        description=(
+            "Calls, handle time, talk ratio, interruptions, silence, hold, alerts and sentiment "
+            "of the calls the user may see that started in the range, per agent of the "
+            "directory heard on them and per team (docs/reports.md)."
+        ),
+        parameters=[ReportFilters],
+        responses={(200, JSON): AgentReportSerializer, **_errors(400, 401, 403, 404, 406, 429)},
+    )
+)
+class AgentReportView(ReadOnlyMixin, APIView):
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        filters = ReportFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        span = filters.validated_data
+        report = agent_report(user=request.user, **span)
+        return Response({**span, **report})
 
 
 _TRANSCRIPT_BODIES: dict[tuple[int, str], Any] = {

@@ -219,3 +219,19 @@ async def test_an_imported_agents_name_is_on_every_page_export_and_api(
         assert Call.objects.filter(pk=call_id).exists()
 
     await database_sync_to_async(read_http)()
+
+
+@pytest.mark.django_db
+def test_history_and_the_api_filter_calls_by_agent_name(tmp_path: Path, supervisor: User) -> None:
+    _run(_csv(tmp_path, f"name,addresses\nAnn Lee,{ANN}\nBob Stone,{BOB}\n"))
+    anns = factories.make_call("ann-call", people=[ANN, CUSTOMER])
+    bobs = factories.make_call("bob-call", people=[BOB, CUSTOMER])
+    client = Client()
+    client.force_login(supervisor)
+    ids = [c["id"] for c in client.get("/api/calls/?agent=ann").json()["results"]]
+    assert ids == [anns]
+    assert [c["id"] for c in client.get(f"/api/calls/?agent={BOB}").json()["results"]] == [bobs]
+    assert client.get("/api/calls/?agent=%2B15555550123").json()["results"] == []  # a customer
+    page = client.get("/history/?agent=Bob+Stone").content.decode()
+    assert f'data-call-id="{bobs}"' in page
+    assert f'data-call-id="{anns}"' not in page
