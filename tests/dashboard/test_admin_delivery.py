@@ -27,6 +27,7 @@ def _form(rule: AlertRule, **destination: str) -> dict[str, str]:
         "kind": rule.kind,
         "enabled": "on",
         "phrase": rule.phrase,
+        "expect": rule.expect,
         "speaker_role": "",
         "destinations-TOTAL_FORMS": "1",
         "destinations-INITIAL_FORMS": "0",
