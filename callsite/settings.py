@@ -349,6 +349,45 @@ CALLSITE_RETAIN_CALLS_DAYS = env_int("CALLSITE_RETAIN_CALLS_DAYS", 0, minimum=0)
 # Run that purge once a day in the server (once across workers that share the cache).
 CALLSITE_PURGE_DAILY = env_bool("CALLSITE_PURGE_DAILY", False)
 
+# --- Alert delivery (webhooks, chat, e-mail: streaming/delivery/) ------------------------------
+
+# Whether each server process runs the delivery worker (off: run `manage.py deliver_alerts`).
+CALLSITE_ALERT_DELIVERY = env_bool("CALLSITE_ALERT_DELIVERY", True)
+# The wait before the first retry of a failed delivery, doubled at each retry up to the cap.
+CALLSITE_ALERT_RETRY_SECONDS = env_float("CALLSITE_ALERT_RETRY_SECONDS", 5.0, minimum=0.05)
+CALLSITE_ALERT_RETRY_MAX_SECONDS = env_float(
+    "CALLSITE_ALERT_RETRY_MAX_SECONDS", 900.0, minimum=0.05
+)
+# Tries of a delivery before it is given up as failed.
+CALLSITE_ALERT_DELIVERY_ATTEMPTS = env_int("CALLSITE_ALERT_DELIVERY_ATTEMPTS", 8, minimum=1)
+# How long one try may take (connect and answer).
+CALLSITE_ALERT_DELIVERY_TIMEOUT_SECONDS = env_float(
+    "CALLSITE_ALERT_DELIVERY_TIMEOUT_SECONDS", 10.0, minimum=0.1
+)
+# A worker that takes a delivery holds it this long; if the worker dies meanwhile, another
+# takes it after (so it must be longer than a try's timeout).
+CALLSITE_ALERT_DELIVERY_LEASE_SECONDS = env_float(
+    "CALLSITE_ALERT_DELIVERY_LEASE_SECONDS", 60.0, minimum=0.1
+)
+if CALLSITE_ALERT_DELIVERY_LEASE_SECONDS <= CALLSITE_ALERT_DELIVERY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "CALLSITE_ALERT_DELIVERY_LEASE_SECONDS must be longer than "
+        "CALLSITE_ALERT_DELIVERY_TIMEOUT_SECONDS "
+        f"({CALLSITE_ALERT_DELIVERY_LEASE_SECONDS:g} <= "
+        f"{CALLSITE_ALERT_DELIVERY_TIMEOUT_SECONDS:g})"
+    )
+# How often an idle worker looks for due deliveries.
+CALLSITE_ALERT_DELIVERY_POLL_SECONDS = env_float(
+    "CALLSITE_ALERT_DELIVERY_POLL_SECONDS", 1.0, minimum=0.05
+)
+# E-mail goes through Django's mail backend: SMTP at EMAIL_HOST:EMAIL_PORT.
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "callsite@localhost")
+
 # --- Call Automation ---------------------------------------------------------------------------
 
 # "endpoint=https://<resource>.communication.azure.com/;accesskey=<key>". Empty: Callsite does
@@ -444,6 +483,10 @@ SPECTACULAR_SETTINGS = {
         "TranscriptSourceEnum": "streaming.models.TranscriptSource",
         "StreamStateEnum": "streaming.models.StreamState",
         "AnalyticsSourceEnum": "streaming.models.CallAnalytics.Source",
+        "AlertStateEnum": "streaming.models.AlertState",
+        "AlertKindEnum": "streaming.models.AlertKind",
+        "CallStateEnum": "streaming.models.CallState",
+        "ParticipantKindEnum": "streaming.models.ParticipantKind",
     },
 }
 

@@ -14,6 +14,11 @@ class DashboardConfig(AppConfig):
         # Sent once per app with models; streaming's permissions exist once it has been sent
         # for streaming (auth's handler, connected earlier, creates them first).
         post_migrate.connect(_ensure_supervisors_group, sender=apps.get_app_config("streaming"))
+        # Participants are labelled with their agent's name from the directory.
+        from dashboard.agents import agent_name
+        from streaming import directory
+
+        directory.register(agent_name)
 
 
 def _ensure_supervisors_group(using: str = "default", **kwargs: Any) -> None:

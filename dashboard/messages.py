@@ -18,6 +18,7 @@ from streaming.events import (
     ActionPayload,
     AlertFiredEvent,
     AlertPayload,
+    AlertUpdatedEvent,
     AnalyticsPayload,
     CallActionEvent,
     CallParticipantEvent,
@@ -43,11 +44,13 @@ class TalkShare(TypedDict):
 
 
 class WallSummary(TypedDict):
-    """A call's talk ratio per speaker and alert count, for the wall's first paint."""
+    """A call's talk ratio per speaker and alert count, for the wall's first paint, and its
+    alerts not yet resolved (newest first), for the wall's triage control."""
 
     talk: list[TalkShare]
     alerts: int
     sentiment: SentimentTrendPayload
+    unresolved: list[AlertPayload]
 
 
 class WallSnapshot(TypedDict):
@@ -114,6 +117,7 @@ CALL_PAGE_MESSAGES: dict[str, type] = {
     "dtmf.tone": DtmfToneEvent,
     "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
+    "alert.updated": AlertUpdatedEvent,
     "call.action": CallActionEvent,
 }
 WALL_MESSAGES: dict[str, type] = {
@@ -122,6 +126,7 @@ WALL_MESSAGES: dict[str, type] = {
     "call.participant": CallParticipantEvent,
     "speaking.changed": SpeakingChangedEvent,
     "alert.fired": AlertFiredEvent,
+    "alert.updated": AlertUpdatedEvent,
     "calls.health": CallsHealthEvent,
 }
 

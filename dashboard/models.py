@@ -1,4 +1,4 @@
-"""Teams: which supervisors see which calls."""
+"""Teams: which supervisors see which calls; the agent directory: who is behind a raw id."""
 
 from __future__ import annotations
 
@@ -98,3 +98,57 @@ class SupervisorProfile(models.Model):
         if self.acs_id:
             return self.acs_id.strip()
         return f"4:{self.phone_number}" if self.phone_number else ""
+
+
+class Agent(models.Model):
+    """Someone who takes calls: their name labels them on every page, export and API
+    response (``dashboard.agents``), in place of a label made from their raw id."""
+
+    name = models.CharField(max_length=200, unique=True)
+    team = models.ForeignKey(
+        Team, on_delete=models.SET_NULL, null=True, blank=True, related_name="agents"
+    )
+    supervisor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="supervised_agents",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class AgentAddress(models.Model):
+    """One of an agent's ACS identities or phone numbers; each belongs to one agent."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="addresses")
+    address = models.CharField(
+        max_length=300, help_text="A phone number (+15551230000) or an ACS raw id (8:acs:...)"
+    )
+    raw_id = models.CharField(max_length=300, editable=False, unique=True)
+    number = models.CharField(max_length=40, editable=False, blank=True, db_index=True)
+
+    class Meta:
+        verbose_name_plural = "agent addresses"
+
+    def __str__(self) -> str:
+        return self.address
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        self.raw_id, self.number = canonical_address(self.address)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+    def clean(self) -> None:
+        self.raw_id, self.number = canonical_address(self.address)
+        taken = AgentAddress.objects.filter(raw_id=self.raw_id).exclude(pk=self.pk)
+        if self.agent_id:
+            taken = taken.exclude(agent_id=self.agent_id)
+        owner = taken.select_related("agent").first()
+        if owner is not None:
+            raise ValidationError({"address": f"{self.address} belongs to {owner.agent.name}."})

@@ -16,16 +16,19 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.filters import CallFilters, ReportFilters, filter_calls
+from dashboard.charts.reports import report_figure
 from dashboard.models import SupervisorProfile
 from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
+from dashboard.reports import agent_report, report_csv
 from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
-from streaming import units
+from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
 from streaming.history.exports import FORMATS
-from streaming.models import CallState, Sentiment
+from streaming.models import Alert, CallState, Sentiment
 from streaming.selectors import action_payload, call_duration_ms, call_get
+from streaming.services.alerts import TRIAGE_STEPS
 
 # The call page's download links: format, label (in FORMATS' order).
 DOWNLOAD_LABELS = {"json": "JSON", "csv": "CSV", "txt": "Text", "srt": "SRT", "vtt": "WebVTT"}
@@ -48,6 +51,57 @@ def supervisor_required(view: Callable[..., HttpResponse]) -> Callable[..., Http
 def call_wall(request: HttpRequest) -> HttpResponse:
     """The wall of live and recent calls (with "place a call" and "connect to a room")."""
     return render(request, "dashboard/wall.html", {"can_place": can_act(request.user, "place")})
+
+
+def _report_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A report row with its times as the page shows them (``m:ss``)."""
+    mean = row["mean_handle_ms"]
+    return {
+        **row,
+        "handle": units.clock(row["handle_ms"]),
+        "mean_handle": "" if mean is None else units.clock(mean),
+        "silence": units.clock(row["silence_ms"]),
+        "hold": units.clock(row["hold_ms"]),
+    }
+
+
+@supervisor_required
+def agent_reports(request: HttpRequest, fmt: str = "") -> HttpResponse:
+    """Figures per agent and per team over a date range, with charts; ``fmt="csv"``: as CSV.
+
+    The range's parameters and their validation are the API's (``/api/reports/agents/``).
+    """
+    given = {
+        k: v for k in ("started_after", "started_before") if (v := request.GET.get(k, "").strip())
+    }
+    filters = ReportFilters(data=given)
+    if not filters.is_valid():
+        errors = {f: [str(e) for e in problems] for f, problems in filters.errors.items()}
+        if fmt == "csv":
+            return JsonResponse(errors, status=400)
+        report: dict[str, Any] = {"agents": [], "teams": []}
+        span: dict[str, Any] = {}
+    else:
+        errors = {}
+        span = filters.validated_data
+        report = agent_report(user=request.user, **span)
+    if fmt == "csv":
+        response = HttpResponse(report_csv(report), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="agent-report.csv"'
+        return response
+    shown = {kind: [_report_row(r) for r in rows] for kind, rows in report.items()}
+    context = {
+        "report": shown,
+        "given": given,
+        "errors": errors,
+        "span": span,
+        "query": urlencode(given),
+        "figures": {
+            "agents": report_figure(report["agents"], title="Agents"),
+            "teams": report_figure(report["teams"], title="Teams"),
+        },
+    }
+    return render(request, "dashboard/reports.html", context)
 
 
 @supervisor_required
@@ -128,6 +182,35 @@ def call_action(request: HttpRequest, call_id: int, action: str) -> HttpResponse
 
 @require_POST
 @supervisor_required
+def alert_triage(request: HttpRequest, alert_id: int, step: str) -> HttpResponse:
+    """Acknowledge, resolve or reopen an alert (``note`` optional), from the call page or the
+    wall; every supervisor watching the call sees the change live.
+
+    Any supervisor who may see the alert's call may triage it; an alert of a call the user
+    may not see is a 404, like one that does not exist. With ``Accept: application/json``
+    the answer is ``{"alert": ...}`` (or ``{"error"}``, 400), else a redirect to the call.
+    """
+    if step not in TRIAGE_STEPS:
+        raise Http404("No such step")
+    call_id = Alert.objects.filter(pk=alert_id).values_list("call_id", flat=True).first()
+    if call_id is None or not can_view_call(request.user, call_id):
+        raise Http404("No such alert")
+    try:
+        alert = services.alert_triage(
+            alert_id=alert_id, step=step, user=request.user, note=request.POST.get("note", "")
+        )
+    except services.TriageError as error:
+        return _refused(request, 400, f"Alert: {error}.", "dashboard:call", call_id=call_id)
+    except Alert.DoesNotExist:
+        raise Http404("No such alert") from None
+    if _wants_json(request):
+        return JsonResponse({"alert": alert})
+    messages.success(request, f"Alert {alert['state']}.")
+    return redirect("dashboard:call", call_id=call_id)
+
+
+@require_POST
+@supervisor_required
 def call_new(request: HttpRequest, how: str) -> HttpResponse:
     """Place a call (``how="place"``, to ``address``) or join a room call (``room_id``)."""
     if how not in ("place", "room"):
@@ -159,6 +242,7 @@ HISTORY_FILTERS = (
     "started_after",
     "started_before",
     "participant",
+    "agent",
     "sentiment",
     "ended_negative",
 )

@@ -219,6 +219,12 @@ class AlertPayload(TypedDict):
     at_ms: int
     speaker: str | None  # participant raw id the alert is about
     fired_at: str
+    state: str  # "open", "acknowledged" or "resolved"
+    acknowledged_by: str | None  # the supervisor's name
+    acknowledged_at: str | None
+    resolved_by: str | None
+    resolved_at: str | None
+    note: str
 
 
 class HealthPayload(TypedDict):
@@ -286,6 +292,13 @@ class AlertFiredEvent(TypedDict):
     alert: AlertPayload
 
 
+class AlertUpdatedEvent(TypedDict):
+    """An alert was acknowledged, resolved or opened again: replaces the one with its id."""
+
+    type: Literal["alert.updated"]
+    alert: AlertPayload
+
+
 class CallsHealthEvent(TypedDict):
     type: Literal["calls.health"]
     calls: list[HealthPayload]
@@ -307,6 +320,7 @@ Event = (
     | SpeakingChangedEvent
     | AnalyticsUpdatedEvent
     | AlertFiredEvent
+    | AlertUpdatedEvent
     | CallsHealthEvent
     | CallActionEvent
 )
@@ -323,6 +337,7 @@ EVENT_GROUPS: dict[type, tuple[str, ...]] = {
     SpeakingChangedEvent: ("call", "overview"),
     AnalyticsUpdatedEvent: ("call",),
     AlertFiredEvent: ("call", "overview"),
+    AlertUpdatedEvent: ("call", "overview"),
     CallsHealthEvent: ("overview",),
     CallActionEvent: ("call",),
 }
@@ -377,6 +392,10 @@ def analytics_empty(call_id: int) -> AnalyticsPayload:
 
 def alert_fired(alert: AlertPayload) -> AlertFiredEvent:
     return {"type": "alert.fired", "alert": alert}
+
+
+def alert_updated(alert: AlertPayload) -> AlertUpdatedEvent:
+    return {"type": "alert.updated", "alert": alert}
 
 
 def calls_health(calls: list[HealthPayload]) -> CallsHealthEvent:

@@ -22,6 +22,7 @@ from streaming.events import (
 from streaming.models import (
     Alert,
     AlertRule,
+    AlertState,
     Call,
     CallAnalytics,
     CallEvent,
@@ -254,7 +255,16 @@ def call_captions(*, call_id: int) -> list[CaptionPayload]:
     return [caption_payload(u, u.participant) for u in utterances]
 
 
+def user_label(user: Any) -> str | None:
+    """How a supervisor is named on pages and in alerts: full name, else user name."""
+    if user is None:
+        return None
+    return str(user.get_full_name() or user.get_username())
+
+
 def alert_payload(alert: Alert) -> AlertPayload:
+    """An alert as pages and events carry it (select ``rule``, ``participant``,
+    ``acknowledged_by`` and ``resolved_by`` with it: :data:`ALERT_RELATED`)."""
     return {
         "id": alert.pk,
         "call_id": alert.call_id,
@@ -265,12 +275,26 @@ def alert_payload(alert: Alert) -> AlertPayload:
         "at_ms": alert.at_ms,
         "speaker": alert.participant.raw_id if alert.participant else None,
         "fired_at": alert.fired_at.isoformat(),
+        "state": alert.state,
+        "acknowledged_by": user_label(alert.acknowledged_by) if alert.acknowledged_by_id else None,
+        "acknowledged_at": alert.acknowledged_at.isoformat() if alert.acknowledged_at else None,
+        "resolved_by": user_label(alert.resolved_by) if alert.resolved_by_id else None,
+        "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+        "note": alert.note,
     }
+
+
+ALERT_RELATED = ("rule", "participant", "acknowledged_by", "resolved_by")
+
+
+def alert_get(*, alert_id: int) -> AlertPayload | None:
+    alert = Alert.objects.select_related(*ALERT_RELATED).filter(pk=alert_id).first()
+    return None if alert is None else alert_payload(alert)
 
 
 def call_alerts(*, call_id: int, after_seq: int | None = None) -> list[AlertPayload]:
     """A call's alerts in the order they fired (only those after ``after_seq`` if given)."""
-    alerts = Alert.objects.filter(call_id=call_id).select_related("rule", "participant")
+    alerts = Alert.objects.filter(call_id=call_id).select_related(*ALERT_RELATED)
     if after_seq is not None:
         alerts = alerts.filter(seq__gt=after_seq)
     return [alert_payload(a) for a in alerts.order_by("seq", "pk")]
@@ -281,8 +305,8 @@ def call_alert_count(*, call_id: int) -> int:
 
 
 def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
-    """Talk ratio per speaker and alert count of each call, for the call wall's first paint
-    (``dashboard.messages.WallSummary``)."""
+    """Talk ratio per speaker, alert count and the alerts not yet resolved (newest first) of
+    each call, for the call wall's first paint (``dashboard.messages.WallSummary``)."""
     found: dict[int, Any] = {
         i: {"talk": [], "alerts": 0, "sentiment": {"latest": None, "trend": []}} for i in call_ids
     }
@@ -301,6 +325,16 @@ def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
     )
     for call_id, n in counts:
         found[call_id]["alerts"] = n
+    for call_id in call_ids:
+        found[call_id]["unresolved"] = []
+    unresolved = (
+        Alert.objects.filter(call_id__in=call_ids)
+        .exclude(state=AlertState.RESOLVED)
+        .select_related(*ALERT_RELATED)
+        .order_by("call_id", "-seq", "-pk")
+    )
+    for alert in unresolved:
+        found[alert.call_id]["unresolved"].append(alert_payload(alert))
     felt = (
         Utterance.objects.filter(call_id__in=call_ids)
         .exclude(sentiment="")

@@ -133,6 +133,17 @@ async def _fresh_channel_layer() -> Any:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_recognizer() -> Iterator[None]:
+    """Each test's recognizer is built from its own settings (the instance is process-wide,
+    so a test that sets CALLSITE_FAKE_RECOGNIZER's options would get an earlier test's)."""
+    from streaming.recognizers import reset_recognizer
+
+    reset_recognizer()
+    yield
+    reset_recognizer()
+
+
+@pytest.fixture(autouse=True)
 def _fresh_live_calls() -> Iterator[None]:
     """Each test's alert rules and live calls are its own (the registry is process-wide)."""
     from streaming.live.registry import LIVE

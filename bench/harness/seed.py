@@ -569,6 +569,9 @@ def _alert_message(kind: str, rng: random.Random) -> str:
         AlertKind.OVERTALK: f"Overtalk {rng.randint(26, 60)} % over 30 s",
         AlertKind.SENTIMENT: f"Customer negative for {rng.randint(3, 6)} finals",
         AlertKind.HOLD: f"On hold for more than {rng.randint(61, 300)} s",
+        AlertKind.DTMF: "Card typed: the customer entered DTMF tones",
+        AlertKind.PHRASE_WINDOW: "Greeting: “thank you for calling” not said in the first 10 s",
+        AlertKind.TALK_RATIO: f"Agent talks too much: {rng.randint(71, 95)} %, above 70 %",
     }
     return messages[kind]
 

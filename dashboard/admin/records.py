@@ -174,21 +174,42 @@ class AlertRuleAdmin(admin.ModelAdmin):
     search_fields = ("name", "phrase")
     fieldsets = (
         (None, {"fields": ("name", "kind", "enabled")}),
-        ("Keyword", {"fields": ("phrase",)}),
-        ("Thresholds", {"fields": ("seconds", "percent", "finals")}),
+        ("Keyword or phrase", {"fields": ("phrase", "window", "expect")}),
+        ("Thresholds", {"fields": ("seconds", "percent", "percent_max", "finals")}),
         ("Who", {"fields": ("speaker_role",)}),
     )
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        from dashboard.admin.delivery import AlertDestinationInline
+
+        return [AlertDestinationInline]
 
 
 @admin.register(Alert)
 class AlertAdmin(admin.ModelAdmin):
     """Fired alerts are records of what happened: they can be read and deleted, not edited."""
 
-    list_display = ("fired_at", "call", "kind", "message")
-    list_filter = ("kind", "fired_at")
+    list_display = ("fired_at", "call", "kind", "message", "state")
+    list_filter = ("state", "kind", "fired_at")
     search_fields = ("message", "call__connection_id")
     list_select_related = ("call",)
-    readonly_fields = ("call", "rule", "kind", "message", "participant", "at_ms", "seq", "fired_at")
+    # Triage happens on the pages, which tell every supervisor watching.
+    readonly_fields = (
+        "call",
+        "rule",
+        "kind",
+        "message",
+        "participant",
+        "at_ms",
+        "seq",
+        "fired_at",
+        "state",
+        "acknowledged_by",
+        "acknowledged_at",
+        "resolved_by",
+        "resolved_at",
+        "note",
+    )
     exclude = ("episode",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Alert]:

@@ -19,7 +19,16 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from streaming.history.search import calls_matching
-from streaming.models import Alert, CallState, Participant, Sentiment, Utterance
+from streaming.models import (
+    Alert,
+    AlertKind,
+    AlertState,
+    CallState,
+    Participant,
+    ParticipantRole,
+    Sentiment,
+    Utterance,
+)
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -95,6 +104,15 @@ class CallFilters(serializers.Serializer[dict[str, Any]]):
             "8:acs:...) or whose label contains it (case-insensitive)."
         ),
     )
+    agent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text=(
+            "Calls with an agent whose name (the agent directory's, or the label) contains "
+            "this (case-insensitive), or whose ACS raw id is exactly this."
+        ),
+    )
     has_alerts = serializers.BooleanField(
         required=False,
         help_text="true: only calls on which an alert fired; false: only calls without.",
@@ -135,6 +153,14 @@ def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]
             Q(raw_id=who) | Q(display_label__icontains=who), call=OuterRef("pk")
         )
         calls = calls.filter(Exists(people))
+    agent = unicodedata.normalize("NFC", filters.get("agent") or "").strip()
+    if agent:
+        agents = Participant.objects.filter(
+            Q(raw_id=agent) | Q(display_label__icontains=agent),
+            call=OuterRef("pk"),
+            role=ParticipantRole.AGENT,
+        )
+        calls = calls.filter(Exists(agents))
     if filters.get("has_alerts") is not None:
         fired = Exists(Alert.objects.filter(call=OuterRef("pk")))
         calls = calls.filter(fired if filters["has_alerts"] else ~fired)
@@ -148,3 +174,70 @@ def filter_calls(calls: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]
     if phrase:
         calls = calls_matching(calls, phrase)
     return calls
+
+
+class AlertFilters(serializers.Serializer[dict[str, Any]]):
+    """The alert list's query parameters (all optional; given ones must all hold)."""
+
+    state = serializers.ChoiceField(
+        choices=AlertState.choices,
+        required=False,
+        help_text="Only alerts in this state (open, acknowledged, resolved).",
+    )
+    kind = serializers.ChoiceField(
+        choices=AlertKind.choices, required=False, help_text="Only alerts of this rule kind."
+    )
+    call = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="Only alerts of this call."
+    )
+    agent = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=300,
+        help_text=(
+            "Only alerts on calls with an agent whose ACS raw id is exactly this or whose "
+            "label contains it (case-insensitive)."
+        ),
+    )
+
+
+def filter_alerts(alerts: QuerySet[Any], filters: dict[str, Any]) -> QuerySet[Any]:
+    """``alerts`` narrowed by validated ``AlertFilters`` data."""
+    if filters.get("state"):
+        alerts = alerts.filter(state=filters["state"])
+    if filters.get("kind"):
+        alerts = alerts.filter(kind=filters["kind"])
+    if filters.get("call") is not None:
+        alerts = alerts.filter(call_id=filters["call"])
+    who = unicodedata.normalize("NFC", filters.get("agent") or "").strip()
+    if who:
+        agents = Participant.objects.filter(
+            Q(raw_id=who) | Q(display_label__icontains=who),
+            call=OuterRef("call_id"),
+            role=ParticipantRole.AGENT,
+        )
+        alerts = alerts.filter(Exists(agents))
+    return alerts
+
+
+class ReportFilters(serializers.Serializer[dict[str, Any]]):
+    """The agent report's range: calls started in it (by default the last 7 days)."""
+
+    started_after = MomentField(
+        required=False,
+        help_text="Calls started at or after this moment (ISO 8601 date or date and time); "
+        "by default 7 days before started_before.",
+    )
+    started_before = MomentField(
+        end_of_day=True,
+        required=False,
+        help_text="Calls started before this moment; a date includes that whole day. By "
+        "default now.",
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        end = attrs.get("started_before") or timezone.now()
+        start = attrs.get("started_after") or end - timedelta(days=7)
+        if start >= end:
+            raise serializers.ValidationError({"started_after": ["Must be before started_before."]})
+        return {"started_after": start, "started_before": end}

@@ -16,8 +16,8 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from streaming.models import Call, CallAnalytics, Participant, Utterance
-from streaming.selectors import call_duration_ms
+from streaming.models import Alert, Call, CallAnalytics, Participant, Utterance
+from streaming.selectors import call_duration_ms, user_label
 
 
 def finite(value: Any) -> float | None:
@@ -394,3 +394,87 @@ class TranscriptSerializer(serializers.Serializer[Any]):
     ticks_per_second = serializers.IntegerField()
     participants = TranscriptParticipantSerializer(many=True)
     lines = TranscriptLineSerializer(many=True)
+
+
+# ------------------------------------------------------------------------------------ alerts
+
+
+class AlertSerializer(serializers.ModelSerializer[Alert]):
+    """An alert that fired on a call, and its triage."""
+
+    call = serializers.IntegerField(source="call_id", read_only=True)
+    rule = serializers.SerializerMethodField(help_text="The rule's name; empty once deleted")
+    speaker = serializers.SerializerMethodField(
+        help_text="The participant it is about: key (raw id), label and role; null if none"
+    )
+    acknowledged_by = serializers.SerializerMethodField(help_text="The supervisor's name")
+    resolved_by = serializers.SerializerMethodField(help_text="The supervisor's name")
+
+    class Meta:
+        model = Alert
+        fields = [
+            "id",
+            "call",
+            "seq",
+            "kind",
+            "rule",
+            "message",
+            "at_ms",
+            "speaker",
+            "fired_at",
+            "state",
+            "acknowledged_by",
+            "acknowledged_at",
+            "resolved_by",
+            "resolved_at",
+            "note",
+        ]
+        read_only_fields = fields
+
+    def get_rule(self, alert: Alert) -> str:
+        return alert.rule.name if alert.rule_id and alert.rule else ""
+
+    @extend_schema_field(SpeakerRefSerializer(allow_null=True))
+    def get_speaker(self, alert: Alert) -> dict[str, str] | None:
+        p = alert.participant
+        if p is None:
+            return None
+        return {"key": p.raw_id, "label": p.display_label, "role": p.role}
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_acknowledged_by(self, alert: Alert) -> str | None:
+        return user_label(alert.acknowledged_by) if alert.acknowledged_by_id else None
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_resolved_by(self, alert: Alert) -> str | None:
+        return user_label(alert.resolved_by) if alert.resolved_by_id else None
+
+
+# ----------------------------------------------------------------------------------- reports
+
+
+class ReportRowSerializer(serializers.Serializer[dict[str, Any]]):
+    """One agent's (or team's) figures over the range (docs/reports.md)."""
+
+    name = serializers.CharField()
+    team = serializers.CharField(help_text="The agent's team; for a team row, its own name")
+    calls = serializers.IntegerField()
+    handle_ms = serializers.IntegerField(help_text="The calls' durations, summed")
+    mean_handle_ms = serializers.IntegerField(allow_null=True)
+    talk_ratio = serializers.FloatField(
+        allow_null=True, help_text="The agents' share of all talk on the calls (0-1)"
+    )
+    interruptions = serializers.IntegerField()
+    silence_ms = serializers.IntegerField()
+    hold_ms = serializers.IntegerField()
+    alerts = serializers.IntegerField()
+    negative_finals = serializers.IntegerField()
+    sentiment_finals = serializers.IntegerField(help_text="Finals with a sentiment")
+    negative_share = serializers.FloatField(allow_null=True)
+
+
+class AgentReportSerializer(serializers.Serializer[dict[str, Any]]):
+    started_after = serializers.DateTimeField()
+    started_before = serializers.DateTimeField()
+    agents = ReportRowSerializer(many=True)
+    teams = ReportRowSerializer(many=True)

@@ -1,4 +1,4 @@
-"""/api/: calls, one call, its utterances, its transcript, and the OpenAPI schema."""
+"""/api/: calls, one call, its utterances, its transcript, alerts, and the OpenAPI schema."""
 
 from __future__ import annotations
 
@@ -47,6 +47,8 @@ urlpatterns = [
         views.CallTranscriptFileView.as_view(),
         name="transcript-file",
     ),
+    path("alerts/", views.AlertListView.as_view(), name="alerts"),
+    path("reports/agents/", views.AgentReportView.as_view(), name="agent-report"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     re_path(r"", views.not_found),
 ]

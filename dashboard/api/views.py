@@ -28,7 +28,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from dashboard.api.filters import CallFilters, filter_calls
+from dashboard.api.filters import (
+    AlertFilters,
+    CallFilters,
+    ReportFilters,
+    filter_alerts,
+    filter_calls,
+)
 from dashboard.api.renderers import (
     TRANSCRIPT_FORMATS,
     TRANSCRIPT_MEDIA_TYPES,
@@ -37,6 +43,8 @@ from dashboard.api.renderers import (
     TranscriptRenderer,
 )
 from dashboard.api.serializers import (
+    AgentReportSerializer,
+    AlertSerializer,
     CallDetailSerializer,
     CallListSerializer,
     ErrorSerializer,
@@ -44,10 +52,12 @@ from dashboard.api.serializers import (
     UtteranceSerializer,
 )
 from dashboard.permissions import visible_calls
+from dashboard.reports import agent_report
 from dashboard.selectors import newest_first, spoken_order, user_calls
 from streaming.history.exports import Transcript
 from streaming.history.transcripts import transcript_for_call
-from streaming.models import Call, Utterance
+from streaming.models import Alert, Call, Utterance
+from streaming.selectors import ALERT_RELATED
 
 JSON = "application/json"
 
@@ -159,6 +169,56 @@ class CallUtterancesView(ReadOnlyMixin, generics.ListAPIView[Utterance]):
             visible_calls(self.request.user).values_list("pk", flat=True), pk=self.kwargs["pk"]
         )
         return spoken_order(Utterance.objects.filter(call_id=call_id).select_related("participant"))
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="alerts_list",
+        summary="Alerts on the calls the user may see, newest first",
+        description=(
+            "Each alert with its triage: open, acknowledged (by whom, when) or resolved, and "
+            "the supervisor's note. Filter by state, kind, call and agent."
+        ),
+        parameters=[AlertFilters],
+        responses={
+            (200, JSON): AlertSerializer(many=True),
+            **_errors(400, 401, 403, 404, 406, 429),
+        },
+    )
+)
+class AlertListView(ReadOnlyMixin, generics.ListAPIView[Alert]):
+    serializer_class = AlertSerializer
+
+    def get_queryset(self) -> QuerySet[Alert]:
+        if self.fake_view():
+            return Alert.objects.none()
+        filters = AlertFilters(data=self.request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        calls = visible_calls(self.request.user).values("pk")
+        alerts = Alert.objects.filter(call_id__in=calls).select_related(*ALERT_RELATED)
+        return filter_alerts(alerts, filters.validated_data).order_by("-fired_at", "-pk")
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="reports_agents",
+        summary="Figures per agent and per team over a date range",
+        description=(
+            "Calls, handle time, talk ratio, interruptions, silence, hold, alerts and sentiment "
+            "of the calls the user may see that started in the range, per agent of the "
+            "directory heard on them and per team (docs/reports.md)."
+        ),
+        parameters=[ReportFilters],
+        responses={(200, JSON): AgentReportSerializer, **_errors(400, 401, 403, 404, 406, 429)},
+    )
+)
+class AgentReportView(ReadOnlyMixin, APIView):
+    def get(self, request: Request, **kwargs: Any) -> Response:
+        filters = ReportFilters(data=request.query_params.dict())
+        filters.is_valid(raise_exception=True)
+        span = filters.validated_data
+        report = agent_report(user=request.user, **span)
+        return Response({**span, **report})
 
 
 _TRANSCRIPT_BODIES: dict[tuple[int, str], Any] = {

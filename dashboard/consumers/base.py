@@ -21,6 +21,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare
 
 from dashboard.permissions import can_view_calls
+from streaming.delivery.worker import DELIVERIES
 from streaming.live.heartbeat import WATCH
 
 logger = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ class SupervisorSocket(AsyncWebsocketConsumer):
     async def connect(self) -> None:
         # Any worker a supervisor watches from finds the calls of workers that died.
         WATCH.ensure_running()
+        DELIVERIES.ensure_running()  # alerts fired by callbacks reach this worker's outbox too
         user = self.scope.get("user")
         if not await database_sync_to_async(can_view_calls)(user):
             logger.info("refused dashboard socket: user %s may not view calls", user)

@@ -68,9 +68,7 @@ class CallPageConsumer(SupervisorSocket):
         await self.send_message(snapshot)
         await self.send_message(messages.analytics_whole(analytics))
 
-    def snapshot(
-        self, after: int | None
-    ) -> tuple[messages.CallSnapshot, events.AnalyticsPayload]:
+    def snapshot(self, after: int | None) -> tuple[messages.CallSnapshot, events.AnalyticsPayload]:
         call_id = self.call_id
         call = selectors.call_get(call_id=call_id)
         if after is None:
@@ -78,7 +76,9 @@ class CallPageConsumer(SupervisorSocket):
             alerts = selectors.call_alerts(call_id=call_id)
         else:
             captions = selectors.call_captions_after(call_id=call_id, after_seq=after)
-            alerts = selectors.call_alerts(call_id=call_id, after_seq=after)
+            # Every alert, not only the new ones: triage may have changed the older ones'
+            # state while the page was away, and the page replaces each by its id.
+            alerts = selectors.call_alerts(call_id=call_id)
         tones = selectors.call_tones(call_id=call_id, after_seq=after)
         seqs = [c["seq"] for c in captions if c["seq"]] + [a["seq"] for a in alerts if a["seq"]]
         seqs += [t["seq"] for t in tones if t["seq"]]
@@ -151,6 +151,10 @@ class CallPageConsumer(SupervisorSocket):
         await self.send_message(event)
 
     async def call_participant(self, event: dict[str, Any]) -> None:
+        await self.send_message(event)
+
+    async def alert_updated(self, event: dict[str, Any]) -> None:
+        """A triage change: state, not history (the page replaces the alert it names)."""
         await self.send_message(event)
 
     async def caption_interim(self, event: dict[str, Any]) -> None:

@@ -95,6 +95,10 @@ class WallConsumer(SupervisorSocket):
         if await self.may_see(event["alert"]["call_id"]):
             await self.send_message(event)
 
+    async def alert_updated(self, event: dict[str, Any]) -> None:
+        if await self.may_see(event["alert"]["call_id"]):
+            await self.send_message(event)
+
     async def calls_health(self, event: dict[str, Any]) -> None:
         if self.visible is not None:
             rows = [row for row in event["calls"] if await self.may_see(row["call_id"])]

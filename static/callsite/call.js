@@ -256,20 +256,88 @@
 
   function showAlert(alert) {
     if (alert.seq) lastSeq = Math.max(lastSeq, alert.seq);
-    if (alertList.querySelector(`[data-alert="${alert.id}"]`)) return;
+    const existing = alertList.querySelector(`[data-alert="${alert.id}"]`);
     alertList.querySelector(".empty")?.remove();
     const li = document.createElement("li");
     li.dataset.alert = alert.id;
     li.dataset.kind = alert.kind;
+    li.dataset.at = alert.at_ms;
     const when = document.createElement("span");
     when.className = "time";
     when.textContent = msToClock(alert.at_ms);
     li.append(when, document.createTextNode(` ${alert.message}`));
-    // Newest first.
-    const later = [...alertList.children].find((other) => Number(other.dataset.at) < alert.at_ms);
-    li.dataset.at = alert.at_ms;
-    alertList.insertBefore(li, later || null);
+    li.append(alertTriage(alert));
+    if (existing) {
+      existing.replaceWith(li); // a triage change, or the snapshot of a page that reconnected
+    } else {
+      // Newest first.
+      const later = [...alertList.children].find((other) => Number(other.dataset.at) < alert.at_ms);
+      alertList.insertBefore(li, later || null);
+    }
     document.getElementById("alert-count").textContent = alertList.querySelectorAll("[data-alert]").length;
+  }
+
+  // An alert's triage: its state (who acknowledged or resolved it, when, the note) and the
+  // buttons that move it on. Posts to /alerts/<id>/<step>/; the change comes back to every
+  // page watching as alert.updated.
+  function alertTriage(alert) {
+    const box = document.createElement("div");
+    box.className = "triage";
+    box.dataset.state = alert.state || "open";
+    const state = document.createElement("span");
+    state.className = "badge alert-state";
+    state.dataset.state = box.dataset.state;
+    let text = box.dataset.state;
+    if (alert.state === "acknowledged" && alert.acknowledged_by) text += ` by ${alert.acknowledged_by}`;
+    if (alert.state === "resolved" && alert.resolved_by) text += ` by ${alert.resolved_by}`;
+    const at = alert.state === "resolved" ? alert.resolved_at : alert.acknowledged_at;
+    if (at && alert.state !== "open") text += ` at ${new Date(at).toLocaleTimeString()}`;
+    state.textContent = text;
+    box.append(state);
+    if (alert.note) {
+      const note = document.createElement("q");
+      note.className = "note";
+      note.textContent = alert.note;
+      box.append(" ", note);
+    }
+    const steps = alert.state === "resolved" ? ["reopen"] : alert.state === "acknowledged" ? ["resolve", "reopen"] : ["acknowledge", "resolve"];
+    const panel = alertList.closest("[data-triage-url]");
+    if (!panel) return box;
+    if (alert.state !== "resolved") {
+      const note = document.createElement("input");
+      note.type = "text";
+      note.name = "note";
+      note.maxLength = 500;
+      note.placeholder = "Note (optional)";
+      note.setAttribute("aria-label", "Note");
+      box.append(" ", note);
+    }
+    for (const step of steps) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.step = step;
+      button.textContent = step[0].toUpperCase() + step.slice(1);
+      button.addEventListener("click", async () => {
+        const params = new URLSearchParams({ note: box.querySelector("input[name=note]")?.value || "" });
+        const url = panel.dataset.triageUrl.replace("0/STEP", `${alert.id}/${step}`);
+        const token = panel.querySelector("input[name=csrfmiddlewaretoken]")?.value || "";
+        const response = await fetch(url, {
+          method: "POST",
+          body: params,
+          credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRFToken": token },
+        }).catch((error) => ({ ok: false, json: async () => ({ error: String(error) }) }));
+        const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+        const error = document.getElementById("triage-error");
+        if (response.ok && answer.alert) showAlert(answer.alert);
+        if (error) {
+          error.textContent = response.ok ? "" : answer.error || "The alert could not be changed.";
+          error.hidden = response.ok;
+        }
+      });
+      box.append(" ", button);
+    }
+    return box;
   }
 
   // --- analytics ------------------------------------------------------------------------
@@ -574,7 +642,7 @@
       showFinal(event.caption);
     } else if (event.type === "caption.interim") {
       showInterim(event.caption);
-    } else if (event.type === "alert.fired") {
+    } else if (event.type === "alert.fired" || event.type === "alert.updated") {
       showAlert(event.alert);
     } else if (event.type === "call.action") {
       showAction(event.action);

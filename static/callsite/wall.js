@@ -9,6 +9,7 @@
   const calls = new Map();
   const health = new Map(); // call id -> {payload, at}
   const alerts = new Map(); // call id -> {count, latest}
+  const unresolved = new Map(); // call id -> Map(alert id -> alert), not yet resolved
   const speaking = new Map(); // call id -> Map(raw id -> speaking now)
   let stuckSeconds = 10;
   const rows = document.getElementById("wall-rows");
@@ -75,7 +76,56 @@
       latest.textContent = a.latest;
       td.append(latest);
     }
+    wallTriage(td, call.id);
     return td;
+  }
+
+  // The wall's triage control: the newest alert of the call not yet resolved, its state, and
+  // Acknowledge / Resolve buttons (posting to /alerts/<id>/<step>/). Every wall and call page
+  // hears the change as alert.updated.
+  function wallTriage(td, callId) {
+    const table = document.getElementById("wall");
+    const open = [...(unresolved.get(callId)?.values() || [])].sort((a, b) => (b.seq || 0) - (a.seq || 0));
+    if (!open.length || !table?.dataset.triageUrl) return;
+    const alert = open[0];
+    const box = document.createElement("div");
+    box.className = "triage";
+    box.dataset.alert = alert.id;
+    box.dataset.state = alert.state;
+    const state = document.createElement("span");
+    state.className = "badge alert-state";
+    state.dataset.state = alert.state;
+    state.textContent = alert.state === "acknowledged" ? `acknowledged by ${alert.acknowledged_by || "someone"}` : `${open.filter((a) => a.state === "open").length} open`;
+    box.append(state);
+    for (const step of alert.state === "open" ? ["acknowledge", "resolve"] : ["resolve"]) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.dataset.step = step;
+      button.textContent = step === "acknowledge" ? "Acknowledge" : "Resolve";
+      button.addEventListener("click", () => {
+        const token = document.querySelector("#wall-triage input[name=csrfmiddlewaretoken]")?.value || "";
+        fetch(table.dataset.triageUrl.replace("0/STEP", `${alert.id}/${step}`), {
+          method: "POST",
+          credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRFToken": token },
+        })
+          .then((response) => response.json())
+          .then((answer) => {
+            if (answer.alert) triaged(answer.alert);
+            render();
+          })
+          .catch(() => {});
+      });
+      box.append(" ", button);
+    }
+    td.append(box);
+  }
+
+  function triaged(alert) {
+    const known = unresolved.get(alert.call_id) || new Map();
+    if (alert.state === "resolved") known.delete(alert.id);
+    else known.set(alert.id, alert);
+    unresolved.set(alert.call_id, known);
   }
 
   function participantsCell(call) {
@@ -183,6 +233,7 @@
         calls.set(call.id, call);
         const known = alerts.get(call.id);
         alerts.set(call.id, { count: call.summary?.alerts || 0, latest: known?.latest || "" });
+        unresolved.set(call.id, new Map((call.summary?.unresolved || []).map((a) => [a.id, a])));
       }
     } else if (event.type === "call.updated") {
       const previous = calls.get(event.call.id);
@@ -206,6 +257,9 @@
       a.count += 1;
       a.latest = event.alert.message;
       alerts.set(event.alert.call_id, a);
+      triaged(event.alert);
+    } else if (event.type === "alert.updated") {
+      triaged(event.alert);
     }
     render();
   });

@@ -32,6 +32,7 @@ from streaming.acs.packets import (
 from streaming.audio.path import CallAudio
 from streaming.audio.timeline import ActivitySecond
 from streaming.db import db_call
+from streaming.delivery.worker import DELIVERIES
 from streaming.events import (
     CallPayload,
     CaptionPayload,
@@ -94,6 +95,7 @@ class AcsStream:
         stream = cls(call=call, stream_id=stream_id, connection_id=connection_id, reject=reject)
         stream.live = await LIVE.attach(stream.call_id, stream.label, stream.started)
         WATCH.hold(stream_id, stream.live)
+        DELIVERIES.ensure_running()
         return stream
 
     # --- packets -------------------------------------------------------------------------------
@@ -153,6 +155,11 @@ class AcsStream:
         )
         if stored is not None:
             logger.info("%s: DTMF tone from %s", self.label, packet.participant_raw_id or "?")
+        if stored is not None and self.live is not None:
+            try:
+                await LIVE.tone_stored(self.live, stored)
+            except Exception:
+                logger.exception("%s: could not check the DTMF rules", self.label)
 
     # --- phrases: ACS transcription and recognizers alike --------------------------------------
 

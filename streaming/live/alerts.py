@@ -15,6 +15,17 @@ that reconnected and rebuilt its figures) is stored once.
   seconds (``seconds``: from the start of the first to the end of the latest); once per run
   of negative finals, which a final that is not negative ends.
 * **hold**: a participant has been on hold for longer than N seconds; once per hold.
+* **dtmf**: a participant entered DTMF tones; once per participant and call (a card number
+  is many tones, one alert).
+* **phrase_window**: the phrase was said (``expect=said``) or was not said
+  (``expect=missing``) by the role in the first (``window=first``) or last N seconds of the
+  call; once per call. "Said in the first N s" fires on the final; "not said in the first N
+  s" once the call is N s long plus ``WINDOW_GRACE_MS`` (a final said just before the end of
+  the window may still be on its way), or when the call ends sooner; the last-N-seconds
+  rules when the call ends. The caller checks these against the stored finals, so a stream
+  that reconnected decides them the same way.
+* **talk_ratio**: the role's share of all talk (agents' by default) is below ``percent`` or
+  above ``percent_max``, once the call is N seconds long; once per call and direction.
 """
 
 from __future__ import annotations
@@ -39,6 +50,9 @@ class Rule:
     percent: int | None = None
     speaker_role: str = ""
     finals: int | None = None
+    percent_max: int | None = None
+    window: str = ""
+    expect: str = "said"
 
     @classmethod
     def from_model(cls, rule: Any) -> Rule:
@@ -51,6 +65,9 @@ class Rule:
             percent=rule.percent,
             speaker_role=rule.speaker_role,
             finals=rule.finals,
+            percent_max=rule.percent_max,
+            window=rule.window,
+            expect=rule.expect,
         )
 
     def applies_to(self, role: str) -> bool:
@@ -109,6 +126,147 @@ def keyword_firings(
                 )
             )
     return fired
+
+
+def dtmf_firings(
+    rules: Iterable[Rule], *, key: str | None, label: str, role: str, at_ms: int
+) -> list[Firing]:
+    """The DTMF rules a stored tone fires: once per participant and call."""
+    return [
+        Firing(
+            rule=rule,
+            message=f"{rule.name}: {label} entered DTMF tones",
+            at_ms=at_ms,
+            episode=f"r{rule.id}|{key or ''}|dtmf",
+            speaker=key,
+        )
+        for rule in rules
+        if rule.kind == "dtmf" and rule.applies_to(role)
+    ]
+
+
+# A final said just before the end of a first-N-seconds window arrives a moment later: a
+# "not said" rule waits this much longer before deciding.
+WINDOW_GRACE_MS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class SaidFinal:
+    """A stored final as the phrase-window rules see it."""
+
+    text: str
+    key: str | None
+    label: str
+    role: str
+    start_ms: int
+
+
+def window_deadline_ms(rule: Rule) -> int | None:
+    """When a first-N-seconds "not said" rule can be decided on a live call (else None)."""
+    if rule.kind != "phrase_window" or rule.window != "first" or rule.expect != "missing":
+        return None
+    return (rule.seconds or 0) * 1000 + WINDOW_GRACE_MS
+
+
+def window_firings(
+    rules: Iterable[Rule],
+    finals: Iterable[SaidFinal],
+    *,
+    duration_ms: int | None,
+    closing: bool,
+) -> list[Firing]:
+    """The phrase-window rules decided by ``finals`` (all the call's, or one new one).
+
+    ``duration_ms`` is how long the call is (has been), ``closing`` that it has ended: the
+    last-N-seconds rules are decided only then.
+    """
+    finals = list(finals)
+    fired: list[Firing] = []
+    for rule in rules:
+        if rule.kind != "phrase_window" or not rule.seconds:
+            continue
+        width = rule.seconds * 1000
+        matching = [
+            f for f in finals if rule.applies_to(f.role) and contains_phrase(f.text, rule.phrase)
+        ]
+        who = f" by the {rule.speaker_role}" if rule.speaker_role else ""
+        if rule.window == "first":
+            inside = [f for f in matching if f.start_ms < width]
+            if rule.expect == "said" and inside:
+                f = min(inside, key=lambda f: f.start_ms)
+                fired.append(
+                    Firing(
+                        rule=rule,
+                        message=f"{rule.name}: “{rule.phrase}” said by {f.label} in the "
+                        f"first {rule.seconds} s",
+                        at_ms=f.start_ms,
+                        episode=f"r{rule.id}|first",
+                        speaker=f.key,
+                    )
+                )
+            elif (
+                rule.expect == "missing"
+                and not inside
+                and duration_ms is not None
+                and (closing or duration_ms >= width + WINDOW_GRACE_MS)
+            ):
+                fired.append(
+                    Firing(
+                        rule=rule,
+                        message=f"{rule.name}: “{rule.phrase}” not said{who} in the "
+                        f"first {rule.seconds} s",
+                        at_ms=min(width, duration_ms),
+                        episode=f"r{rule.id}|first",
+                    )
+                )
+        elif rule.window == "last" and closing and duration_ms is not None:
+            inside = [f for f in matching if f.start_ms >= duration_ms - width]
+            if rule.expect == "said" and inside:
+                f = max(inside, key=lambda f: f.start_ms)
+                fired.append(
+                    Firing(
+                        rule=rule,
+                        message=f"{rule.name}: “{rule.phrase}” said by {f.label} in the "
+                        f"last {rule.seconds} s",
+                        at_ms=f.start_ms,
+                        episode=f"r{rule.id}|last",
+                        speaker=f.key,
+                    )
+                )
+            elif rule.expect == "missing" and not inside:
+                fired.append(
+                    Firing(
+                        rule=rule,
+                        message=f"{rule.name}: “{rule.phrase}” not said{who} in the last "
+                        f"{rule.seconds} s",
+                        at_ms=duration_ms,
+                        episode=f"r{rule.id}|last",
+                    )
+                )
+    return fired
+
+
+def talk_ratio_firing(rule: Rule, figures: CallFigures, roles: Mapping[str, str]) -> Firing | None:
+    """A talk-ratio rule's firing, if the role's share of all talk is out of its range."""
+    if not rule.seconds or figures.duration < rule.seconds * FRAMES_PER_SECOND:
+        return None
+    total = sum(s.talk for s in figures.speakers)
+    if total <= 0:
+        return None
+    role = rule.speaker_role or "agent"
+    share = sum(s.talk for s in figures.speakers if roles.get(s.key, "") == role) / total * 100
+    if rule.percent is not None and share < rule.percent:
+        side, bound = "below", rule.percent
+    elif rule.percent_max is not None and share > rule.percent_max:
+        side, bound = "above", rule.percent_max
+    else:
+        return None
+    return Firing(
+        rule=rule,
+        message=f"{rule.name}: the {role}s' talk ratio is {round(share)} %, {side} {bound} %",
+        at_ms=ms(figures.duration),
+        episode=f"r{rule.id}|ratio-{side}",
+    )
 
 
 def hold_firing(
@@ -207,7 +365,12 @@ class AlertWatch:
         found: list[Firing] = []
         now = figures.duration
         for rule in rules:
-            if rule.kind in ("keyword", "sentiment") or not rule.seconds:
+            if rule.kind in ("keyword", "sentiment", "dtmf", "phrase_window") or not rule.seconds:
+                continue
+            if rule.kind == "talk_ratio":
+                ratio = talk_ratio_firing(rule, figures, roles)
+                if ratio is not None:
+                    found.append(ratio)
                 continue
             if rule.kind == "hold":
                 for key, (since, held_ms, start_ms) in (holds or {}).items():

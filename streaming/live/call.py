@@ -158,6 +158,8 @@ class LiveCall:
         self.sentiments: deque[float] = deque(maxlen=TREND_FINALS)
         self.latest_sentiment: str | None = None
         self.sentiment_watch = SentimentWatch()
+        # Phrase-window rules this process has decided on the live call (by rule id).
+        self.windows_decided: set[int] = set()
 
     # --- holds, speaking, sentiment ----------------------------------------------------------
 
@@ -489,4 +491,3 @@ def _fallback_label(key: str) -> str:
     if key.startswith("speaker:"):
         return key.removeprefix("speaker:")
     return key or "Unknown speaker"
-

@@ -31,7 +31,15 @@ from streaming.events import (
     CallPayload,
     CaptionPayload,
 )
-from streaming.live.alerts import Firing, Rule, keyword_firings
+from streaming.live.alerts import (
+    Firing,
+    Rule,
+    SaidFinal,
+    dtmf_firings,
+    keyword_firings,
+    window_deadline_ms,
+    window_firings,
+)
 from streaming.live.analytics import (
     frames_from_ticks,
     ms,
@@ -90,6 +98,11 @@ class LiveRegistry:
             del self.calls[live.call_id]
         ended_ms = call["duration_ms"] if call and call["state"] == "ended" else None
         figures = live.figures(time.monotonic(), ended_ms=ended_ms)
+        if ended_ms is not None:
+            try:
+                await self._decide_windows(live, ms(figures.duration), closing=True)
+            except Exception:
+                logger.exception("call %s: could not check the phrase-window rules", live.call_id)
         payload = live.payload(figures, final=True, full=True)
         await db_call(services.call_analytics_store, [payload])
         await events.asend_event(
@@ -129,7 +142,58 @@ class LiveRegistry:
                 end_ms=start_ms + (caption["duration_ticks"] or 0) // 10_000,
                 utterance=str(caption["utterance_id"]),
             )
+        firings += window_firings(
+            self.rules,
+            [
+                SaidFinal(
+                    caption["text"],
+                    participant["raw_id"] if participant else None,
+                    label,
+                    role,
+                    start_ms,
+                )
+            ],
+            duration_ms=None,
+            closing=False,
+        )
         await self._store(live, firings)
+
+    async def tone_stored(self, live: LiveCall, tone: events.DtmfPayload) -> None:
+        """A DTMF tone was stored: check the DTMF rules."""
+        participant = tone["participant"]
+        firings = dtmf_firings(
+            self.rules,
+            key=participant["raw_id"] if participant else None,
+            label=participant["label"] if participant else "an unknown participant",
+            role=participant["role"] if participant else "unknown",
+            at_ms=ms(frames_from_ticks(tone["offset_ticks"] or 0)),
+        )
+        await self._store(live, firings)
+
+    async def _decide_windows(
+        self, live: LiveCall, duration_ms: int, *, closing: bool, only: set[int] | None = None
+    ) -> None:
+        """Decide phrase-window rules from the call's stored finals (all of them, so a stream
+        that reconnected decides as the first one would have)."""
+        rules = [r for r in self.rules if r.kind == "phrase_window"]
+        if only is not None:
+            rules = [r for r in rules if r.id in only]
+        if not rules:
+            return
+        captions = await db_call(selectors.call_captions, call_id=live.call_id)
+        finals = [
+            SaidFinal(
+                c["text"],
+                c["participant"]["raw_id"] if c["participant"] else None,
+                c["participant"]["label"] if c["participant"] else "an unknown speaker",
+                c["participant"]["role"] if c["participant"] else "unknown",
+                ms(frames_from_ticks(c["offset_ticks"] or 0)),
+            )
+            for c in captions
+        ]
+        await self._store(
+            live, window_firings(rules, finals, duration_ms=duration_ms, closing=closing)
+        )
 
     async def speaking(self, live: LiveCall, payload: events.SpeakingPayload | None) -> None:
         """Tell the call's page and the wall that someone started or stopped speaking."""
@@ -245,6 +309,16 @@ class LiveRegistry:
             roles = {k: v[1] for k, v in live.speakers.items()}
             holds = live.current_holds(time.time())
             await self._store(live, live.watch.check(self.rules, figures, labels, roles, holds))
+            due = {
+                r.id
+                for r in self.rules
+                if (deadline := window_deadline_ms(r)) is not None
+                and ms(figures.duration) >= deadline
+                and r.id not in live.windows_decided
+            }
+            if due:
+                live.windows_decided |= due
+                await self._decide_windows(live, ms(figures.duration), closing=False, only=due)
             for key in live.stale_interim_speakers(now):
                 await self.speaking(live, live.set_speaking(key, None, False, ms(figures.duration)))
             if now - live.saved_at >= save_every:

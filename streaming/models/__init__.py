@@ -1,7 +1,7 @@
 """Calls, their participants and what they said, their figures, alerts and supervisor actions.
 
-One module per subject (``calls``, ``participants``, ``figures``, ``actions``); every model is
-imported here, as Django and the rest of the code expect them.
+One module per subject (``calls``, ``participants``, ``figures``, ``actions``, ``delivery``);
+every model is imported here, as Django and the rest of the code expect them.
 """
 
 from streaming.models.actions import FINAL_STATUSES, ActionStatus, ControlAction
@@ -17,10 +17,19 @@ from streaming.models.calls import (
     StreamState,
     TranscriptSource,
 )
+from streaming.models.delivery import (
+    AlertDelivery,
+    AlertDestination,
+    DeliveryAttempt,
+    DeliveryState,
+    DestinationKind,
+    idempotency_key,
+)
 from streaming.models.figures import (
     Alert,
     AlertKind,
     AlertRule,
+    AlertState,
     CallAnalytics,
     TalkSecond,
 )
@@ -38,8 +47,11 @@ __all__ = [
     "FINAL_STATUSES",
     "ActionStatus",
     "Alert",
+    "AlertDelivery",
+    "AlertDestination",
     "AlertKind",
     "AlertRule",
+    "AlertState",
     "Call",
     "CallAnalytics",
     "CallEndReason",
@@ -47,6 +59,9 @@ __all__ = [
     "CallOrigin",
     "CallState",
     "ControlAction",
+    "DeliveryAttempt",
+    "DeliveryState",
+    "DestinationKind",
     "Invitation",
     "Participant",
     "ParticipantKind",
@@ -60,4 +75,5 @@ __all__ = [
     "TalkSecond",
     "TranscriptSource",
     "Utterance",
+    "idempotency_key",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -89,6 +90,19 @@ class AlertKind(models.TextChoices):
     OVERTALK = "overtalk", "Overtalk above N % over a window"
     SENTIMENT = "sentiment", "Negative sentiment for N finals in a row (or N seconds)"
     HOLD = "hold", "On hold longer than N seconds"
+    DTMF = "dtmf", "DTMF tones entered"
+    PHRASE_WINDOW = "phrase_window", "A phrase said (or not said) in the first or last N seconds"
+    TALK_RATIO = "talk_ratio", "Talk ratio outside a range (after N seconds)"
+
+
+class PhraseWindow(models.TextChoices):
+    FIRST = "first", "In the first N seconds"
+    LAST = "last", "In the last N seconds"
+
+
+class PhraseExpectation(models.TextChoices):
+    SAID = "said", "Fire when it is said"
+    MISSING = "missing", "Fire when it is not said"
 
 
 class AlertRule(models.Model):
@@ -106,7 +120,8 @@ class AlertRule(models.Model):
         null=True,
         blank=True,
         help_text="Dead air, monologue and hold: longer than this; overtalk: the window; "
-        "sentiment: negative for this long",
+        "sentiment: negative for this long; phrase: the window's length; talk ratio: judged "
+        "once the call is this long",
     )
     finals = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Sentiment: this many negative finals in a row"
@@ -114,11 +129,29 @@ class AlertRule(models.Model):
     percent = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Overtalk: the share of the window with two talking"
     )
+    percent_max = models.PositiveSmallIntegerField(
+        null=True,
+        blank=True,
+        help_text="Talk ratio: fire above this share (percent); the lower bound is `percent`",
+    )
+    window = models.CharField(
+        max_length=10,
+        choices=PhraseWindow.choices,
+        blank=True,
+        help_text="Phrase in a window: the first or the last N seconds of the call",
+    )
+    expect = models.CharField(
+        max_length=10,
+        choices=PhraseExpectation.choices,
+        default=PhraseExpectation.SAID,
+        help_text="Phrase in a window: fire when the phrase is said, or when it is not",
+    )
     speaker_role = models.CharField(
         max_length=20,
         choices=ParticipantRole.choices,
         blank=True,
-        help_text="Keyword, monologue, sentiment and hold rules: only this role (blank: anyone)",
+        help_text="Keyword, phrase, monologue, sentiment, hold and DTMF rules: only this role "
+        "(blank: anyone); talk ratio: whose share (blank: agents')",
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
@@ -131,21 +164,43 @@ class AlertRule(models.Model):
     def clean(self) -> None:
         from django.core.exceptions import ValidationError
 
-        if self.kind == AlertKind.KEYWORD and not self.phrase.strip():
-            raise ValidationError({"phrase": "A keyword rule needs a word or phrase."})
+        if self.kind in (AlertKind.KEYWORD, AlertKind.PHRASE_WINDOW) and not self.phrase.strip():
+            raise ValidationError({"phrase": "This rule needs a word or phrase."})
+        if self.kind == AlertKind.PHRASE_WINDOW and not self.window:
+            raise ValidationError({"window": "Choose the first or the last N seconds."})
+        if self.kind == AlertKind.TALK_RATIO:
+            low, high = self.percent, self.percent_max
+            if low is None and high is None:
+                raise ValidationError({"percent": "Give a lowest share, a highest, or both."})
+            if any(v is not None and not 0 <= v <= 100 for v in (low, high)):
+                raise ValidationError({"percent": "Shares are percentages from 0 to 100."})
+            if low is not None and high is not None and low >= high:
+                raise ValidationError(
+                    {"percent_max": "The highest share must be above the lowest."}
+                )
         if self.kind == AlertKind.SENTIMENT:
             if not (self.finals or self.seconds):
                 raise ValidationError(
                     {"finals": "A sentiment rule needs a number of finals or of seconds."}
                 )
-        elif self.kind != AlertKind.KEYWORD and not self.seconds:
+        elif self.kind not in (AlertKind.KEYWORD, AlertKind.DTMF) and not self.seconds:
             raise ValidationError({"seconds": "This rule needs a number of seconds."})
         if self.kind == AlertKind.OVERTALK and not (self.percent and 0 < self.percent <= 100):
             raise ValidationError({"percent": "Overtalk needs a percentage from 1 to 100."})
 
 
+class AlertState(models.TextChoices):
+    OPEN = "open", "Open"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    RESOLVED = "resolved", "Resolved"
+
+
 class Alert(models.Model):
-    """An alert rule that fired on a call: stored once per episode."""
+    """An alert rule that fired on a call: stored once per episode.
+
+    Supervisors triage it: *open* when it fires, then *acknowledged* (by whom, when, with an
+    optional note) and *resolved*; a resolved or acknowledged alert can be opened again.
+    """
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="alerts")
     rule = models.ForeignKey(
@@ -162,6 +217,26 @@ class Alert(models.Model):
     )
     seq = models.PositiveIntegerField(null=True, blank=True, editable=False)
     fired_at = models.DateTimeField(default=timezone.now, editable=False)
+    state = models.CharField(
+        max_length=20, choices=AlertState.choices, default=AlertState.OPEN, db_index=True
+    )
+    acknowledged_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    note = models.CharField(max_length=500, blank=True, help_text="The supervisor's note")
 
     class Meta:
         ordering = ["call", "at_ms", "pk"]

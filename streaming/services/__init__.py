@@ -3,9 +3,10 @@
 Services are synchronous and transactional; the event loop calls them through
 ``streaming.db.db_call``. Each one broadcasts what it changed with ``transaction.on_commit``,
 so a browser never sees an event for data that was rolled back. One module per subject:
-``calls``, ``streams``, ``utterances``, ``figures``.
+``calls``, ``streams``, ``utterances``, ``figures``, ``alerts``.
 """
 
+from streaming.services.alerts import TriageError, alert_triage
 from streaming.services.calls import (
     call_audio_started,
     call_broadcast_on_commit,
@@ -42,7 +43,9 @@ from streaming.services.utterances import (
 
 __all__ = [
     "MAX_PARTICIPANTS",
+    "TriageError",
     "alert_record",
+    "alert_triage",
     "call_analytics_store",
     "call_audio_started",
     "call_broadcast_on_commit",

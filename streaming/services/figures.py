@@ -21,6 +21,7 @@ from streaming.models import (
 from streaming.selectors import (
     alert_payload,
 )
+from streaming.services.delivery import deliveries_enqueue
 from streaming.services.utterances import call_next_seq
 from streaming.units import TICKS_PER_SECOND
 
@@ -127,6 +128,7 @@ def alert_record(
                     participant=participant,
                     seq=call_next_seq(call_id),
                 )
+                deliveries_enqueue(alert)
         except IntegrityError:
             return None
         alert.participant = participant

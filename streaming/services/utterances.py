@@ -13,7 +13,7 @@ from functools import partial
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
-from streaming import events
+from streaming import directory, events
 from streaming.acs.identities import MAX_LABEL, identity_from_raw_id
 from streaming.acs.packets import Word
 from streaming.events import (
@@ -25,6 +25,7 @@ from streaming.metrics import INGEST
 from streaming.models import (
     Call,
     Participant,
+    ParticipantRole,
     Utterance,
 )
 from streaming.selectors import (
@@ -76,13 +77,16 @@ def participant_get_or_create(*, call_id: int, raw_id: str) -> Participant | Non
         return None
     identity = identity_from_raw_id(raw_id)
     name = _caller_name(call_id, raw_id)
+    # The agent directory's name wins over ACS's display name and the raw id's label, and
+    # whoever it lists is an agent (an agent's phone number is no customer).
+    agent = directory.agent_name(raw_id)
     participant, created = Participant.objects.get_or_create(
         call_id=call_id,
         raw_id=raw_id,
         defaults={
             "kind": identity.kind,
-            "role": identity.role,
-            "display_label": name or identity.label,
+            "role": ParticipantRole.AGENT if agent else identity.role,
+            "display_label": (agent or name or identity.label)[:MAX_LABEL],
             "display_name": name,
         },
     )
@@ -241,7 +245,9 @@ def participant_presence_apply(
     fields = ["is_muted", "is_on_hold", "in_call", *_Periods.FIELDS]
     name = " ".join(display_name.split())[:MAX_LABEL]
     if name and name != participant.display_name:
-        participant.display_name = participant.display_label = name
+        participant.display_name = name
+        # The directory's name stays the label of an agent it lists.
+        participant.display_label = directory.agent_name(participant.raw_id) or name
         fields += ["display_name", "display_label"]
     participant.save(update_fields=fields)
     return ended

@@ -60,6 +60,8 @@ OPERATIONS = {
     ("GET", "/api/calls/{id}/utterances/"),
     ("GET", "/api/calls/{id}/transcript/"),
     ("GET", "/api/calls/{id}/transcript.{fmt}"),
+    ("GET", "/api/alerts/"),
+    ("GET", "/api/reports/agents/"),
 }
 
 
@@ -76,6 +78,7 @@ def test_the_schema_describes_every_endpoint(staff_api: Client) -> None:
         "started_after",
         "started_before",
         "participant",
+        "agent",
         "has_alerts",
         "sentiment",
         "ended_negative",

@@ -221,7 +221,7 @@ async def test_nothing_said_that_is_pii_is_kept_anywhere(
 
     utterances = [u async for u in Utterance.objects.filter(call_id=call_id)]
     assert len(utterances) == 8
-    assert all(u.redacted for u in utterances)
+    assert all(u.redacted for u in utterances), [(u.text, u.redaction) for u in utterances]
     kinds = sorted({k for u in utterances for k in u.redaction["kinds"]})
     assert kinds == ["card", "email", "iban", "phone"]
     recognized = [u for u in utterances if u.source == "recognizer"]

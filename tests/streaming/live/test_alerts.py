@@ -5,7 +5,17 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from streaming.live.alerts import AlertWatch, Firing, Rule, contains_phrase, keyword_firings
+from streaming.live.alerts import (
+    WINDOW_GRACE_MS,
+    AlertWatch,
+    Firing,
+    Rule,
+    SaidFinal,
+    contains_phrase,
+    dtmf_firings,
+    keyword_firings,
+    window_firings,
+)
 from streaming.live.analytics import CallFigures, analyse, track_from_intervals
 from streaming.models import AlertRule
 from streaming.units import FRAMES_PER_SECOND
@@ -45,6 +55,7 @@ def test_keyword_rules_respect_the_speaker_role() -> None:
     agents_only = Rule(
         id=9, name="Promise", kind="keyword", phrase="guarantee", speaker_role="agent"
     )
+
     def fire(role: str) -> list[Firing]:
         return keyword_firings(
             [agents_only],
@@ -177,3 +188,139 @@ def test_a_hold_fires_once_past_its_limit() -> None:
     holds = {"c": (start, 70_000, 5_000)}
     assert [f.episode for f in watch.check([rule], figures, {}, {}, holds)] == [firing.episode]
     assert watch.check([rule], figures, {}, {}, holds) == []  # the same hold: once
+
+
+# --- DTMF, phrase windows, talk ratio --------------------------------------------------------
+
+
+def _said(text: str, start_s: float, role: str = "agent") -> SaidFinal:
+    return SaidFinal(text, f"key-{role}", role.title(), role, round(start_s * 1000))
+
+
+FIRST_SAID = Rule(
+    id=20,
+    name="Greet",
+    kind="phrase_window",
+    phrase="welcome",
+    seconds=10,
+    window="first",
+    expect="said",
+    speaker_role="agent",
+)
+FIRST_MISSING = Rule(
+    id=21,
+    name="Name",
+    kind="phrase_window",
+    phrase="my name is",
+    seconds=10,
+    window="first",
+    expect="missing",
+    speaker_role="agent",
+)
+LAST_SAID = Rule(
+    id=22,
+    name="Bye",
+    kind="phrase_window",
+    phrase="goodbye",
+    seconds=10,
+    window="last",
+    expect="said",
+)
+LAST_MISSING = Rule(
+    id=23,
+    name="Else",
+    kind="phrase_window",
+    phrase="anything else",
+    seconds=10,
+    window="last",
+    expect="missing",
+)
+
+
+def test_phrase_window_rules_decide_on_their_window_and_role() -> None:
+    finals = [
+        _said("Welcome!", 3),
+        _said("welcome", 12),
+        _said("My name is Dana", 11),
+        _said("Goodbye", 55, "customer"),
+    ]
+    live = window_firings(
+        [FIRST_SAID, FIRST_MISSING, LAST_SAID, LAST_MISSING],
+        finals,
+        duration_ms=11_000,
+        closing=False,
+    )
+    assert [(f.rule.id, f.at_ms, f.episode) for f in live] == [(20, 3000, "r20|first")]
+    waited = window_firings([FIRST_MISSING], finals, duration_ms=12_000, closing=False)
+    assert [(f.rule.id, f.at_ms) for f in waited] == [(21, 10_000)]  # said at 11 s: too late
+    ended = window_firings(
+        [FIRST_SAID, FIRST_MISSING, LAST_SAID, LAST_MISSING],
+        finals,
+        duration_ms=60_000,
+        closing=True,
+    )
+    assert sorted((f.rule.id, f.episode) for f in ended) == [
+        (20, "r20|first"),
+        (21, "r21|first"),
+        (22, "r22|last"),
+        (23, "r23|last"),
+    ]
+    customer_greets = window_firings(
+        [FIRST_SAID], [_said("welcome", 1, "customer")], duration_ms=None, closing=False
+    )
+    assert customer_greets == []
+
+
+def test_a_first_window_rule_waits_for_late_finals_unless_the_call_ends() -> None:
+    assert (
+        window_firings([FIRST_MISSING], [], duration_ms=10_000 + WINDOW_GRACE_MS - 1, closing=False)
+        == []
+    )
+    [short] = window_firings([FIRST_MISSING], [], duration_ms=4_000, closing=True)
+    assert short.at_ms == 4_000
+
+
+def test_dtmf_rules_fire_once_per_participant() -> None:
+    rule = Rule(id=30, name="Card", kind="dtmf", speaker_role="customer")
+    assert dtmf_firings([rule], key="4:+1", label="+1", role="agent", at_ms=0) == []
+    [fired] = dtmf_firings([rule], key="4:+1", label="+1", role="customer", at_ms=5000)
+    assert (fired.episode, fired.at_ms, fired.speaker) == ("r30|4:+1|dtmf", 5000, "4:+1")
+
+
+def test_talk_ratio_rules_fire_outside_their_range_once_per_direction() -> None:
+    rule = Rule(id=40, name="Balance", kind="talk_ratio", seconds=10, percent=30, percent_max=70)
+    roles = {"a": "agent", "c": "customer"}
+    watch = AlertWatch()
+    early = figures(5, a=[(0, 5)])
+    assert watch.check([rule], early, {}, roles) == []  # not judged before 10 s
+    talky = figures(20, a=[(0, 18)], c=[(18, 20)])
+    [high] = watch.check([rule], talky, {}, roles)
+    assert high.episode == "r40|ratio-above"
+    assert "90 %, above 70 %" in high.message
+    assert watch.check([rule], talky, {}, roles) == []
+    quiet = figures(30, a=[(0, 2)], c=[(2, 30)])
+    [low] = watch.check([rule], quiet, {}, roles)
+    assert low.episode == "r40|ratio-below"
+    balanced = figures(20, a=[(0, 10)], c=[(10, 20)])
+    assert AlertWatch().check([rule], balanced, {}, roles) == []
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"kind": "phrase_window", "phrase": "", "window": "first", "seconds": 5}, "phrase"),
+        ({"kind": "phrase_window", "phrase": "hi", "window": "", "seconds": 5}, "window"),
+        ({"kind": "phrase_window", "phrase": "hi", "window": "last"}, "seconds"),
+        ({"kind": "talk_ratio", "seconds": 30}, "percent"),
+        ({"kind": "talk_ratio", "seconds": 30, "percent": 80, "percent_max": 40}, "percent_max"),
+        ({"kind": "talk_ratio", "percent": 10}, "seconds"),
+    ],
+)
+def test_new_rule_kinds_are_validated(fields: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        AlertRule(name="r", **fields).clean()
+    assert field in refused.value.message_dict
+
+
+def test_a_dtmf_rule_needs_nothing_more() -> None:
+    AlertRule(name="Card", kind="dtmf").clean()
