@@ -296,6 +296,10 @@ CALLSITE_STUCK_SECONDS = env_int("CALLSITE_STUCK_SECONDS", 10, minimum=3)
 # A stream whose worker has been silent this long (killed, out of memory, powered off) is
 # given up: its call ends as lost unless the stream came back (streaming/heartbeat.py).
 CALLSITE_STREAM_LOST_SECONDS = env_int("CALLSITE_STREAM_LOST_SECONDS", 60, minimum=5)
+# The call wall keeps an ended call in its live list this long, then leaves it to history.
+CALLSITE_WALL_ENDED_SECONDS = env_int("CALLSITE_WALL_ENDED_SECONDS", 300, minimum=0)
+# A live call silent (nobody talking, not on hold) this long is raised on the call wall.
+CALLSITE_WALL_SILENCE_SECONDS = env_int("CALLSITE_WALL_SILENCE_SECONDS", 10, minimum=1)
 if CALLSITE_STREAM_LOST_SECONDS <= CALLSITE_STUCK_SECONDS:
     raise ImproperlyConfigured(
         "CALLSITE_STREAM_LOST_SECONDS must be longer than CALLSITE_STUCK_SECONDS "

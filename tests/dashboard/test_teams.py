@@ -102,6 +102,7 @@ async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
                 "frames_per_second": 100.0,
                 "last_packet_ms": 5,
                 "caption_lag_ms": None,
+                "current_silence_ms": 0,
                 "stuck": False,
                 "talk": [],
                 "alerts": 0,
