@@ -68,16 +68,19 @@ def test_pages_fit_a_phone_and_the_call_page_stacks(
         expect(row).to_be_visible(timeout=10_000)
         assert _sideways(page) <= 0, "the wall scrolls sideways"
         box = row.bounding_box()
-        assert box is not None and box["width"] <= 390, box
+        assert box is not None
+        assert box["width"] <= 390, box
         page.screenshot(path=str(SCREENSHOTS / "phone-wall.png"), full_page=True)
 
         # The live call page: one column, the transcript readable (most of the screen wide).
         page.goto(f"{daphne_server.http_url}/calls/{call.pk}/")
         expect(page.locator("#captions .caption.final").first).to_be_visible(timeout=20_000)
         transcript = page.locator("#captions").bounding_box()
-        assert transcript is not None and transcript["width"] >= 330, transcript
+        assert transcript is not None
+        assert transcript["width"] >= 330, transcript
         text = page.locator("#captions .caption.final .text").first.bounding_box()
-        assert text is not None and text["width"] >= 280, text
+        assert text is not None
+        assert text["width"] >= 280, text
         assert _sideways(page) <= 0, "the call page scrolls sideways"
         page.screenshot(path=str(SCREENSHOTS / "phone-call-page.png"), full_page=True)
 
@@ -86,7 +89,8 @@ def test_pages_fit_a_phone_and_the_call_page_stacks(
         expect(page.locator("#history tbody tr[data-call-id]").first).to_be_visible()
         assert _sideways(page) <= 0, "history scrolls sideways"
         region = page.locator(".table-scroll").bounding_box()
-        assert region is not None and region["width"] <= 390, region
+        assert region is not None
+        assert region["width"] <= 390, region
         page.screenshot(path=str(SCREENSHOTS / "phone-history.png"), full_page=True)
 
         # Under 900 px the call page is one column: the insights come below the transcript.
@@ -95,7 +99,8 @@ def test_pages_fit_a_phone_and_the_call_page_stacks(
         expect(page.locator("#captions .caption.final").first).to_be_visible(timeout=10_000)
         transcript = page.locator("#captions").bounding_box()
         insights = page.locator(".insights").bounding_box()
-        assert transcript is not None and insights is not None
+        assert transcript is not None
+        assert insights is not None
         assert insights["y"] >= transcript["y"] + transcript["height"], (transcript, insights)
         assert _sideways(page) <= 0
         simulator.join(60)
