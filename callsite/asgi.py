@@ -30,7 +30,6 @@ except RecognizerError as error:
 
 from channels.generic.websocket import AsyncWebsocketConsumer  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from dashboard.routing import websocket_urlpatterns as dashboard_ws  # noqa: E402
@@ -50,11 +49,8 @@ class NoSuchSocket(AsyncWebsocketConsumer):
 
 application = ProtocolTypeRouter(
     {
-        "http": (
-            ASGIStaticFilesHandler(django_asgi_app)
-            if settings.CALLSITE_SERVE_STATIC
-            else django_asgi_app
-        ),
+        # /static/ is served by WhiteNoise's middleware (CALLSITE_SERVE_STATIC).
+        "http": django_asgi_app,
         # ACS is a server-side client that sends no Origin header, so its route is
         # authenticated by token only; the dashboard routes check session and Origin.
         "websocket": URLRouter(

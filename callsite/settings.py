@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular_sidecar",  # Swagger UI's files for /api/docs/
     "drf_spectacular",
     "streaming",
     "dashboard",
@@ -210,7 +211,15 @@ FORMAT_MODULE_PATH = ["callsite.formats"]
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("CALLSITE_STATIC_ROOT") or BASE_DIR / "staticfiles")
+# Hashed names and .gz/.br copies written by collectstatic (dashboard/staticstorage.py).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "dashboard.staticstorage.StaticStorage"},
+}
+# WhiteNoise serves STATIC_ROOT (hashed names: cached for a year, immutable; compressed for
+# browsers that accept it) and, for what was not collected, the finders' files.
+WHITENOISE_USE_FINDERS = True
 STATICFILES_FINDERS = [
     "django.contrib.staticfiles.finders.FileSystemFinder",
     "django.contrib.staticfiles.finders.AppDirectoriesFinder",
@@ -220,8 +229,13 @@ STATICFILES_FINDERS = [
 # Freeze the objects loaded at start-up out of the garbage collector's scans (shorter pauses).
 CALLSITE_GC_FREEZE = env_bool("CALLSITE_GC_FREEZE", True)
 
-# Daphne serves /static/ itself unless a front proxy (nginx) does it.
+# Daphne serves /static/ itself (WhiteNoise) unless a front proxy (nginx) does it.
 CALLSITE_SERVE_STATIC = env_bool("CALLSITE_SERVE_STATIC", True)
+if CALLSITE_SERVE_STATIC:
+    MIDDLEWARE.insert(
+        MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1,
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+    )
 
 # --- ACS ingest --------------------------------------------------------------------------------
 
@@ -297,6 +311,10 @@ CALLSITE_STUCK_SECONDS = env_int("CALLSITE_STUCK_SECONDS", 10, minimum=3)
 # A stream whose worker has been silent this long (killed, out of memory, powered off) is
 # given up: its call ends as lost unless the stream came back (streaming/heartbeat.py).
 CALLSITE_STREAM_LOST_SECONDS = env_int("CALLSITE_STREAM_LOST_SECONDS", 60, minimum=5)
+# The call wall keeps an ended call in its live list this long, then leaves it to history.
+CALLSITE_WALL_ENDED_SECONDS = env_int("CALLSITE_WALL_ENDED_SECONDS", 300, minimum=0)
+# A live call silent (nobody talking, not on hold) this long is raised on the call wall.
+CALLSITE_WALL_SILENCE_SECONDS = env_int("CALLSITE_WALL_SILENCE_SECONDS", 10, minimum=1)
 if CALLSITE_STREAM_LOST_SECONDS <= CALLSITE_STUCK_SECONDS:
     raise ImproperlyConfigured(
         "CALLSITE_STREAM_LOST_SECONDS must be longer than CALLSITE_STUCK_SECONDS "
@@ -479,6 +497,10 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["dashboard.api.permissions.CanViewCalls"],
     "SCHEMA_PATH_PREFIX": "/api/",
+    # /api/docs/: Swagger UI served from drf-spectacular-sidecar's static files, not a CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "TranscriptSourceEnum": "streaming.models.TranscriptSource",
         "StreamStateEnum": "streaming.models.StreamState",

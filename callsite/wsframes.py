@@ -122,8 +122,10 @@ class FastFrameReader:
             self._deliver(text, payload)
         if at:
             self.data = data = data[at:]
-        if not data:
+        if not data and self.current_frame is None:
             return False
+        # Autobahn also finishes a frame whose header it has read with nothing left to read:
+        # a frame with no payload (a close without a code, an empty ping) ends that way.
         return bool(super().processData())  # type: ignore[misc]
 
     def _deliver(self, text: str | None, payload: bytes) -> None:

@@ -44,13 +44,15 @@ class TalkShare(TypedDict):
 
 
 class WallSummary(TypedDict):
-    """A call's talk ratio per speaker and alert count, for the wall's first paint, and its
+    """A call's talk ratio per speaker, alerts and teams, for the wall's first paint, and its
     alerts not yet resolved (newest first), for the wall's triage control."""
 
     talk: list[TalkShare]
     alerts: int
+    latest_alert: AlertPayload | None  # so the alert's words survive a reload
     sentiment: SentimentTrendPayload
     unresolved: list[AlertPayload]
+    teams: list[str]  # names of the teams whose addresses are on the call
 
 
 class WallSnapshot(TypedDict):
@@ -58,6 +60,17 @@ class WallSnapshot(TypedDict):
     calls: list[CallPayload]
     summaries: dict[int, WallSummary]
     stuck_seconds: int
+    ended_keep_seconds: int  # an ended call leaves the live list this long after it ended
+    silence_seconds: int  # a live call silent this long needs attention
+    teams: list[str]  # the teams the wall can be filtered by
+
+
+class CallTeamsMessage(TypedDict):
+    """The teams of a call the wall had not seen before (its snapshot has the others')."""
+
+    type: Literal["call.teams"]
+    call_id: int
+    teams: list[str]
 
 
 class CallSnapshot(TypedDict):
@@ -128,18 +141,32 @@ WALL_MESSAGES: dict[str, type] = {
     "alert.fired": AlertFiredEvent,
     "alert.updated": AlertUpdatedEvent,
     "calls.health": CallsHealthEvent,
+    "call.teams": CallTeamsMessage,
 }
 
 
 def wall_snapshot(
-    calls: list[CallPayload], summaries: dict[int, WallSummary], stuck_seconds: int
+    calls: list[CallPayload],
+    summaries: dict[int, WallSummary],
+    stuck_seconds: int,
+    *,
+    ended_keep_seconds: int = 300,
+    silence_seconds: int = 10,
+    teams: list[str] | None = None,
 ) -> WallSnapshot:
     return {
         "type": "snapshot",
         "calls": calls,
         "summaries": summaries,
         "stuck_seconds": stuck_seconds,
+        "ended_keep_seconds": ended_keep_seconds,
+        "silence_seconds": silence_seconds,
+        "teams": teams or [],
     }
+
+
+def call_teams(call_id: int, teams: list[str]) -> CallTeamsMessage:
+    return {"type": "call.teams", "call_id": call_id, "teams": teams}
 
 
 def call_snapshot(

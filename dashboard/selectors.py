@@ -16,6 +16,7 @@ from django.db.models import (
     IntegerField,
     OuterRef,
     Prefetch,
+    Q,
     QuerySet,
     Subquery,
     Sum,
@@ -102,3 +103,56 @@ class DeferredJoinPaginator(Paginator):
             return Page(rows[bottom:top], number, self)
         keys = rows.values("pk")[bottom:top]
         return Page(rows.filter(pk__in=keys), number, self)
+
+
+def call_teams(*, call_ids: list[int]) -> dict[int, list[str]]:
+    """The names of the teams each call belongs to: teams with one of their addresses (an
+    ACS raw id or a phone number) as a participant, the caller or the callee, by name."""
+    from dashboard.models import TeamAddress
+    from streaming.models import Call
+
+    found: dict[int, set[str]] = {i: set() for i in call_ids}
+    addresses: dict[int, set[str]] = {i: set() for i in call_ids}
+    for call_id, raw_id in Participant.objects.filter(call_id__in=call_ids).values_list(
+        "call_id", "raw_id"
+    ):
+        addresses[call_id].add(raw_id)
+    for call_id, caller, callee in Call.objects.filter(pk__in=call_ids).values_list(
+        "pk", "caller", "callee"
+    ):
+        addresses[call_id].update(a for a in (caller, callee) if a)
+    every = set().union(*addresses.values()) if addresses else set()
+    if not every:
+        return {i: [] for i in call_ids}
+    teams_of: dict[str, set[str]] = {}
+    rows = TeamAddress.objects.filter(Q(raw_id__in=every) | Q(number__in=every)).values_list(
+        "raw_id", "number", "team__name"
+    )
+    for raw_id, number, team in rows:
+        teams_of.setdefault(raw_id, set()).add(team)
+        if number:
+            teams_of.setdefault(number, set()).add(team)
+    for call_id, known in addresses.items():
+        for address in known:
+            found[call_id].update(teams_of.get(address, ()))
+    return {i: sorted(names) for i, names in found.items()}
+
+
+def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
+    """``streaming.selectors.wall_summaries`` with each call's teams
+    (``dashboard.messages.WallSummary``)."""
+    from streaming import selectors
+
+    summaries = selectors.wall_summaries(call_ids=call_ids)
+    for call_id, teams in call_teams(call_ids=call_ids).items():
+        summaries[call_id]["teams"] = teams
+    return summaries
+
+
+def wall_teams(user: Any) -> list[str]:
+    """The teams a supervisor can filter the wall by: every team for Staff, else theirs."""
+    from dashboard.models import Team
+    from dashboard.permissions import sees_all_calls
+
+    teams = Team.objects.all() if sees_all_calls(user) else Team.objects.filter(members=user)
+    return list(teams.order_by("name").values_list("name", flat=True))

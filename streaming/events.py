@@ -234,6 +234,7 @@ class HealthPayload(TypedDict):
     frames_per_second: float  # packets received over the last few seconds
     last_packet_ms: int  # age of the newest packet
     caption_lag_ms: int | None  # speech end to supervisors, newest final
+    current_silence_ms: int  # nobody talking (holds excluded) up to now
     stuck: bool  # connected, but no packet for CALLSITE_STUCK_SECONDS
     # [{key, label, role, ratio, speaking, current_monologue_ms}] per speaker
     talk: list[dict[str, object]]

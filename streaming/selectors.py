@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count, F, Prefetch, QuerySet
+from django.db.models import Count, F, Max, Prefetch, QuerySet
 from django.utils import timezone
 
 from streaming.events import (
@@ -305,10 +305,16 @@ def call_alert_count(*, call_id: int) -> int:
 
 
 def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
-    """Talk ratio per speaker, alert count and the alerts not yet resolved (newest first) of
-    each call, for the call wall's first paint (``dashboard.messages.WallSummary``)."""
+    """Talk ratio per speaker, alert count, latest alert and the alerts not yet resolved (newest
+    first) of each call, for the call wall's first paint (``dashboard.messages.WallSummary``)."""
     found: dict[int, Any] = {
-        i: {"talk": [], "alerts": 0, "sentiment": {"latest": None, "trend": []}} for i in call_ids
+        i: {
+            "talk": [],
+            "alerts": 0,
+            "latest_alert": None,
+            "sentiment": {"latest": None, "trend": []},
+        }
+        for i in call_ids
     }
     for call_id, speakers in CallAnalytics.objects.filter(call_id__in=call_ids).values_list(
         "call_id", "speakers"
@@ -335,6 +341,14 @@ def wall_summaries(*, call_ids: list[int]) -> dict[int, Any]:
     )
     for alert in unresolved:
         found[alert.call_id]["unresolved"].append(alert_payload(alert))
+    newest = (
+        Alert.objects.filter(call_id__in=call_ids)
+        .values("call_id")
+        .annotate(newest=Max("pk"))
+        .values("newest")
+    )
+    for alert in Alert.objects.filter(pk__in=newest).select_related(*ALERT_RELATED):
+        found[alert.call_id]["latest_alert"] = alert_payload(alert)
     felt = (
         Utterance.objects.filter(call_id__in=call_ids)
         .exclude(sentiment="")

@@ -31,3 +31,10 @@ _default.setdefault("TEST", {})["NAME"] = (
 # The cache's keys (API throttle counts) are this process's own, so tests can delete them
 # without touching anything else in the Redis database (see tests.helpers.clear_cache).
 CACHES["default"]["KEY_PREFIX"] = f"callsite-test-{os.getpid()}.cache"  # noqa: F405
+
+# Pages name static files by their plain names unless a test collected them into a directory
+# of its own (CALLSITE_STATIC_ROOT): a collection left in ./staticfiles by an earlier
+# collectstatic would otherwise serve stale files to the tests.
+if not os.environ.get("CALLSITE_STATIC_ROOT"):
+    STATIC_ROOT = BASE_DIR / "test-artifacts" / "static-uncollected"  # noqa: F405
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ from dashboard.permissions import SUPERVISORS_GROUP
 from dashboard.routing import websocket_urlpatterns as dashboard_routes
 from streaming.acs import tokens
 from streaming.ingest.routing import websocket_urlpatterns as streaming_routes
-from streaming.models import Call, CallEvent, CallState, Participant, Utterance
+from streaming.models import Alert, Call, CallEvent, CallState, Participant, Utterance
 from tests.dashboard.api.conftest import (
     CONVERSATION,
     OTHER_LINE,
@@ -369,6 +369,32 @@ TABLE: list[Http | Socket] = [
     Http(API, "unsafe method with a token (the API is read-only)", "DELETE",
          "/api/calls/{team_call}/", 405, headers={"Authorization": "Token {token_team}"}),
     Http(API, "an unknown URL, anonymous", "GET", "/api/nothing-here/", 404),
+    Http(API, "control: the alerts of a supervisor's team", "GET", "/api/alerts/", 200,
+         headers={"Authorization": "Token {token_team}"}, shows=("team-alert",),
+         hides=("other-alert",)),
+    Http(API, "the alerts, anonymous", "GET", "/api/alerts/", 401),
+    Http(API, "control: the agents report, with a token", "GET", "/api/reports/agents/", 200,
+         headers={"Authorization": "Token {token_team}"}),
+    Http(API, "the agents report, anonymous", "GET", "/api/reports/agents/", 401),
+    Http(API, "control: the API's docs page, a supervisor", "GET", "/api/docs/", 200,
+         who="team"),
+    Http(API, "the API's docs page, anonymous", "GET", "/api/docs/", 401),
+    # --- Reports and alert triage -------------------------------------------------------------
+    Http(HISTORY, "control: the reports page, a supervisor", "GET", "/reports/", 200,
+         who="team"),
+    Http(HISTORY, "the reports page, anonymous", "GET", "/reports/", 302, location=LOGIN_AT),
+    Http(HISTORY, "control: the agents report as CSV, a supervisor", "GET",
+         "/reports/agents.csv", 200, who="team"),
+    Http(HISTORY, "the agents report as CSV, anonymous", "GET", "/reports/agents.csv", 302,
+         location=LOGIN_AT),
+    Http(CALL_PAGE, "control: a supervisor acknowledges their team's alert", "POST",
+         "/alerts/{team_alert}/acknowledge/", 200, who="team", form={},
+         headers={"Accept": "application/json"}),
+    Http(CALL_PAGE, "acknowledging another team's alert", "POST",
+         "/alerts/{other_alert}/acknowledge/", 404, who="team", form={},
+         headers={"Accept": "application/json"}),
+    Http(CALL_PAGE, "acknowledging an alert, anonymous", "POST",
+         "/alerts/{team_alert}/acknowledge/", 302, form={}, location=LOGIN_AT),
     # --- Admin -------------------------------------------------------------------------------
     Http(ADMIN, "control: a superuser", "GET", "/admin/", 200, who="admin"),
     Http(ADMIN, "control: staff-flagged supervisor, their team's call", "GET",
@@ -529,11 +555,20 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
     managed = Call.objects.create(
         managed=True, callback_id=uuid.uuid4(), state=CallState.RINGING, caller=f"4:{TEAM_LINE}"
     )
+    alerts = {
+        name: Alert.objects.create(
+            call_id=call, kind="keyword", message=f"Keyword: {name}-alert", at_ms=1000,
+            episode=f"security-{name}",
+        ).pk
+        for name, call in (("team", team_call), ("other", other_call))
+    }  # fmt: skip
     jwks_file = tmp_path / "acs-keys.json"
     jwks_file.write_text(json.dumps(jwks(acs_key)))
     values = {
         "team_call": str(team_call),
         "other_call": str(other_call),
+        "team_alert": str(alerts["team"]),
+        "other_alert": str(alerts["other"]),
         "callback": str(managed.callback_id),
         "metrics_token": METRICS_TOKEN,
         "jwks_file": str(jwks_file),
@@ -660,7 +695,9 @@ def _url_routes(patterns: list[Any], prefix: str = "") -> Iterator[str]:
 
 
 def _row_route(row: Http | Socket) -> str:
-    path = row.path.split("?")[0].format(team_call=1, other_call=2, callback=uuid.UUID(int=1))
+    path = row.path.split("?")[0].format(
+        team_call=1, other_call=2, team_alert=1, other_alert=2, callback=uuid.UUID(int=1)
+    )
     if isinstance(row, Socket):
         for pattern in [*streaming_routes, *dashboard_routes]:
             if pattern.pattern.match(path.lstrip("/")):

@@ -1,9 +1,10 @@
-"""/api/: calls, one call, its utterances, its transcript, alerts, and the OpenAPI schema."""
+"""/api/: an index, calls, one call, its utterances, its transcript, alerts, the OpenAPI schema
+and its browsable docs."""
 
 from __future__ import annotations
 
 from django.urls import path, re_path, register_converter
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dashboard.api import views
 from dashboard.api.renderers import TRANSCRIPT_FORMATS
@@ -38,6 +39,7 @@ register_converter(TranscriptFormatConverter, "transcript_format")
 app_name = "api"
 
 urlpatterns = [
+    path("", views.ApiIndexView.as_view(), name="index"),
     path("calls/", views.CallListView.as_view(), name="calls"),
     path("calls/<call_id:pk>/", views.CallDetailView.as_view(), name="call"),
     path("calls/<call_id:pk>/utterances/", views.CallUtterancesView.as_view(), name="utterances"),
@@ -50,5 +52,7 @@ urlpatterns = [
     path("alerts/", views.AlertListView.as_view(), name="alerts"),
     path("reports/agents/", views.AgentReportView.as_view(), name="agent-report"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    # Swagger UI from drf-spectacular-sidecar's static files: nothing from a CDN.
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     re_path(r"", views.not_found),
 ]

@@ -12,7 +12,7 @@ from typing import Any
 from django.conf import settings
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, resolve, reverse
 from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -336,3 +336,28 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if match is not None and match.func is not not_found:
             return HttpResponsePermanentRedirect(request.get_full_path(force_append_slash=True))
     return JsonResponse({"detail": "Not found."}, status=404)
+
+
+@extend_schema(exclude=True)
+class ApiIndexView(ReadOnlyMixin, APIView):
+    """``/api/``: what the API offers, as links a client (or a person) can follow."""
+
+    renderer_classes = [JSONRenderer]
+
+    def get(self, request: Request) -> Response:
+        def url(name: str, *args: Any) -> str:
+            return request.build_absolute_uri(reverse(f"api:{name}", args=args))
+
+        formats = sorted(TRANSCRIPT_FORMATS)
+        return Response(
+            {
+                "calls": url("calls"),
+                "call": url("calls") + "{id}/",
+                "utterances": url("calls") + "{id}/utterances/",
+                "transcript": url("calls") + "{id}/transcript/",
+                "transcript_files": [url("calls") + "{id}/transcript." + f for f in formats],
+                "schema": url("schema"),
+                "docs": url("docs"),
+                "documentation": "docs/api.md in the Callsite repository",
+            }
+        )

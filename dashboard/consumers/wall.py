@@ -8,16 +8,20 @@ taken off a team stops seeing its calls within ``CALLSITE_DASHBOARD_RECHECK_SECO
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from dashboard import messages
 from dashboard.consumers.base import SupervisorSocket
 from dashboard.permissions import can_view_call, sees_all_calls, visible_calls
+from dashboard.selectors import call_teams, wall_summaries, wall_teams
 from streaming import events, selectors
 from streaming.events import OVERVIEW_GROUP
+from streaming.models import Call, CallState
 
 
 class WallConsumer(SupervisorSocket):
@@ -26,9 +30,12 @@ class WallConsumer(SupervisorSocket):
     # The ids the user may see (None: every call); the calls found not to be theirs.
     visible: set[int] | None = None
     hidden: set[int]
+    # The calls whose teams the page was told (in the snapshot or by ``call.teams``).
+    described: set[int]
 
     async def join(self) -> str | None:
         self.hidden = set()
+        self.described = set()
         return OVERVIEW_GROUP
 
     async def send_snapshot(self) -> None:
@@ -37,11 +44,32 @@ class WallConsumer(SupervisorSocket):
     def snapshot(self) -> messages.WallSnapshot:
         user = self.scope["user"]
         scoped = None if sees_all_calls(user) else visible_calls(user)
-        calls = selectors.call_list(calls=scoped)
+        # Ended calls stay on the wall for a while, then only in history.
+        ended_before = timezone.now() - timedelta(seconds=settings.CALLSITE_WALL_ENDED_SECONDS)
+        shown = (scoped if scoped is not None else Call.objects.all()).exclude(
+            state=CallState.ENDED, ended_at__lt=ended_before
+        )
+        calls = selectors.call_list(calls=shown)
         if scoped is not None:
             self.visible = set(scoped.values_list("pk", flat=True))
-        summaries = selectors.wall_summaries(call_ids=[c["id"] for c in calls])
-        return messages.wall_snapshot(calls, summaries, settings.CALLSITE_STUCK_SECONDS)
+        self.described = {c["id"] for c in calls}
+        summaries = wall_summaries(call_ids=[c["id"] for c in calls])
+        return messages.wall_snapshot(
+            calls,
+            summaries,
+            settings.CALLSITE_STUCK_SECONDS,
+            ended_keep_seconds=settings.CALLSITE_WALL_ENDED_SECONDS,
+            silence_seconds=settings.CALLSITE_WALL_SILENCE_SECONDS,
+            teams=wall_teams(user),
+        )
+
+    async def describe(self, call_id: int) -> None:
+        """Send the teams of a call the wall has not seen yet, for its team filter."""
+        if call_id in self.described:
+            return
+        self.described.add(call_id)
+        teams = await database_sync_to_async(call_teams)(call_ids=[call_id])
+        await self.send_message(messages.call_teams(call_id, teams.get(call_id, [])))
 
     async def access_rechecked(self) -> None:
         """Work out again which calls the user may see: their teams may have changed."""
@@ -74,6 +102,7 @@ class WallConsumer(SupervisorSocket):
             if not await self.may_see(call_id):
                 return
         await self.send_message(event)
+        await self.describe(event["call"]["id"])
 
     async def call_participant(self, event: dict[str, Any]) -> None:
         call_id = event["call_id"]
@@ -84,8 +113,13 @@ class WallConsumer(SupervisorSocket):
                 call = await database_sync_to_async(selectors.call_get)(call_id=call_id)
                 if call is not None:
                     await self.send_message(events.call_updated(call))
+                    await self.describe(call_id)
             return
         await self.send_message(event)
+        if call_id in self.described:
+            # A newcomer may be one of a team's addresses: the call's teams may have grown.
+            self.described.discard(call_id)
+            await self.describe(call_id)
 
     async def speaking_changed(self, event: dict[str, Any]) -> None:
         if await self.may_see(event["speaking"]["call_id"]):

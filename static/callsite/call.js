@@ -618,6 +618,14 @@
     });
   }
 
+  // Screen readers hear live finals and new alerts (not interims, not the snapshot): each is
+  // written to a hidden live region, as the visible transcript itself is not live.
+  const finalsHeard = document.getElementById("captions-heard");
+  const alertsHeard = document.getElementById("alerts-heard");
+  function announce(region, text) {
+    if (region) region.textContent = text;
+  }
+
   function socketPath() {
     const base = `/ws/dashboard/calls/${callId}/`;
     return lastSeq ? `${base}?after=${lastSeq}` : base;
@@ -640,10 +648,12 @@
       window.mergeParticipant(call, event.participant);
     } else if (event.type === "caption.final") {
       showFinal(event.caption);
+      announce(finalsHeard, `${event.caption.participant?.label || "Someone"}: ${event.caption.text}`);
     } else if (event.type === "caption.interim") {
       showInterim(event.caption);
     } else if (event.type === "alert.fired" || event.type === "alert.updated") {
       showAlert(event.alert);
+      announce(alertsHeard, `Alert: ${event.alert.message}`);
     } else if (event.type === "call.action") {
       showAction(event.action);
     } else if (event.type === "dtmf.tone") {

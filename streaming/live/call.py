@@ -476,6 +476,7 @@ class LiveCall:
             "frames_per_second": round(self.rate, 1),
             "last_packet_ms": int(silent_for * 1000),
             "caption_lag_ms": self.caption_lag_ms,
+            "current_silence_ms": payload["current_silence_ms"] if payload else 0,
             "stuck": silent_for >= settings.CALLSITE_STUCK_SECONDS,
             "talk": talk,
             "alerts": self.alerts,

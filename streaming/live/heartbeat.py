@@ -120,6 +120,7 @@ class StreamWatch:
                 "frames_per_second": 0.0,
                 "last_packet_ms": max(0, int((now - last).total_seconds() * 1000)),
                 "caption_lag_ms": None,
+                "current_silence_ms": 0,
                 "stuck": True,
                 "talk": [],
                 "alerts": 0,

@@ -119,3 +119,19 @@ def test_history_measures_pages_and_exports_on_postgresql(tmp_path: Path) -> Non
     assert all(r["error"] == "" and r["http_status"] == 200 for r in results), [
         (r["label"], r["http_status"], r["error"]) for r in results if r["error"]
     ]
+
+
+def test_pages_measures_the_wall_and_the_call_page(tmp_path: Path) -> None:
+    from tests.services import chromium_path
+
+    require(chromium_path() is not None, "Chromium is not installed (apt-get install chromium)")
+    code, report, output = _bench("pages", tmp_path, "--calls", "3", "--seconds", "2", timeout=400)
+    assert code == 0, output[-3000:]
+    wall = report["wall"]
+    assert wall["rows"] >= 3
+    assert wall["dom_mutations_per_second"] > 0  # the durations tick
+    assert wall["main_thread_ms_per_second"] > 0
+    assert wall["js_heap_used_mb"] > 0
+    page = report["call_page"]
+    assert 0 < page["static_bytes"] <= page["first_visit_bytes"]
+    assert page["load_ms"] > 0

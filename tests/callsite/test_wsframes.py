@@ -191,3 +191,16 @@ def test_a_frame_over_the_limit_fails_with_1009(
     assert close_code(sock) == 1009
     sock.close()
     assert texts_stored("too-big", 1) == ["final number 1"]
+
+
+@pytest.mark.parametrize("ping", [False, True], ids=["close", "empty-ping-then-close"])
+def test_a_frame_with_no_payload_is_answered(daphne_server: DaphneServer, ping: bool) -> None:
+    """A close without a code (what a browser's ``close()`` sends) and an empty ping have no
+    payload: the server still finishes them, answering the close with its own (1005: no
+    code given), after the data frames before it were delivered."""
+    sock = open_acs(daphne_server, f"empty-frames-{ping}")
+    pings = frame(b"", opcode=9) if ping else b""
+    sock.sendall(frame(final(1)) + pings + frame(b"", opcode=8))
+    assert close_code(sock) in (1000, 1005)
+    sock.close()
+    assert texts_stored(f"empty-frames-{ping}", 1) == ["final number 1"]

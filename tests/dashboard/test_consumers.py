@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from callsite.asgi import application
 from streaming import services
 from streaming.acs.packets import Word
 from streaming.models import Call
-from tests.factories import session_cookie
+from tests.factories import make_call, session_cookie, team_supervisor
 from tests.helpers import acs_socket, next_event, transcription_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -96,11 +98,52 @@ async def test_call_wall_gets_snapshot_then_updates(supervisor: User) -> None:
     assert update["type"] == "call.updated"
     assert update["call"]["connection_id"] == "new-call"
     assert update["call"]["state"] == "connected"
+    # A call the wall had not seen: its teams follow, for the wall's team filter.
+    teams = await next_event(wall)
+    assert teams == {"type": "call.teams", "call_id": update["call"]["id"], "teams": []}
     await acs.disconnect()
     ended = await next_event(wall)
     assert ended["call"]["connection_id"] == "new-call"
     assert ended["call"]["state"] == "ended"
     await wall.disconnect()
+
+
+@database_sync_to_async
+def _triage_calls() -> tuple[int, int, int]:
+    """A live call with two alerts on a team's number, a call ended a minute ago and one
+    ended an hour ago."""
+    now = timezone.now()
+    live = make_call("triage-live", people=("4:+15550001111",), alerts=["dead_air", "keyword"])
+    recent = make_call(
+        "triage-recent", started=now - timedelta(minutes=3), length=timedelta(minutes=2)
+    )
+    old = make_call("triage-old", started=now - timedelta(hours=2), length=timedelta(hours=1))
+    return live, recent, old
+
+
+async def test_wall_snapshot_keeps_latest_alert_and_teams_and_drops_long_ended_calls(
+    supervisor: User, settings: Any
+) -> None:
+    """What a reloaded wall needs comes in its snapshot: each call's latest alert (its words,
+    not only a count) and teams, the teams to filter by; calls ended longer ago than
+    ``CALLSITE_WALL_ENDED_SECONDS`` are left to history."""
+    settings.CALLSITE_WALL_ENDED_SECONDS = 300
+    await database_sync_to_async(team_supervisor)("billing", "+15550001111")
+    live, recent, old = await _triage_calls()
+    wall = await _dashboard("/ws/dashboard/", supervisor)
+    assert (await wall.connect())[0]
+    snapshot = await next_event(wall)
+    await wall.disconnect()
+    assert {c["id"] for c in snapshot["calls"]} == {live, recent}
+    summary = snapshot["summaries"][str(live)]
+    assert summary["alerts"] == 2
+    assert summary["latest_alert"]["message"] == "keyword alert 1"
+    assert summary["latest_alert"]["kind"] == "keyword"
+    assert summary["teams"] == ["billing's team"]
+    assert snapshot["summaries"][str(recent)]["latest_alert"] is None
+    assert snapshot["teams"] == ["billing's team"]
+    assert snapshot["ended_keep_seconds"] == 300
+    assert old not in {c["id"] for c in snapshot["calls"]}
 
 
 async def test_call_page_gets_captions_snapshot_then_interim_and_final(supervisor: User) -> None:

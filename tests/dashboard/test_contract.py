@@ -18,6 +18,7 @@ from django.contrib.auth.models import User
 from callsite.asgi import application
 from dashboard import messages
 from dashboard.consumers import CallPageConsumer, WallConsumer
+from dashboard.selectors import wall_summaries
 from streaming import events, selectors, services
 from streaming.acs.packets import Word
 from streaming.live.registry import analytics_from_history
@@ -38,7 +39,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 GROUP_CONSUMERS = {"call": CallPageConsumer, "overview": WallConsumer}
 PAGE_CONTRACTS = {"call": messages.CALL_PAGE_MESSAGES, "overview": messages.WALL_MESSAGES}
-BROWSER_ONLY = {"snapshot", "analytics"}
+BROWSER_ONLY = {"snapshot", "analytics", "call.teams"}
 
 
 def _event_type(event_class: type) -> str:
@@ -114,12 +115,13 @@ def _built() -> list[tuple[str, Any, Any]]:
         "frames_per_second": 50.0,
         "last_packet_ms": 20,
         "caption_lag_ms": None,
+        "current_silence_ms": 0,
         "stuck": False,
         "talk": [],
         "alerts": 1,
         "sentiment": {"latest": None, "trend": []},
     }
-    summaries = selectors.wall_summaries(call_ids=[call_id])
+    summaries = wall_summaries(call_ids=[call_id])
     outputs = {
         events.call_updated: events.call_updated(call),
         events.call_participant: events.call_participant(call_id, call["participants"][0]),
@@ -140,7 +142,8 @@ def _built() -> list[tuple[str, Any, Any]]:
         ),
         events.calls_health: events.calls_health([health]),
         events.analytics_empty: events.analytics_empty(call_id),
-        messages.wall_snapshot: messages.wall_snapshot([call], summaries, 10),
+        messages.wall_snapshot: messages.wall_snapshot([call], summaries, 10, teams=["Billing"]),
+        messages.call_teams: messages.call_teams(call_id, ["Billing"]),
         messages.call_snapshot: messages.call_snapshot(
             call=call,
             captions=[caption],

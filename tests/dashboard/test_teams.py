@@ -102,6 +102,7 @@ async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
                 "frames_per_second": 100.0,
                 "last_packet_ms": 5,
                 "caption_lag_ms": None,
+                "current_silence_ms": 0,
                 "stuck": False,
                 "talk": [],
                 "alerts": 0,
@@ -124,6 +125,9 @@ async def test_the_wall_socket_shows_and_relays_only_the_teams_calls() -> None:
     relayed_ids: list[int] = []
 
     def has_our_line(message: dict[str, Any]) -> bool:
+        if message["type"] == "call.teams":  # the wall's team filter learns the call's teams
+            assert message["call_id"] != theirs
+            return False
         relayed_ids.append(message["call"]["id"])
         return any(p["raw_id"] == f"4:{TEAM_LINE}" for p in message["call"]["participants"])
 
