@@ -547,7 +547,14 @@
     return buttons;
   }
 
+  // An action only moves forward (as on the server): its outcome callback can reach the page
+  // over the socket before the answer to the request that started it does.
+  const STATUS_RANK = { pending: 0, accepted: 1 };
+  const rank = (status) => STATUS_RANK[status] ?? 2;
+
   function showAction(action) {
+    const known = actions.get(action.id);
+    if (known && rank(known.status) > rank(action.status)) return;
     actions.set(action.id, action);
   }
 

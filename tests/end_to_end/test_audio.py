@@ -130,7 +130,11 @@ def test_unmixed_wavs_become_utterances_of_the_right_speakers(
         heard = normalize(
             " ".join(u.text for u in utterances if u.participant and u.participant.role == role)
         )
-        assert word_errors(said, heard) / len(said) < tolerated, (role, heard)
+        assert word_errors(said, heard) / len(said) < tolerated, (
+            role,
+            " ".join(heard),
+            server.output()[-3000:],
+        )
     # Talk time for both streams, for the whole call (46.9 s).
     seconds = TalkSecond.objects.filter(call=call)
     assert set(seconds.values_list("stream", flat=True)) == {
