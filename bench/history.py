@@ -28,7 +28,6 @@ The scratch database is dropped at the end, also on an error or Ctrl-C, unless `
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import json
 import math
@@ -479,25 +478,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     name = f"callsite_bench_history_{secrets.token_hex(4)}"
     db = ScratchDatabase(args.database_url, name, query=False)
-    code = 1
-    try:
-        code = run(args, db)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        code = 130
-    finally:
-        with contextlib.suppress(Exception):
-            from django.db import connections
-
-            connections.close_all()
-        if args.keep and db.created:
-            print(f"kept the database: DATABASE_URL={db.url}")
-        elif db.created:
-            try:
-                db.drop()
-                print(f"dropped database {db.name}")
-            except Exception as error:
-                print(f"could not drop database {db.name}: {error}", file=sys.stderr)
+    code = db.run_then_drop(lambda: run(args, db), keep=args.keep)
     print(f"\n({time.monotonic() - started:.0f} s)")
     return code
 

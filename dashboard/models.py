@@ -37,21 +37,18 @@ class Team(models.Model):
         return self.name
 
 
-class TeamAddress(models.Model):
-    """An ACS identity or phone number: calls with it as a participant, caller or callee."""
+class Address(models.Model):
+    """An address as typed (a number in any spelling, or a raw id) and its canonical forms,
+    kept in step on every save so lookups match what ACS sends."""
 
-    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="addresses")
     address = models.CharField(
         max_length=300, help_text="A phone number (+15551230000) or an ACS raw id (8:acs:...)"
     )
-    raw_id = models.CharField(max_length=300, editable=False, db_index=True)
+    raw_id: models.CharField[str, str]
     number = models.CharField(max_length=40, editable=False, blank=True, db_index=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["team", "raw_id"], name="teamaddress_once_per_team")
-        ]
-        verbose_name_plural = "team addresses"
+        abstract = True
 
     def __str__(self) -> str:
         return self.address
@@ -62,6 +59,19 @@ class TeamAddress(models.Model):
 
     def clean(self) -> None:
         self.raw_id, self.number = canonical_address(self.address)
+
+
+class TeamAddress(Address):
+    """An ACS identity or phone number: calls with it as a participant, caller or callee."""
+
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="addresses")
+    raw_id = models.CharField(max_length=300, editable=False, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["team", "raw_id"], name="teamaddress_once_per_team")
+        ]
+        verbose_name_plural = "team addresses"
 
 
 class SupervisorProfile(models.Model):
@@ -124,28 +134,17 @@ class Agent(models.Model):
         return self.name
 
 
-class AgentAddress(models.Model):
+class AgentAddress(Address):
     """One of an agent's ACS identities or phone numbers; each belongs to one agent."""
 
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="addresses")
-    address = models.CharField(
-        max_length=300, help_text="A phone number (+15551230000) or an ACS raw id (8:acs:...)"
-    )
     raw_id = models.CharField(max_length=300, editable=False, unique=True)
-    number = models.CharField(max_length=40, editable=False, blank=True, db_index=True)
 
     class Meta:
         verbose_name_plural = "agent addresses"
 
-    def __str__(self) -> str:
-        return self.address
-
-    def save(self, *args: object, **kwargs: object) -> None:
-        self.raw_id, self.number = canonical_address(self.address)
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
-
     def clean(self) -> None:
-        self.raw_id, self.number = canonical_address(self.address)
+        super().clean()
         taken = AgentAddress.objects.filter(raw_id=self.raw_id).exclude(pk=self.pk)
         if self.agent_id:
             taken = taken.exclude(agent_id=self.agent_id)

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -84,6 +84,30 @@ class ScratchDatabase:
         if self.created:
             self._admin(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self.created = False
+
+    def run_then_drop(self, run: Callable[[], int], *, keep: bool = False) -> int:
+        """``run()``'s exit code (130 when interrupted); then the database is dropped, or kept
+        (its URL printed) with ``keep``. Django's connections to it are closed first."""
+        code = 1
+        try:
+            code = run()
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            code = 130
+        finally:
+            with contextlib.suppress(Exception):
+                from django.db import connections
+
+                connections.close_all()
+            if keep and self.created:
+                print(f"kept the database: DATABASE_URL={self.url}")
+            elif self.created:
+                try:
+                    self.drop()
+                    print(f"dropped database {self.name}")
+                except Exception as error:
+                    print(f"could not drop database {self.name}: {error}", file=sys.stderr)
+        return code
 
 
 SEED_SUPERVISOR = """

@@ -190,59 +190,40 @@ def window_firings(
             f for f in finals if rule.applies_to(f.role) and contains_phrase(f.text, rule.phrase)
         ]
         who = f" by the {rule.speaker_role}" if rule.speaker_role else ""
-        if rule.window == "first":
+        window = rule.window
+        if window == "first":
             inside = [f for f in matching if f.start_ms < width]
-            if rule.expect == "said" and inside:
-                f = min(inside, key=lambda f: f.start_ms)
-                fired.append(
-                    Firing(
-                        rule=rule,
-                        message=f"{rule.name}: “{rule.phrase}” said by {f.label} in the "
-                        f"first {rule.seconds} s",
-                        at_ms=f.start_ms,
-                        episode=f"r{rule.id}|first",
-                        speaker=f.key,
-                    )
-                )
-            elif (
-                rule.expect == "missing"
-                and not inside
-                and duration_ms is not None
-                and (closing or duration_ms >= width + WINDOW_GRACE_MS)
-            ):
-                fired.append(
-                    Firing(
-                        rule=rule,
-                        message=f"{rule.name}: “{rule.phrase}” not said{who} in the "
-                        f"first {rule.seconds} s",
-                        at_ms=min(width, duration_ms),
-                        episode=f"r{rule.id}|first",
-                    )
-                )
-        elif rule.window == "last" and closing and duration_ms is not None:
+            said = min(inside, key=lambda f: f.start_ms) if inside else None
+            # Missing is decided once the window has passed (or the call ended inside it).
+            decided = duration_ms is not None and (
+                closing or duration_ms >= width + WINDOW_GRACE_MS
+            )
+            missing_at = min(width, duration_ms or 0)
+        elif window == "last" and closing and duration_ms is not None:
             inside = [f for f in matching if f.start_ms >= duration_ms - width]
-            if rule.expect == "said" and inside:
-                f = max(inside, key=lambda f: f.start_ms)
-                fired.append(
-                    Firing(
-                        rule=rule,
-                        message=f"{rule.name}: “{rule.phrase}” said by {f.label} in the "
-                        f"last {rule.seconds} s",
-                        at_ms=f.start_ms,
-                        episode=f"r{rule.id}|last",
-                        speaker=f.key,
-                    )
+            said = max(inside, key=lambda f: f.start_ms) if inside else None
+            decided, missing_at = True, duration_ms
+        else:
+            continue
+        episode = f"r{rule.id}|{window}"
+        if rule.expect == "said" and said is not None:
+            message = f"“{rule.phrase}” said by {said.label} in the {window} {rule.seconds} s"
+            fired.append(
+                Firing(
+                    rule=rule,
+                    message=f"{rule.name}: {message}",
+                    at_ms=said.start_ms,
+                    episode=episode,
+                    speaker=said.key,
                 )
-            elif rule.expect == "missing" and not inside:
-                fired.append(
-                    Firing(
-                        rule=rule,
-                        message=f"{rule.name}: “{rule.phrase}” not said{who} in the last "
-                        f"{rule.seconds} s",
-                        at_ms=duration_ms,
-                        episode=f"r{rule.id}|last",
-                    )
+            )
+        elif rule.expect == "missing" and not inside and decided:
+            message = f"“{rule.phrase}” not said{who} in the {window} {rule.seconds} s"
+            fired.append(
+                Firing(
+                    rule=rule, message=f"{rule.name}: {message}", at_ms=missing_at, episode=episode
                 )
+            )
     return fired
 
 

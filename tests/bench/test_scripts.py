@@ -104,20 +104,40 @@ def test_latency_measures_captions_through_redis(tmp_path: Path) -> None:
     assert run["frames_handled"] > 0
 
 
-def test_history_measures_pages_and_exports_on_postgresql(tmp_path: Path) -> None:
+def _bench_on_postgresql(script: str, tmp_path: Path, *args: str) -> tuple[Any, str]:
+    """Run a benchmark on a scratch database of the test server; its report and output."""
     require(reachable(PG_URL, 5432), f"PostgreSQL is not reachable at {PG_URL}")
     server = PG_URL.rsplit("/", 1)[0] + "/postgres"
-    code, report, output = _bench(
-        "history", tmp_path, "--calls", "20", "--utterances", "20", "--per-call", "2",
-        "--runs", "1", "--export-runs", "1", "--database-url", server,
-    )  # fmt: skip
+    code, report, output = _bench(script, tmp_path, *args, "--database-url", server)
     assert code in (0, 1), output[-3000:]  # 1: a target missed, which is not this test's
     assert "Traceback" not in output, output[-3000:]
+    return report, output
+
+
+def test_history_measures_pages_and_exports_on_postgresql(tmp_path: Path) -> None:
+    report, _ = _bench_on_postgresql(
+        "history", tmp_path, "--calls", "20", "--utterances", "20", "--per-call", "2",
+        "--runs", "1", "--export-runs", "1",
+    )  # fmt: skip
     assert report["data"]["calls"] >= 20
     results = report["results"]
     assert {r["kind"] for r in results} == {"list", "export"}
     assert all(r["error"] == "" and r["http_status"] == 200 for r in results), [
         (r["label"], r["http_status"], r["error"]) for r in results if r["error"]
+    ]
+
+
+def test_reports_measure_the_api_page_and_csv_on_postgresql(tmp_path: Path) -> None:
+    report, output = _bench_on_postgresql(
+        "reports", tmp_path, "--calls", "20", "--per-call", "2", "--utterances", "20",
+        "--runs", "1", "--warmup", "0",
+    )  # fmt: skip
+    assert "dropped database callsite_bench_reports_" in output
+    assert report["calls"] >= 20
+    results = report["results"]
+    assert {r["viewer"] for r in results} == {"staff", "supervisor"}
+    assert all(r["error"] == "" and len(r["times_ms"]) == 1 for r in results), [
+        (r["label"], r["error"]) for r in results if r["error"]
     ]
 
 
