@@ -216,6 +216,14 @@ STATIC_ROOT = Path(env_str("CALLSITE_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "dashboard.staticstorage.StaticStorage"},
+    # Call recordings (docs/recordings.md): local files by default; S3 or Azure Blob through
+    # django-storages where several machines serve one deployment.
+    "recordings": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {
+            "location": Path(env_str("CALLSITE_RECORDINGS_DIR") or BASE_DIR / "var" / "recordings"),
+        },
+    },
 }
 # WhiteNoise serves STATIC_ROOT (hashed names: cached for a year, immutable; compressed for
 # browsers that accept it) and, for what was not collected, the finders' files.
@@ -356,6 +364,16 @@ CALLSITE_REDACT_PHONE_REGION = env_str("CALLSITE_REDACT_PHONE_REGION", "US").upp
 # More patterns to mask, as a JSON object of name -> regular expression, e.g.
 # {"policy": "POL-\\d{6}"}; each match reads as [name].
 CALLSITE_REDACT_PATTERNS = env_json_patterns("CALLSITE_REDACT_PATTERNS")
+
+# Recording (docs/recordings.md): "on" keeps each participant's audio, and a mix, as FLAC on
+# the call's timeline, written through STORAGES["recordings"] as it arrives, in chunks of
+# CALLSITE_RECORDING_CHUNK_SECONDS (a worker that dies loses at most its last chunk).
+CALLSITE_RECORDING = env_str("CALLSITE_RECORDING", "off").lower()
+if CALLSITE_RECORDING not in ("on", "off"):
+    raise ImproperlyConfigured(
+        f"CALLSITE_RECORDING must be on or off, not {CALLSITE_RECORDING!r}"
+    )
+CALLSITE_RECORDING_CHUNK_SECONDS = env_int("CALLSITE_RECORDING_CHUNK_SECONDS", 5, minimum=1)
 
 # Retention (docs/history.md, "Retention"): days each kind is kept after its call ended, for
 # `manage.py purge` without --older-than and for the daily purge; 0 keeps it for ever.

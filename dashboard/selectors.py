@@ -23,9 +23,10 @@ from django.db.models import (
     Value,
 )
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 
 from dashboard.permissions import visible_calls
-from streaming.models import Alert, Participant, Utterance
+from streaming.models import Alert, Participant, Recording, RecordingKind, Utterance
 
 
 def annotated_calls(calls: QuerySet[Any]) -> QuerySet[Any]:
@@ -156,3 +157,24 @@ def wall_teams(user: Any) -> list[str]:
 
     teams = Team.objects.all() if sees_all_calls(user) else Team.objects.filter(members=user)
     return list(teams.order_by("name").values_list("name", flat=True))
+
+
+def call_recordings(*, call_id: int) -> list[dict[str, Any]]:
+    """A call's assembled recordings for its page's player: the mix first, then each
+    participant's track, each with the name a supervisor knows it by and its file's URL."""
+    rows = (
+        Recording.objects.filter(call_id=call_id)
+        .exclude(file="")
+        .select_related("participant")
+        .order_by("kind", "pk")
+    )
+    return [
+        {
+            "id": r.pk,
+            "label": "Everyone"
+            if r.kind == RecordingKind.MIXED
+            else (r.participant.display_label if r.participant else r.track),
+            "url": reverse("api:recording-file", args=[call_id, r.pk]),
+        }
+        for r in rows
+    ]

@@ -21,7 +21,7 @@ from dashboard.charts.reports import report_figure
 from dashboard.models import SupervisorProfile
 from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
 from dashboard.reports import agent_report, report_csv
-from dashboard.selectors import DeferredJoinPaginator, newest_first, user_calls
+from dashboard.selectors import DeferredJoinPaginator, call_recordings, newest_first, user_calls
 from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
@@ -121,6 +121,8 @@ def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
         "clips": announcements.clip_names() if call["bidirectional"] else [],
         "join_address": _join_address(request.user),
         "downloads": [(fmt, DOWNLOAD_LABELS[fmt]) for fmt in FORMATS],
+        # A live call's tracks are assembled when its streams close: played once it ended.
+        "recordings": call_recordings(call_id=call_id) if call["state"] == CallState.ENDED else [],
     }
     return render(request, "dashboard/call.html", context)
 

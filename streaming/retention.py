@@ -30,6 +30,7 @@ from streaming.models import (
     TalkSecond,
     Utterance,
 )
+from streaming.recording import store as recordings_store
 from streaming.tasks import LoopTask
 
 logger = logging.getLogger(__name__)
@@ -59,14 +60,12 @@ def _rows(model: type[models.Model], cutoff: datetime) -> models.QuerySet[models
 
 
 def recordings_delete(*, call_ids: Iterable[int], dry_run: bool) -> int:
-    """Delete the stored recordings of ``call_ids``; returns how many there were.
+    """Delete the stored recordings of ``call_ids`` (their files too); how many tracks.
 
-    The one place retention reaches recordings. This codebase stores no recordings yet, so
-    there are none to count or delete: it returns 0. The recordings subsystem's delete
-    function is called from here, and nowhere else.
+    The one place retention reaches recordings (a call purged whole has its recordings'
+    files deleted here first).
     """
-    del call_ids, dry_run
-    return 0
+    return recordings_store.delete(call_ids=call_ids, dry_run=dry_run)
 
 
 def purge(
@@ -117,6 +116,8 @@ def _purge_model(
             pks = list(batch[:batch_size])
             if not pks:
                 break
+            if model is Call:  # the rows would go with the call, the files would stay
+                recordings_delete(call_ids=pks, dry_run=False)
             model._default_manager.filter(pk__in=pks).delete()
         deleted += len(pks)
         say(f"{name} older than {age} days: deleted {deleted}/{total} ({_bar(deleted, total)})")

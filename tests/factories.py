@@ -123,3 +123,19 @@ def session_cookie(user: User) -> str:
     client = Client()
     client.force_login(user)
     return f"sessionid={client.cookies['sessionid'].value}"
+
+
+def make_recording(call_id: int, tracks: dict[str, Any], sample_rate: int = 16000) -> int:
+    """Record ``tracks`` (raw id -> 16-bit samples from the call's first audio) on a call the
+    way the audio path does (a chunk per track, then the assembly); the mix's id."""
+    import numpy as np
+
+    from streaming.models import Recording, RecordingKind
+    from streaming.recording import store
+
+    for raw_id, samples in tracks.items():
+        key = store.TrackKey(call_id, raw_id, None)
+        pcm = np.asarray(samples, dtype="<i2").tobytes()
+        store.save_chunk(key=key, start_ticks=0, sample_rate=sample_rate, pcm=pcm)
+    store.assemble(call_id=call_id)
+    return Recording.objects.get(call_id=call_id, kind=RecordingKind.MIXED).pk

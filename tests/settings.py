@@ -5,6 +5,7 @@ suite runs on SQLite + in-memory and on PostgreSQL + Redis (see ``tests/matrix.p
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "tests-only-secret-key-0123456789-abcdefghijklmnop")
 os.environ.setdefault("CALLSITE_ACS_SHARED_SECRET", "tests-only-acs-secret-0123456789")
@@ -13,6 +14,8 @@ os.environ.setdefault("CALLSITE_ACS_SHARED_SECRET", "tests-only-acs-secret-01234
 os.environ.setdefault("CALLSITE_HTTPS", "0")
 # Deterministic recognition unless a test asks for a real backend.
 os.environ.setdefault("CALLSITE_RECOGNIZER", "fake")
+# Recordings go to a directory of this run's own (its test servers inherit it).
+os.environ.setdefault("CALLSITE_RECORDINGS_DIR", tempfile.mkdtemp(prefix="callsite-recordings-"))
 
 from callsite.settings import *  # noqa: F403
 

@@ -60,7 +60,7 @@ from tests.dashboard.api.conftest import (
     make_call,
     user_in,
 )
-from tests.factories import session_cookie
+from tests.factories import make_recording, session_cookie
 from tests.helpers import clear_cache
 from tests.standins.jwks import AUDIENCE, ISSUER, SigningKey, jwks
 
@@ -341,6 +341,12 @@ TABLE: list[Http | Socket] = [
     Http(API, "control: their call's transcript file", "GET",
          "/api/calls/{team_call}/transcript.txt", 200,
          headers={"Authorization": "Token {token_team}"}, shows=("charged twice",)),
+    Http(API, "control: their call's recordings", "GET", "/api/calls/{team_call}/recordings/",
+         200, headers={"Authorization": "Token {token_team}"}, shows=("mixed",)),
+    Http(API, "control: their call's recording, a byte range", "GET",
+         "/api/calls/{team_call}/recordings/{team_recording}.flac", 206,
+         headers={"Authorization": "Token {token_team}", "Range": "bytes=0-3"},
+         shows=("fLaC",)),
     Http(API, "control: the schema, with a token", "GET", "/api/schema/", 200,
          headers={"Authorization": "Token {token_team}"}, shows=("openapi",)),
     Http(API, "no credentials", "GET", "/api/calls/", 401, shows=("credentials",)),
@@ -363,6 +369,16 @@ TABLE: list[Http | Socket] = [
          headers={"Authorization": "Token {token_team}"}, hides=("cancel",)),
     Http(API, "another team's transcript file", "GET", "/api/calls/{other_call}/transcript.txt",
          404, headers={"Authorization": "Token {token_team}"}, hides=("cancel",)),
+    Http(API, "another team's recordings", "GET", "/api/calls/{other_call}/recordings/", 404,
+         headers={"Authorization": "Token {token_team}"}, hides=("mixed",)),
+    Http(API, "another team's recording", "GET",
+         "/api/calls/{other_call}/recordings/{other_recording}.flac", 404,
+         headers={"Authorization": "Token {token_team}"}, hides=("fLaC",)),
+    Http(API, "another team's recording under their own call's id", "GET",
+         "/api/calls/{team_call}/recordings/{other_recording}.flac", 404,
+         headers={"Authorization": "Token {token_team}"}, hides=("fLaC",)),
+    Http(API, "a recording, anonymous", "GET",
+         "/api/calls/{team_call}/recordings/{team_recording}.flac", 401, hides=("fLaC",)),
     Http(API, "the schema, anonymous", "GET", "/api/schema/", 401),
     Http(API, "unsafe method with a session and no CSRF token", "POST", "/api/calls/", 403,
          who="team", csrf="missing", form={}, shows=("CSRF",)),
@@ -562,6 +578,10 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
         ).pk
         for name, call in (("team", team_call), ("other", other_call))
     }  # fmt: skip
+    recordings = {
+        name: make_recording(call, {"": [1000, -1000] * 800})
+        for name, call in (("team", team_call), ("other", other_call))
+    }
     jwks_file = tmp_path / "acs-keys.json"
     jwks_file.write_text(json.dumps(jwks(acs_key)))
     values = {
@@ -569,6 +589,8 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
         "other_call": str(other_call),
         "team_alert": str(alerts["team"]),
         "other_alert": str(alerts["other"]),
+        "team_recording": str(recordings["team"]),
+        "other_recording": str(recordings["other"]),
         "callback": str(managed.callback_id),
         "metrics_token": METRICS_TOKEN,
         "jwks_file": str(jwks_file),
@@ -637,7 +659,8 @@ def test_http_entry_point(row: Http, world: World, settings: Any) -> None:
 
     response = getattr(client, row.method.lower())(path, **request)
 
-    text = response.content.decode(errors="replace")
+    body = b"".join(response) if response.streaming else response.content
+    text = body.decode(errors="replace")
     assert response.status_code == row.status, text[:500]
     if row.location is not None:
         assert response["Location"].startswith(row.location), response["Location"]
@@ -696,8 +719,9 @@ def _url_routes(patterns: list[Any], prefix: str = "") -> Iterator[str]:
 
 def _row_route(row: Http | Socket) -> str:
     path = row.path.split("?")[0].format(
-        team_call=1, other_call=2, team_alert=1, other_alert=2, callback=uuid.UUID(int=1)
-    )
+        team_call=1, other_call=2, team_alert=1, other_alert=2, callback=uuid.UUID(int=1),
+        team_recording=1, other_recording=2,
+    )  # fmt: skip
     if isinstance(row, Socket):
         for pattern in [*streaming_routes, *dashboard_routes]:
             if pattern.pattern.match(path.lstrip("/")):

@@ -32,6 +32,7 @@ from dashboard.admin.downloads import (
     download_page,
     transcripts_response,
 )
+from dashboard.admin.recordings import RecordingInline
 from dashboard.admin.records import (
     AlertInline,
     CallAnalyticsInline,
@@ -193,6 +194,7 @@ class CallAdmin(admin.ModelAdmin):
         UtteranceInline,
         CallEventInline,
         ControlActionInline,
+        RecordingInline,
     )
 
     # -- which calls

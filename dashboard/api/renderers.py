@@ -92,3 +92,18 @@ class FormatFirstNegotiation(DefaultContentNegotiation):
                     return renderer, renderer.media_type
             raise Http404(f"No transcript format {fmt!r}")
         return super().select_renderer(request, renderers, format_suffix)
+
+
+class FlacRenderer(BaseRenderer):
+    """Lets a client ask for ``audio/flac``: the recording views answer with the file itself
+    (errors are JSON), so this renders nothing."""
+
+    media_type, format = "audio/flac", "flac"
+
+    def render(
+        self,
+        data: Any,
+        accepted_media_type: str | None = None,
+        renderer_context: Mapping[str, Any] | None = None,
+    ) -> bytes:
+        raise TypeError("recordings are served as files, not rendered")

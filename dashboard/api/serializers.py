@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from streaming.models import Alert, Call, CallAnalytics, Participant, Utterance
+from streaming.models import Alert, Call, CallAnalytics, Participant, Recording, Utterance
 from streaming.selectors import call_duration_ms, user_label
 
 
@@ -478,3 +479,37 @@ class AgentReportSerializer(serializers.Serializer[dict[str, Any]]):
     started_before = serializers.DateTimeField()
     agents = ReportRowSerializer(many=True)
     teams = ReportRowSerializer(many=True)
+
+
+# -------------------------------------------------------------------------------- recordings
+
+
+class RecordingSerializer(serializers.ModelSerializer[Recording]):
+    """One track of a call's recording: a participant's, or everyone mixed."""
+
+    participant = ParticipantBriefSerializer(read_only=True, allow_null=True)
+    duration_seconds = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField(help_text="The FLAC file (HTTP Range requests)")
+
+    class Meta:
+        model = Recording
+        fields = [
+            "id",
+            "kind",
+            "track",
+            "participant",
+            "sample_rate",
+            "size",
+            "duration_seconds",
+            "assembled_at",
+            "url",
+        ]
+        read_only_fields = fields
+
+    def get_duration_seconds(self, recording: Recording) -> float:
+        return round(recording.duration_ticks / 10_000_000, 3)
+
+    def get_url(self, recording: Recording) -> str:
+        path = reverse("api:recording-file", args=[recording.call_id, recording.pk])
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request is not None else path

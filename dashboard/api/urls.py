@@ -1,5 +1,5 @@
-"""/api/: an index, calls, one call, its utterances, its transcript, alerts, the OpenAPI schema
-and its browsable docs."""
+"""/api/: an index, calls, one call, its utterances, its transcript, its recordings, alerts,
+the OpenAPI schema and its browsable docs."""
 
 from __future__ import annotations
 
@@ -48,6 +48,12 @@ urlpatterns = [
         "calls/<call_id:pk>/transcript.<transcript_format:fmt>",
         views.CallTranscriptFileView.as_view(),
         name="transcript-file",
+    ),
+    path("calls/<call_id:pk>/recordings/", views.CallRecordingsView.as_view(), name="recordings"),
+    path(
+        "calls/<call_id:pk>/recordings/<call_id:recording_id>.flac",
+        views.RecordingFileView.as_view(),
+        name="recording-file",
     ),
     path("alerts/", views.AlertListView.as_view(), name="alerts"),
     path("reports/agents/", views.AgentReportView.as_view(), name="agent-report"),

@@ -11,7 +11,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponsePermanentRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve, reverse
 from django.utils.cache import patch_vary_headers
 from drf_spectacular.types import OpenApiTypes
@@ -35,10 +42,12 @@ from dashboard.api.filters import (
     filter_alerts,
     filter_calls,
 )
+from dashboard.api.ranges import Unsatisfiable, byte_range
 from dashboard.api.renderers import (
     TRANSCRIPT_FORMATS,
     TRANSCRIPT_MEDIA_TYPES,
     TRANSCRIPT_RENDERERS,
+    FlacRenderer,
     FormatFirstNegotiation,
     TranscriptRenderer,
 )
@@ -48,6 +57,7 @@ from dashboard.api.serializers import (
     CallDetailSerializer,
     CallListSerializer,
     ErrorSerializer,
+    RecordingSerializer,
     TranscriptSerializer,
     UtteranceSerializer,
 )
@@ -56,7 +66,8 @@ from dashboard.reports import agent_report
 from dashboard.selectors import newest_first, spoken_order, user_calls
 from streaming.history.exports import Transcript
 from streaming.history.transcripts import transcript_for_call
-from streaming.models import Alert, Call, Utterance
+from streaming.models import Alert, Call, Recording, RecordingAccess, Utterance
+from streaming.recording.store import read_bytes
 from streaming.selectors import ALERT_RELATED
 
 JSON = "application/json"
@@ -361,3 +372,136 @@ class ApiIndexView(ReadOnlyMixin, APIView):
                 "documentation": "docs/api.md in the Callsite repository",
             }
         )
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="calls_recordings_list",
+        summary="A call's recordings: each participant's track, and everyone mixed",
+        description=(
+            "Each track starts at the call's first audio, so an utterance's offset is the same "
+            "time in the file. Recordings are kept when CALLSITE_RECORDING is on."
+        ),
+        parameters=[CALL_ID],
+        responses={
+            (200, JSON): RecordingSerializer(many=True),
+            **_errors(400, 401, 403, 404, 406, 429),
+        },
+    )
+)
+class CallRecordingsView(ReadOnlyMixin, generics.ListAPIView[Recording]):
+    serializer_class = RecordingSerializer
+
+    def get_queryset(self) -> QuerySet[Recording]:
+        if self.fake_view():
+            return Recording.objects.none()
+        call_id = generics.get_object_or_404(
+            visible_calls(self.request.user).values_list("pk", flat=True), pk=self.kwargs["pk"]
+        )
+        return (
+            Recording.objects.filter(call_id=call_id)
+            .exclude(file="")
+            .select_related("participant")
+            .order_by("kind", "pk")  # the mix first
+        )
+
+
+_RANGE_ERROR = "The Range starts past the end of the file (Content-Range: bytes */<size>)."
+
+
+@extend_schema_view(
+    get=extend_schema(
+        operation_id="calls_recordings_file",
+        summary="One recording as FLAC, whole or the byte range asked for",
+        description=(
+            "Answers a Range header (one range: bytes=100-199, bytes=1000-, bytes=-500) with 206 "
+            "and exactly those bytes, or 416 past the end. Every request "
+            "is recorded (who, which recording, which bytes). ?download=1 asks for an "
+            "attachment, recorded as a download."
+        ),
+        parameters=[
+            CALL_ID,
+            OpenApiParameter(
+                "recording_id",
+                OpenApiTypes.INT,
+                OpenApiParameter.PATH,
+                description="The recording's id (from the call's recordings).",
+            ),
+            OpenApiParameter(
+                "download",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                description="1: served as an attachment, recorded as a download.",
+            ),
+        ],
+        responses={
+            (200, "audio/flac"): OpenApiResponse(OpenApiTypes.BINARY, description="The file"),
+            (206, "audio/flac"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The bytes the Range asked for"
+            ),
+            (416, JSON): OpenApiResponse(ErrorSerializer, description=_RANGE_ERROR),
+            **_errors(400, 401, 403, 404, 406, 429),
+        },
+    )
+)
+class RecordingFileView(ReadOnlyMixin, APIView):
+    renderer_classes = [FlacRenderer, JSONRenderer]
+
+    def get(self, request: Request, pk: int, recording_id: int) -> HttpResponseBase:
+        if not (0 < pk < 2**63 and 0 < recording_id < 2**63):  # no row has such an id
+            raise NotFound
+        recording = (
+            Recording.objects.filter(
+                pk=recording_id, call_id=pk, call__in=visible_calls(request.user)
+            )
+            .exclude(file="")
+            .first()
+        )
+        if recording is None:
+            raise NotFound
+        download = request.query_params.get("download") == "1"
+        asked = request.headers.get("Range", "")
+        try:
+            span = byte_range(asked, recording.size)
+        except Unsatisfiable:
+            _audit(request, recording, download, asked, 416)
+            refused = JsonResponse({"detail": "Range not satisfiable."}, status=416)
+            refused["Content-Range"] = f"bytes */{recording.size}"
+            return refused
+        first, last = span if span is not None else (0, recording.size - 1)
+        status = 206 if span is not None else 200
+        _audit(request, recording, download, asked, status)
+        response = StreamingHttpResponse(
+            read_bytes(str(recording.file.name), first, last - first + 1),
+            status=status,
+            content_type="audio/flac",
+        )
+        response["Accept-Ranges"] = "bytes"
+        response["Content-Length"] = str(last - first + 1)
+        if span is not None:
+            response["Content-Range"] = f"bytes {first}-{last}/{recording.size}"
+        name = f"call-{recording.call_id}-{recording.track or 'mixed'}.flac".replace(":", "-")
+        disposition = "attachment" if download else "inline"
+        response["Content-Disposition"] = f'{disposition}; filename="{name}"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if isinstance(response, Response):  # errors and OPTIONS are JSON
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSON
+        return response
+
+
+def _audit(request: Request, recording: Recording, download: bool, asked: str, status: int) -> None:
+    user = request.user
+    RecordingAccess.objects.create(
+        recording=recording,
+        call_id=recording.call_id,
+        user=user if user.is_authenticated else None,
+        username=user.get_username(),
+        how=RecordingAccess.How.DOWNLOAD if download else RecordingAccess.How.LISTEN,
+        byte_range=asked[:100],
+        status=status,
+    )

@@ -26,6 +26,7 @@
   const trend = new Map(); // utterance id -> [offset ticks, sentiment value, sentiment]
   const finalMarks = new Map(); // utterance id -> its sentiment's mark on the timeline
   const toneMarks = new Map(); // DTMF event id -> its mark on the timeline
+  const seekable = document.getElementById("player") !== null; // a recording to play
 
   function speakerKey(caption) {
     return caption.participant ? caption.participant.raw_id : "unknown";
@@ -239,6 +240,7 @@
     const el = buildCaption(caption);
     el.dataset.utterance = caption.utterance_id;
     el.dataset.speaker = key;
+    if (seekable && el.dataset.offset !== "") { el.tabIndex = 0; el.title = "Play from here"; }
     placeFinal(el, el.dataset.offset);
     noteSentiment(caption);
   }
@@ -679,4 +681,50 @@
     if (follow) captions.scrollTop = captions.scrollHeight;
   });
   window.setInterval(renderCall, 1000);
+
+  // A finished call's recording: a caption (click, or Enter on a focused one) plays the call
+  // from its start; while it plays, the caption being spoken is highlighted.
+  const player = document.getElementById("player");
+  if (player) {
+    const trackSelect = document.getElementById("player-track");
+    const download = document.getElementById("player-download");
+    captions.classList.add("seekable");
+    function playFrom(line) {
+      if (!line || line.dataset.offset === "") return;
+      player.currentTime = Number(line.dataset.offset) / 1e7;
+      player.play().catch(() => {}); // a browser may refuse to play unasked: the seek stands
+    }
+    captions.addEventListener("click", (event) => {
+      if (window.getSelection && String(window.getSelection()).length) return; // selecting text
+      playFrom(event.target.closest(".caption.final"));
+    });
+    captions.addEventListener("keydown", (event) => {
+      if (event.key === "Enter") playFrom(event.target.closest(".caption.final"));
+    });
+    let current = null;
+    player.addEventListener("timeupdate", () => {
+      const ticks = player.currentTime * 1e7;
+      let found = null;
+      for (const line of captions.querySelectorAll(".caption.final")) {
+        if (line.dataset.offset === "" || Number(line.dataset.offset) > ticks) continue;
+        found = line;
+      }
+      if (found === current) return;
+      if (current) { current.classList.remove("playing"); current.removeAttribute("aria-current"); }
+      current = found;
+      if (current) { current.classList.add("playing"); current.setAttribute("aria-current", "true"); }
+    });
+    if (trackSelect) {
+      trackSelect.addEventListener("change", () => {
+        const at = player.currentTime;
+        const playing = !player.paused;
+        player.src = trackSelect.value;
+        download.href = `${trackSelect.value}?download=1`;
+        player.addEventListener("loadedmetadata", () => {
+          player.currentTime = at;
+          if (playing) player.play().catch(() => {});
+        }, { once: true });
+      });
+    }
+  }
 })();

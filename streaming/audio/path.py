@@ -21,7 +21,8 @@ Defined behaviour for awkward input (each is counted, and logged by the socket):
 * an odd number of PCM bytes, or no bytes: rejected.
 
 The frame path does no database work: talk buckets go to the process's batching writer,
-results to the stream.
+results to the stream, and (``CALLSITE_RECORDING=on``) the frame to its stream's recorder
+(``streaming.recording``), which writes sealed chunks in the background.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ from streaming.events import ParticipantPayload
 from streaming.levels import SILENCE_DBFS, frame_level_dbfs
 from streaming.models import TranscriptSource
 from streaming.recognizers.base import Recognition, Recognizer, SessionConfig
+from streaming.recording.recorder import TrackRecorder
+from streaming.recording.store import TrackKey
+from streaming.redaction.core import TimeSpan
 from streaming.speech import Phrase
 from streaming.units import FRAME_MS, FRAME_TICKS, MAX_CALL_SECONDS, TICKS_PER_SECOND
 
@@ -80,6 +84,10 @@ class AudioHost(Protocol):
 
     async def recognizer_attached(self) -> None:
         """A recognizer transcribes the call's audio."""
+        ...
+
+    async def recorded_until(self, key: str) -> int:
+        """Where the stored recording of a stream ends (ticks; 0 when there is none)."""
         ...
 
     def gap(self, key: str, start: int, end: int, reason: str) -> None:
@@ -123,6 +131,7 @@ class AudioStream:
     activity: ActivityTracker
     clock: StreamClock = field(default_factory=StreamClock)
     recognition: StreamRecognition | None = None
+    recorder: TrackRecorder | None = None
     speaking: bool = False
     quiet_frames: int = 0  # unvoiced frames in a row while speaking
 
@@ -146,6 +155,7 @@ class CallAudio:
         locale: str | None = None,
         threshold_db: float | None = None,
         backlog_seconds: int | None = None,
+        recording: bool | None = None,
     ) -> None:
         self.host = host
         self.call_id = call_id
@@ -159,6 +169,7 @@ class CallAudio:
         )
         backlog = backlog_seconds or settings.CALLSITE_RECOGNIZER_BACKLOG_SECONDS
         self.max_backlog_ticks = backlog * TICKS_PER_SECOND
+        self.recording = settings.CALLSITE_RECORDING == "on" if recording is None else recording
         self.format: AudioMetadata | None = None
         self.origin: datetime | None = None
         self.streams: dict[str, AudioStream] = {}
@@ -240,6 +251,8 @@ class CallAudio:
         placement = stream.clock.place(at, pcm_ticks(len(pcm), rate))
         if placement.verdict is FrameVerdict.LATE:
             self.count("late frame")
+            if stream.recorder is not None and at is not None:
+                stream.recorder.replayed(at, pcm, rate)
             return None
         silent = packet.silent
         level = SILENCE_DBFS if silent else frame_level_dbfs(pcm)
@@ -253,6 +266,8 @@ class CallAudio:
             if placement.gap >= GAP_EVENT_TICKS:
                 start = placement.start
                 self.host.gap(stream.key, start - placement.gap, start, "no audio received")
+        if stream.recorder is not None:
+            stream.recorder.add(placement.start, pcm, rate)
         if stream.recognition is None:
             return None
         return stream.recognition.frame(placement, pcm, rate)
@@ -287,6 +302,13 @@ class CallAudio:
             activity=ActivityTracker(self.threshold_db),
             clock=StreamClock.resuming(resume_at),
         )
+        if self.recording:
+            stream.recorder = TrackRecorder(
+                TrackKey(self.call_id, key, stream.participant_id),
+                label=self.label,
+                chunk_seconds=settings.CALLSITE_RECORDING_CHUNK_SECONDS,
+                stored_until=await self.host.recorded_until(key),
+            )
         if self.recognizer is not None:
             stream.recognition = self._recognition(stream)
             if not self.announced_recognizer:
@@ -346,6 +368,17 @@ class CallAudio:
                 seconds = list(stream.activity.open.values())
                 yield stream.key, stream.participant, seconds, stream.clock.position
 
+    def silence(self, spans: Sequence[TimeSpan]) -> None:
+        """Silence the recording still in memory over ``spans`` (redacted words)."""
+        for stream in self.streams.values():
+            if stream.recorder is not None:
+                stream.recorder.silence(spans)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether any of this socket's audio was recorded."""
+        return any(s.recorder is not None for s in self.streams.values())
+
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def _end_recognition(self) -> None:
@@ -365,6 +398,9 @@ class CallAudio:
                 position = stream.clock.position or 0
                 self.host.speaking(stream.key, stream.participant, False, position)
         await self._end_recognition()
+        await asyncio.gather(
+            *(s.recorder.close() for s in self.streams.values() if s.recorder is not None)
+        )
         await self.writer.flush()
         if self.counts:
             logger.info("%s: audio path: %s", self.label, dict(self.counts))

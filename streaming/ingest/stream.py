@@ -45,6 +45,8 @@ from streaming.live.heartbeat import WATCH, worker_name
 from streaming.live.registry import LIVE, LiveCall
 from streaming.metrics import INGEST
 from streaming.recognizers import RecognizerError, get_recognizer
+from streaming.recording.store import assemble as assemble_recordings
+from streaming.recording.store import track_end as recording_end
 from streaming.redaction.applied import acs_redacts, recording_silence, redact_phrase
 from streaming.redaction.core import TimeSpan
 from streaming.retry import RetriesExhausted, db_write
@@ -220,6 +222,8 @@ class AcsStream:
             TimeSpan(str(t["kind"]), int(t["start_ticks"]), int(t["end_ticks"]))
             for t in (times if isinstance(times, list) else [])
         ]
+        if self.audio is not None:
+            self.audio.silence(spans)
         try:
             await db_call(recording_silence, call_id=self.call_id, times=spans)
         except Exception:
@@ -302,6 +306,9 @@ class AcsStream:
     async def resume_point(self, key: str) -> int | None:
         return await db_call(services.stream_resume_point, call_id=self.call_id, stream=key)
 
+    async def recorded_until(self, key: str) -> int:
+        return await db_call(recording_end, call_id=self.call_id, track=key)
+
     async def recognizer_attached(self) -> None:
         await db_call(services.call_recognizer_attached, call_id=self.call_id)
 
@@ -349,6 +356,11 @@ class AcsStream:
                 await self.audio.close()
             except Exception:
                 logger.exception("%s: closing the audio path failed", self.label)
+            if self.audio.recorded:
+                try:
+                    await db_call(assemble_recordings, call_id=self.call_id)
+                except Exception:
+                    logger.exception("%s: assembling the call's recordings failed", self.label)
         if self.live is not None and self.audio in self.live.audio_paths:
             self.live.audio_paths.remove(self.audio)
         WATCH.release(self.stream_id)

@@ -1,6 +1,7 @@
 """Calls, their participants and what they said, their figures, alerts and supervisor actions.
 
-One module per subject (``calls``, ``participants``, ``figures``, ``actions``, ``delivery``);
+One module per subject (``calls``, ``participants``, ``figures``, ``actions``, ``delivery``,
+``recordings``);
 every model is imported here, as Django and the rest of the code expect them.
 """
 
@@ -42,6 +43,12 @@ from streaming.models.participants import (
     SentimentSource,
     Utterance,
 )
+from streaming.models.recordings import (
+    Recording,
+    RecordingAccess,
+    RecordingChunk,
+    RecordingKind,
+)
 
 __all__ = [
     "FINAL_STATUSES",
@@ -66,6 +73,10 @@ __all__ = [
     "Participant",
     "ParticipantKind",
     "ParticipantRole",
+    "Recording",
+    "RecordingAccess",
+    "RecordingChunk",
+    "RecordingKind",
     "RecordingState",
     "Sentiment",
     "SentimentSource",

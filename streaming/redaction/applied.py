@@ -17,6 +17,7 @@ from django.conf import settings
 
 from streaming.acs.packets import Word
 from streaming.models import TranscriptSource
+from streaming.recording import store as recordings_store
 from streaming.redaction.core import Redaction, TimeSpan, redact
 from streaming.redaction.finders import DEFAULT_NATIONAL_IDS, Rules
 from streaming.speech import Phrase
@@ -115,12 +116,11 @@ def words_from_payload(words: Sequence[Mapping[str, Any]]) -> list[Word]:
 
 
 def recording_silence(*, call_id: int, times: Sequence[TimeSpan]) -> int:
-    """Silence a call's stored recordings over ``times`` (ticks on the call's timeline).
+    """Silence a call's stored recordings over ``times`` (ticks on the call's timeline); how
+    many spans touched stored audio.
 
     The one place redaction reaches stored audio: the live path (a final stored with spans
-    masked) and ``manage.py redact_history`` both call it. This codebase stores no recordings
-    yet, so there is nothing to silence: it returns 0 spans silenced. The recordings
-    subsystem's silencing function is called from here, and nowhere else.
+    masked; it silences what is still in memory itself) and ``manage.py redact_history``
+    both call it.
     """
-    del call_id, times
-    return 0
+    return recordings_store.silence(call_id=call_id, times=times)

@@ -18,6 +18,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,6 +120,18 @@ class DemoOutput:
         raise AssertionError(f"the banner has no {name!r} line:\n" + "\n".join(self.seen))
 
 
+def _recorded_call(page: Any, site: str, within: float) -> int:
+    """The id of an ended call of the demo with its recordings, once there is one."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        for call in page.request.get(f"{site}/api/calls/?state=ended").json()["results"]:
+            tracks = page.request.get(f"{site}/api/calls/{call['id']}/recordings/").json()
+            if tracks["count"]:
+                return int(call["id"])
+        time.sleep(1)
+    raise AssertionError(f"no call of the demo ended with a recording within {within:.0f} s")
+
+
 def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None:
     chromium = chromium_path()
     require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
@@ -138,6 +151,7 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
         CALLSITE_DEMO_PORT=str(port),
         CALLSITE_DEMO_SECRET_FILE=str(secret_file),
         DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        CALLSITE_RECORDINGS_DIR=str(tmp_path / "recordings"),
         PYTHONUNBUFFERED="1",
     )
     make = subprocess.Popen(
@@ -156,6 +170,7 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
         site = f"http://127.0.0.1:{port}"
         assert output.field("Call wall") == f"{site}/"
         assert output.field("History") == f"{site}/history/"
+        assert output.field("Recordings").startswith("on, in ")
         secret = secret_file.read_text().strip()
         assert len(secret) >= 16
         assert secret_file.stat().st_mode & 0o077 == 0, "only its owner may read the secret"
@@ -211,6 +226,16 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
             assert streamed.returncode == 0, streamed.stdout + streamed.stderr
             calls = page.request.get(f"{site}/api/calls/").json()
             assert calls["count"] >= 2
+            # The demo call, once it has ended, is played on its page: the mix, or either
+            # side (the other call was ACS transcription only: no audio to record).
+            recorded = _recorded_call(page, site, within=120)
+            page.goto(f"{site}/calls/{recorded}/")
+            expect(page.locator("#player")).to_be_visible()
+            expect(page.locator("#player-track option")).to_have_count(3)
+            page.wait_for_function(
+                "() => document.getElementById('player').readyState >= 1", timeout=15_000
+            )
+            assert page.evaluate("() => document.getElementById('player').duration") > 1
             browser.close()
 
         # No process of the demo carries the secret on its command line.

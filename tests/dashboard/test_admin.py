@@ -36,7 +36,7 @@ from streaming.models import (
     Utterance,
 )
 from tests import factories
-from tests.factories import Said
+from tests.factories import Said, make_recording
 
 pytestmark = pytest.mark.django_db
 
@@ -453,6 +453,7 @@ def test_later_pages_and_filters_cost_what_the_first_page_costs(
 def test_inlines_show_records_read_only(superuser_client: Client, history: dict[str, int]) -> None:
     call_id = history["north-1"]
     CallEvent.objects.create(call_id=call_id, event_id="ev-1", type="CallConnected")
+    mix = make_recording(call_id, {CUSTOMER: [500, -500] * 8000})
     url = f"{CHANGELIST}{call_id}/change/"
     page = superuser_client.get(url)
     assert page.status_code == 200
@@ -464,8 +465,9 @@ def test_inlines_show_records_read_only(superuser_client: Client, history: dict[
         "utterances",
         "events",
         "actions",
+        "recordings",
     }
-    for prefix in ("analytics", "alerts", "utterances", "events", "actions"):
+    for prefix in ("analytics", "alerts", "utterances", "events", "actions", "recordings"):
         inline = inlines[prefix]
         assert not inline.has_add_permission, prefix
         assert not inline.has_change_permission, prefix
@@ -477,6 +479,9 @@ def test_inlines_show_records_read_only(superuser_client: Client, history: dict[
     assert "role" in people.formset.forms[0].fields
     html = page.content.decode()
     assert "charged twice" in html
+    # Its recordings, the mix and the customer's track, each with a player.
+    assert f'src="/api/calls/{call_id}/recordings/{mix}.flac"' in html
+    assert html.count("<audio controls") == 2
     assert 'name="utterances-0-text"' not in html
     assert 'name="participants-0-DELETE"' not in html
 

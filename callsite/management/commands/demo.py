@@ -25,6 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission, User
+from django.core.files.storage import storages
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
@@ -85,6 +86,9 @@ class Command(BaseCommand):
         env = {**os.environ, "DJANGO_DEBUG": "1", "CALLSITE_ACS_SHARED_SECRET": secret}
         drain = int(env.get("CALLSITE_DRAIN_SECONDS") or 5)
         env["CALLSITE_DRAIN_SECONDS"] = str(drain)
+        # The demo records its calls (docs/recordings.md): an ended call's page plays it.
+        env["CALLSITE_RECORDING"] = env.get("CALLSITE_RECORDING") or "on"
+        self.recording = env["CALLSITE_RECORDING"]
 
         previous = signal.signal(signal.SIGTERM, _stop)
         processes: list[subprocess.Popen[bytes]] = []
@@ -138,9 +142,19 @@ class Command(BaseCommand):
             f"  History      {site}/history/\n"
             f"  Alert rules  {site}/admin/streaming/alertrule/\n"
             f"  Playing      {options['script']} (recognizer: {settings.CALLSITE_RECOGNIZER})\n"
+            f"  Recordings   {self._recordings()}\n"
             f"  Another call {another}\n"
             "Press Ctrl-C to stop.\n"
         )
+
+    recording = "off"  # CALLSITE_RECORDING as the server is given it
+
+    def _recordings(self) -> str:
+        if self.recording != "on":
+            return "off (CALLSITE_RECORDING)"
+        location = getattr(storages["recordings"], "location", None)
+        where = _shown_path(Path(location)) if location else "the recordings storage"
+        return f"on, in {where}: an ended call's page plays it"
 
     def _supervisor(self, username: str) -> str:
         """Create or reset the demo supervisor with a new random password; return it."""

@@ -1,0 +1,134 @@
+"""In headless Chromium: the demo call, streamed as unmixed ACS audio to a server recording
+it, is played back on its page once it ended: clicking its third caption seeks the player
+to that caption's start, the caption being played is highlighted, another track takes over
+at the same moment, and every request the player made is in the audit."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+
+from simulator import DEMO_AUDIO_SCRIPT, load_call_script
+from streaming.models import Call, CallState, Recording, RecordingAccess
+from tests.dashboard.browser.test_captions import (
+    CHROMIUM_ARGS,
+    SCREENSHOTS,
+    _in_thread,
+    _log_in,
+    _simulate,
+)
+from tests.services import chromium_path, require
+
+pytestmark = [pytest.mark.browser, pytest.mark.live_server]
+
+CALL = "playback-call"
+# Where the player's next seek lands, taken when it lands (before playing moves it on).
+SEEKED = """() => {
+  const player = document.getElementById("player");
+  window.seekedAt = null;
+  player.addEventListener("seeked", () => { window.seekedAt = player.currentTime; }, {once: true});
+}"""
+
+
+def _recorded_call(timeout: float = 60) -> tuple[Call, list[Recording]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        call = Call.objects.filter(connection_id=CALL, state=CallState.ENDED).first()
+        if call is not None:
+            recordings = list(Recording.objects.filter(call=call).exclude(file=""))
+            if len(recordings) == 3:  # agent, customer, everyone
+                return call, recordings
+        time.sleep(0.2)
+    raise AssertionError("the call never ended with its three recordings assembled")
+
+
+def _player(page: Any) -> dict[str, Any]:
+    return dict(
+        page.evaluate(
+            "() => { const p = document.getElementById('player');"
+            " return {time: p.currentTime, duration: p.duration, seeking: p.seeking,"
+            " src: p.currentSrc, ready: p.readyState}; }"
+        )
+    )
+
+
+def _until(page: Any, check: Any, what: str, within: float = 15) -> dict[str, Any]:
+    """The player's state once ``check`` holds."""
+    deadline = time.monotonic() + within
+    while True:
+        state = _player(page)
+        if check(state):
+            return state
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the player never {what}: {state}")
+        page.wait_for_timeout(50)
+
+
+def test_clicking_a_caption_plays_the_finished_call_from_it(
+    daphne_factory: Any, supervisor: User
+) -> None:
+    chromium = chromium_path()
+    require(chromium is not None, "Chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import expect, sync_playwright
+
+    server = daphne_factory(CALLSITE_RECORDING="on")
+    simulator, errors = _simulate(server.ws_url, CALL, load_call_script(DEMO_AUDIO_SCRIPT), 4.0)
+    simulator.join(60)
+    assert not simulator.is_alive()
+    assert not errors, errors
+    call, recordings = _in_thread(_recorded_call)
+    mix = next(r for r in recordings if r.kind == "mixed")
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+        )
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        _log_in(page, server.http_url, supervisor)
+        page.goto(f"{server.http_url}/calls/{call.pk}/")
+        expect(page.locator("#player")).to_be_visible()
+        finals = page.locator(".caption.final")
+        expect(finals.nth(2)).to_be_visible(timeout=10_000)
+        # The browser decoded the FLAC the server sent: it knows how long the call was.
+        loaded = _until(page, lambda s: s["ready"] >= 1, "loaded the recording")
+        assert abs(loaded["duration"] - mix.duration_ticks / 1e7) < 0.05, loaded
+
+        third = finals.nth(2)
+        start = int(third.get_attribute("data-offset") or "") / 1e7
+        assert start > 1, "the third caption starts into the call"
+        page.evaluate(SEEKED)
+        third.locator(".text").click()
+        page.wait_for_function("() => window.seekedAt !== null", timeout=10_000)
+        seeked_at = page.evaluate("() => window.seekedAt")
+        assert abs(seeked_at - start) < 0.05, (seeked_at, start)
+        expect(third).to_have_class("caption final playing", timeout=5_000)
+        expect(third).to_have_attribute("aria-current", "true")
+        assert page.locator(".caption.playing").count() == 1
+
+        # Another track takes over at the same moment.
+        page.evaluate("() => document.getElementById('player').pause()")
+        at = _player(page)["time"]
+        page.evaluate(SEEKED)
+        page.select_option("#player-track", index=1)
+        page.wait_for_function("() => window.seekedAt !== null", timeout=10_000)
+        switched = _player(page)
+        assert "/recordings/" in switched["src"], switched
+        assert not switched["src"].endswith(f"/{mix.pk}.flac"), switched
+        assert abs(page.evaluate("() => window.seekedAt") - at) < 0.05, (switched, at)
+        page.screenshot(path=str(SCREENSHOTS / "call-playback.png"), full_page=True)
+        browser.close()
+
+    audit = _in_thread(
+        lambda: list(
+            RecordingAccess.objects.filter(call_id=call.pk).values_list("username", "status")
+        )
+    )
+    assert audit
+    assert {who for who, _ in audit} == {"sup"}
+    assert {status for _, status in audit} <= {200, 206}
