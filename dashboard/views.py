@@ -25,6 +25,7 @@ from dashboard.selectors import DeferredJoinPaginator, call_recordings, newest_f
 from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
+from streaming.automation.secure_pause import secure_pause_set
 from streaming.history.exports import FORMATS
 from streaming.models import Alert, CallState, Sentiment
 from streaming.selectors import action_payload, call_duration_ms, call_get
@@ -143,6 +144,33 @@ def _refused(
         return JsonResponse({"error": message}, status=status)
     messages.error(request, message)
     return redirect(to, **kwargs)
+
+
+@require_POST
+@supervisor_required
+def call_secure_pause(request: HttpRequest, call_id: int) -> HttpResponse:
+    """Pause a call for payment (``paused=on``) or resume it (``paused=off``): while paused its
+    audio is neither recorded nor recognized (``streaming.automation.secure_pause``).
+
+    Any supervisor who may see the call may pause it: it only ever keeps less. With
+    ``Accept: application/json`` the answer is ``{"secure_pause", "since"}`` (or
+    ``{"error"}``), else a redirect to the call's page.
+    """
+    if not can_view_call(request.user, call_id):
+        raise Http404("No such call")
+    wanted = request.POST.get("paused", "")
+    if wanted not in ("on", "off"):
+        return _refused(request, 400, "paused must be on or off", "dashboard:call", call_id=call_id)
+    try:
+        call = secure_pause_set(call_id=call_id, paused=wanted == "on", user=request.user)
+    except ValueError as error:
+        return _refused(request, 409, str(error), "dashboard:call", call_id=call_id)
+    since = call.secure_pause_since
+    if _wants_json(request):
+        return JsonResponse(
+            {"secure_pause": since is not None, "since": since.isoformat() if since else None}
+        )
+    return redirect("dashboard:call", call_id=call_id)
 
 
 @require_POST

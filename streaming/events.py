@@ -89,6 +89,8 @@ class CallPayload(TypedDict):
     origin: str  # CallOrigin: "" (streamed to Callsite), answered, room, placed
     room_id: str
     recording_state: str  # RecordingState: "" (not recording), starting, active, paused...
+    # Paused for payment since (ISO time): audio neither recorded nor recognized; None if not
+    secure_pause_since: str | None
     bidirectional: bool
     caller: str
     caller_display_name: str

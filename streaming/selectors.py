@@ -113,6 +113,9 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "origin": call.origin,
         "room_id": call.room_id,
         "recording_state": call.recording_state,
+        "secure_pause_since": (
+            call.secure_pause_since.isoformat() if call.secure_pause_since else None
+        ),
         "bidirectional": call.bidirectional,
         "caller": call.caller,
         "caller_display_name": call.caller_display_name,

@@ -163,6 +163,7 @@ WALL = "GET / (call wall)"
 HISTORY = "GET /history/"
 CALL_PAGE = "GET /calls/<id>/"
 ACTION = "POST /calls/<id>/actions/<action>/"
+PAUSE = "POST /calls/<id>/secure-pause/"
 NEW_CALL = "POST /calls/new/<how>/ (place a call, connect to a room)"
 WALL_WS = "ws /ws/dashboard/"
 CALL_WS = "ws /ws/dashboard/calls/<id>/"
@@ -265,6 +266,21 @@ TABLE: list[Http | Socket] = [
          who="outsider"),
     Http(CALL_PAGE, "another team's call", "GET", "/calls/{other_call}/", 404, who="team",
          hides=("other-call",)),
+    Http(PAUSE, "control: a supervisor pauses their team's live call, with the CSRF token",
+         "POST", "/calls/{team_live_call}/secure-pause/", 200, who="team", csrf="sent",
+         form={"paused": "on"}, headers={"Accept": "application/json"},
+         shows=('"secure_pause": true',)),
+    Http(PAUSE, "anonymous", "POST", "/calls/{team_live_call}/secure-pause/", 302,
+         form={"paused": "on"}, location=LOGIN_AT),
+    Http(PAUSE, "logged in, not a supervisor", "POST", "/calls/{team_live_call}/secure-pause/",
+         403, who="outsider", form={"paused": "on"}),
+    Http(PAUSE, "a supervisor without the CSRF token (cross-site)", "POST",
+         "/calls/{team_live_call}/secure-pause/", 403, who="team", form={"paused": "on"},
+         csrf="missing"),
+    Http(PAUSE, "another team's call", "POST", "/calls/{other_call}/secure-pause/", 404,
+         who="team", form={"paused": "on"}),
+    Http(PAUSE, "GET (a link or an image tag)", "GET", "/calls/{team_live_call}/secure-pause/",
+         405, who="team"),
     Http(ACTION, "control: a supervisor who may control calls, with the CSRF token", "POST",
          "/calls/{team_call}/actions/hang-up/", 302, who="controller", form={}, csrf="sent",
          location="/calls/"),
@@ -578,6 +594,7 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
         ).pk
         for name, call in (("team", team_call), ("other", other_call))
     }  # fmt: skip
+    team_live_call = make_call("team-live-call", said=[], ended=False)
     recordings = {
         name: make_recording(call, {"": [1000, -1000] * 800})
         for name, call in (("team", team_call), ("other", other_call))
@@ -589,6 +606,7 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
         "other_call": str(other_call),
         "team_alert": str(alerts["team"]),
         "other_alert": str(alerts["other"]),
+        "team_live_call": str(team_live_call),
         "team_recording": str(recordings["team"]),
         "other_recording": str(recordings["other"]),
         "callback": str(managed.callback_id),
@@ -720,7 +738,7 @@ def _url_routes(patterns: list[Any], prefix: str = "") -> Iterator[str]:
 def _row_route(row: Http | Socket) -> str:
     path = row.path.split("?")[0].format(
         team_call=1, other_call=2, team_alert=1, other_alert=2, callback=uuid.UUID(int=1),
-        team_recording=1, other_recording=2,
+        team_recording=1, other_recording=2, team_live_call=3,
     )  # fmt: skip
     if isinstance(row, Socket):
         for pattern in [*streaming_routes, *dashboard_routes]:

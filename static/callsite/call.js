@@ -447,6 +447,14 @@
       drawnParticipants = drawn;
       list.replaceChildren(...call.participants.map(participantItem));
     }
+    const paused = Boolean(call.secure_pause_since);
+    document.getElementById("secure-pause-notice").hidden = !paused;
+    const pauseForm = document.getElementById("secure-pause");
+    if (pauseForm) {
+      pauseForm.hidden = call.state === "ended";
+      pauseForm.elements.paused.value = paused ? "off" : "on";
+      document.getElementById("secure-pause-button").textContent = paused ? "Resume after payment" : "Pause for payment";
+    }
     const recording = document.getElementById("recording-state");
     if (recording) {
       recording.textContent = call.recording_state || "off";
@@ -579,7 +587,7 @@
   }
 
   function csrfToken() {
-    const input = controls && controls.querySelector("input[name=csrfmiddlewaretoken]");
+    const input = (controls || document).querySelector("input[name=csrfmiddlewaretoken]");
     return input ? input.value : "";
   }
 
@@ -608,6 +616,35 @@
       showError(String(error));
     }
     renderCall();
+  }
+
+  // Pause for payment: posted through fetch too; the call's next update redraws the button.
+  const pauseForm = document.getElementById("secure-pause");
+  if (pauseForm) {
+    pauseForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const error = document.getElementById("secure-pause-error");
+      error.hidden = true;
+      try {
+        const response = await fetch(pauseForm.action, {
+          method: "POST",
+          body: new URLSearchParams({ paused: pauseForm.elements.paused.value }),
+          credentials: "same-origin",
+          headers: { Accept: "application/json", "X-CSRFToken": csrfToken() },
+        });
+        const answer = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
+        if (!response.ok) {
+          error.textContent = answer.error || `HTTP ${response.status}`;
+          error.hidden = false;
+        } else if (call) {
+          call.secure_pause_since = answer.since;
+          renderCall();
+        }
+      } catch (failure) {
+        error.textContent = String(failure);
+        error.hidden = false;
+      }
+    });
   }
 
   // The page's forms post through fetch, so the page (and its live socket) stays; without

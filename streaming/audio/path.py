@@ -18,7 +18,10 @@ Defined behaviour for awkward input (each is counted, and logged by the socket):
   endpointing sees the pause; beyond that the recognizer's timeline is re-anchored, and gaps
   over a second are recorded as call events;
 * a frame older than one already taken (a replay after a reconnect, or reordering): dropped;
-* an odd number of PCM bytes, or no bytes: rejected.
+* an odd number of PCM bytes, or no bytes: rejected;
+* paused for payment (``pause``): frames count as talk time, are not recorded, and the
+  recognizer is fed silence in their place, so it ends what was being said and hears
+  nothing more until the pause ends.
 
 The frame path does no database work: talk buckets go to the process's batching writer,
 results to the stream, and (``CALLSITE_RECORDING=on``) the frame to its stream's recorder
@@ -170,6 +173,7 @@ class CallAudio:
         backlog = backlog_seconds or settings.CALLSITE_RECOGNIZER_BACKLOG_SECONDS
         self.max_backlog_ticks = backlog * TICKS_PER_SECOND
         self.recording = settings.CALLSITE_RECORDING == "on" if recording is None else recording
+        self.paused = False  # paused for payment: neither recorded nor recognized
         self.format: AudioMetadata | None = None
         self.origin: datetime | None = None
         self.streams: dict[str, AudioStream] = {}
@@ -266,6 +270,10 @@ class CallAudio:
             if placement.gap >= GAP_EVENT_TICKS:
                 start = placement.start
                 self.host.gap(stream.key, start - placement.gap, start, "no audio received")
+        if self.paused:  # the recognizer hears silence: it ends what was being said
+            if stream.recognition is None:
+                return None
+            return stream.recognition.frame(placement, bytes(len(pcm)), rate)
         if stream.recorder is not None:
             stream.recorder.add(placement.start, pcm, rate)
         if stream.recognition is None:
@@ -367,6 +375,16 @@ class CallAudio:
             if stream.clock.position is not None:
                 seconds = list(stream.activity.open.values())
                 yield stream.key, stream.participant, seconds, stream.clock.position
+
+    def pause(self, paused: bool) -> int:
+        """Pause (or resume) recording and recognition from the next frame on; where on the
+        call's timeline that is (ticks)."""
+        self.paused = paused
+        if paused:
+            for stream in self.streams.values():
+                if stream.recorder is not None:
+                    stream.recorder.seal()  # what came before the pause is written now
+        return max((s.clock.position or 0 for s in self.streams.values()), default=0)
 
     def silence(self, spans: Sequence[TimeSpan]) -> None:
         """Silence the recording still in memory over ``spans`` (redacted words)."""

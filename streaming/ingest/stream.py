@@ -12,6 +12,7 @@ transcription or a recognizer: :meth:`AcsStream.phrase`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
@@ -19,6 +20,8 @@ import unicodedata
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from channels.layers import get_channel_layer
 
 from streaming import sentiment, services
 from streaming.acs.packets import (
@@ -31,6 +34,7 @@ from streaming.acs.packets import (
 )
 from streaming.audio.path import CallAudio
 from streaming.audio.timeline import ActivitySecond
+from streaming.automation.secure_pause import secure_pause_group
 from streaming.db import db_call
 from streaming.delivery.worker import DELIVERIES
 from streaming.events import (
@@ -52,7 +56,7 @@ from streaming.redaction.core import TimeSpan
 from streaming.retry import RetriesExhausted, db_write
 from streaming.speech import Phrase
 from streaming.tasks import spawn
-from streaming.units import TICKS_PER_MS
+from streaming.units import TICKS_PER_MS, TICKS_PER_SECOND
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +83,11 @@ class AcsStream:
         self.audio: CallAudio | None = None
         # Whether ACS was asked to redact its transcription's text (TranscriptionMetadata).
         self.acs_redacts = acs_redacts(call["transcription_options"])
+        # Paused for payment (streaming.automation.secure_pause): told through the layer.
+        self.paused = call["secure_pause_since"] is not None
+        self.dropped_while_paused = 0
+        self.pause_channel = ""
+        self.pause_listener: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, *, connection_id: str, correlation_id: str, reject: Reject) -> AcsStream:
@@ -96,9 +105,66 @@ class AcsStream:
         )
         stream = cls(call=call, stream_id=stream_id, connection_id=connection_id, reject=reject)
         stream.live = await LIVE.attach(stream.call_id, stream.label, stream.started)
+        await stream._follow_secure_pause()
         WATCH.hold(stream_id, stream.live)
         DELIVERIES.ensure_running()
         return stream
+
+    # --- pause for payment ---------------------------------------------------------------------
+
+    async def _follow_secure_pause(self) -> None:
+        """Listen for the call's pause and resume, whichever worker they were asked on."""
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        self.pause_channel = await layer.new_channel("pause.")
+        await layer.group_add(secure_pause_group(self.call_id), self.pause_channel)
+        # Not spawn(): a stopping server waits for spawned tasks, and this one never ends.
+        self.pause_listener = asyncio.get_running_loop().create_task(self._pause_messages(layer))
+
+    async def _pause_messages(self, layer: Any) -> None:
+        while True:
+            message = await layer.receive(self.pause_channel)
+            if message.get("type") != "secure_pause":
+                continue
+            try:
+                await self.set_paused(bool(message.get("paused")))
+            except Exception:
+                logger.exception("%s: applying a pause for payment failed", self.label)
+
+    async def set_paused(self, paused: bool) -> None:
+        """Pause (or resume) recording and recognition from the next frame on."""
+        if paused == self.paused:
+            return
+        self.paused = paused
+        at = self.audio.pause(paused) if self.audio is not None else 0
+        what = "paused for payment" if paused else "resumed after payment"
+        dropped = self.dropped_while_paused if not paused else 0
+        self.dropped_while_paused = 0
+        logger.info(
+            "%s: %s at %.2f s%s",
+            self.label,
+            what,
+            at / TICKS_PER_SECOND,
+            f" ({dropped} ACS transcription result(s) dropped)" if dropped else "",
+        )
+        await db_call(
+            services.call_event_record,
+            call_id=self.call_id,
+            type="secure_pause.started" if paused else "secure_pause.ended",
+            data={"at_ticks": at, "stream_id": self.stream_id},
+            message=what,
+        )
+
+    async def _stop_following_pause(self) -> None:
+        if self.pause_listener is not None:
+            self.pause_listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.pause_listener
+        layer = get_channel_layer()
+        if layer is not None and self.pause_channel:
+            with contextlib.suppress(Exception):
+                await layer.group_discard(secure_pause_group(self.call_id), self.pause_channel)
 
     # --- packets -------------------------------------------------------------------------------
 
@@ -112,6 +178,9 @@ class AcsStream:
     async def packet(self, packet: Packet) -> None:
         """Any packet but audio frames."""
         if isinstance(packet, TranscriptionData):
+            if self.paused:  # what ACS heard while paused for payment is not kept
+                self.dropped_while_paused += 1
+                return
             await self.phrase(Phrase.from_transcription(packet, self.opened_at))
         elif isinstance(packet, TranscriptionMetadata):
             self.acs_redacts = acs_redacts(packet.options)
@@ -143,6 +212,8 @@ class AcsStream:
             )
             if self.live is not None:
                 self.live.audio_paths.append(self.audio)
+            if self.paused:
+                self.audio.pause(True)
         return self.audio
 
     async def _dtmf(self, packet: DtmfData) -> None:
@@ -351,6 +422,7 @@ class AcsStream:
 
     async def finish(self, code: int) -> None:
         """Store the last finals and talk time, then record that the stream closed."""
+        await self._stop_following_pause()
         if self.audio is not None:
             try:
                 await self.audio.close()

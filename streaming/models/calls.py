@@ -121,6 +121,11 @@ class Call(models.Model):
         help_text="What ACS transcription was asked for (its TranscriptionMetadata): "
         "sentiment, PII redaction, summaries, locales, custom speech model",
     )
+    secure_pause_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Paused for payment since then: its audio is neither recorded nor recognized",
+    )
     audio_origin = models.DateTimeField(
         null=True,
         blank=True,
