@@ -155,3 +155,13 @@ def test_pages_measures_the_wall_and_the_call_page(tmp_path: Path) -> None:
     page = report["call_page"]
     assert 0 < page["static_bytes"] <= page["first_visit_bytes"]
     assert page["load_ms"] > 0
+
+
+def test_recording_measures_the_frame_path_chunks_and_sizes(tmp_path: Path) -> None:
+    code, report, output = _bench("recording", tmp_path, "--rounds", "2")
+    assert code == 0, output[-3000:]
+    assert report["frame"]["with_ns"] > 0
+    assert report["chunk_ms"] > 0
+    assert report["assembly_10min_ms"] > 0
+    assert set(report["size"]) == {"agent", "customer", "mix"}
+    assert all(0 < size["ratio"] < 1 for size in report["size"].values())
