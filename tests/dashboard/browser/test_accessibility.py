@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 
 from simulator import Script, Speaker, Turn
 from tests.conftest import DaphneServer
@@ -22,7 +24,7 @@ from tests.dashboard.browser.test_captions import (
     _simulate,
     _wait_for_call,
 )
-from tests.factories import Said, make_call
+from tests.factories import Said, make_call, make_recording
 from tests.services import chromium_path, require
 
 pytestmark = [pytest.mark.browser, pytest.mark.live_server]
@@ -65,7 +67,12 @@ def test_no_serious_or_critical_violation_on_any_page(
         people=("8:acs:resource_agent-1", "4:+15551230000"),
         said=[Said("8:acs:resource_agent-1", "Thank you for calling.", 0.5)],
         alerts=["keyword"],
+        started=timezone.now() - timedelta(minutes=5),
+        length=timedelta(seconds=30),
     )
+    # With its recording: the player, the track chooser and captions that seek it.
+    tone = [3000, -3000] * 8000
+    make_recording(finished, {"8:acs:resource_agent-1": tone, "4:+15551230000": tone})
     found: dict[str, list[dict[str, Any]]] = {}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -90,6 +97,7 @@ def test_no_serious_or_critical_violation_on_any_page(
         assert page.evaluate("() => document.activeElement.id") == "captions"
         page.goto(f"{daphne_server.http_url}/calls/{finished}/")
         expect(page.locator("#captions .caption.final").first).to_be_visible(timeout=10_000)
+        expect(page.locator("#player")).to_be_visible()
         found["finished call"] = serious_violations(page)
         page.goto(f"{daphne_server.http_url}/history/")
         found["history"] = serious_violations(page)
