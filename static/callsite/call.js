@@ -447,6 +447,7 @@
       drawnParticipants = drawn;
       list.replaceChildren(...call.participants.map(participantItem));
     }
+    followButton.textContent = call.state === "ended" ? "↓ To the end" : "↓ Back to live";
     const paused = Boolean(call.secure_pause_since);
     document.getElementById("secure-pause-notice").hidden = !paused;
     const pauseForm = document.getElementById("secure-pause");

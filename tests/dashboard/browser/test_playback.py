@@ -93,6 +93,7 @@ def test_clicking_a_caption_plays_the_finished_call_from_it(
         _log_in(page, server.http_url, supervisor)
         page.goto(f"{server.http_url}/calls/{call.pk}/")
         expect(page.locator("#player")).to_be_visible()
+        expect(page.locator("#follow")).to_have_text("↓ To the end")  # not live any more
         finals = page.locator(".caption.final")
         expect(finals.nth(2)).to_be_visible(timeout=10_000)
         # The browser decoded the FLAC the server sent: it knows how long the call was.
