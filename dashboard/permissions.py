@@ -74,6 +74,14 @@ def can_control_calls(user: Any) -> bool:
     return can_view_calls(user) and bool(user.has_perm(CONTROL_CALL_PERMISSION))
 
 
+LISTEN_CALL_PERMISSION = "streaming.listen_call"
+
+
+def can_listen(user: Any, call_id: int) -> bool:
+    """Supervisors granted ``listen_call`` who may see the call (granted separately)."""
+    return bool(user.has_perm(LISTEN_CALL_PERMISSION)) and can_view_call(user, call_id)
+
+
 # The permission each kind of supervisor action needs (streaming.automation.control.ActionKind).
 ACTION_PERMISSIONS = {
     "control": CONTROL_CALL_PERMISSION,

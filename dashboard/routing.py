@@ -11,7 +11,7 @@ from channels.auth import AuthMiddlewareStack
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.urls import path
 
-from dashboard.consumers import CallPageConsumer, WallConsumer
+from dashboard.consumers import CallPageConsumer, ListenConsumer, WallConsumer
 
 
 def browser_only(app: Any) -> Any:
@@ -21,4 +21,5 @@ def browser_only(app: Any) -> Any:
 websocket_urlpatterns = [
     path("ws/dashboard/", browser_only(WallConsumer.as_asgi())),
     path("ws/dashboard/calls/<int:call_id>/", browser_only(CallPageConsumer.as_asgi())),
+    path("ws/dashboard/calls/<int:call_id>/listen/", browser_only(ListenConsumer.as_asgi())),
 ]

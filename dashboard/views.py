@@ -19,7 +19,13 @@ from django.views.decorators.http import require_POST
 from dashboard.api.filters import CallFilters, ReportFilters, filter_calls
 from dashboard.charts.reports import report_figure
 from dashboard.models import SupervisorProfile
-from dashboard.permissions import action_kinds, can_act, can_view_call, can_view_calls
+from dashboard.permissions import (
+    action_kinds,
+    can_act,
+    can_listen,
+    can_view_call,
+    can_view_calls,
+)
 from dashboard.reports import agent_report, report_csv
 from dashboard.selectors import DeferredJoinPaginator, call_recordings, newest_first, user_calls
 from streaming import services, units
@@ -116,6 +122,7 @@ def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     context = {
         "call": call,
         "can_control": "control" in kinds,
+        "can_listen": call["state"] != CallState.ENDED and can_listen(request.user, call_id),
         "kinds": " ".join(sorted(kinds)),
         "actions": [(slug, control.ACTIONS[slug].label) for slug in whole_call],
         "destructive": {slug for slug, spec in control.ACTIONS.items() if spec.destructive},

@@ -33,6 +33,17 @@ def call_group(call_id: int) -> str:
     return f"call.{int(call_id)}"
 
 
+def streams_group(call_id: int) -> str:
+    """The group of every media socket of a call, whichever worker holds it: what a
+    supervisor asks of its audio (pause for payment, listening) goes there."""
+    return f"call.{int(call_id)}.streams"
+
+
+def listen_group(call_id: int) -> str:
+    """The group of the sockets listening to a call's audio live."""
+    return f"call.{int(call_id)}.listen"
+
+
 class ParticipantPayload(TypedDict):
     id: int
     raw_id: str

@@ -167,6 +167,7 @@ PAUSE = "POST /calls/<id>/secure-pause/"
 NEW_CALL = "POST /calls/new/<how>/ (place a call, connect to a room)"
 WALL_WS = "ws /ws/dashboard/"
 CALL_WS = "ws /ws/dashboard/calls/<id>/"
+LISTEN_WS = "ws /ws/dashboard/calls/<id>/listen/"
 API = "/api/"
 ADMIN = "/admin/"
 LOGIN = "/accounts/login/"
@@ -329,6 +330,19 @@ TABLE: list[Http | Socket] = [
            who="team", origin="null"),
     Socket(WALL_WS, "valid session, no Origin", "/ws/dashboard/", False, who="team",
            origin=None),
+    Socket(LISTEN_WS, "control: a supervisor granted listening, their team's live call",
+           "/ws/dashboard/calls/{team_live_call}/listen/", True, who="listener",
+           shows=("listen.started",)),
+    Socket(LISTEN_WS, "a supervisor not granted listening",
+           "/ws/dashboard/calls/{team_live_call}/listen/", False, who="team"),
+    Socket(LISTEN_WS, "anonymous", "/ws/dashboard/calls/{team_live_call}/listen/", False),
+    Socket(LISTEN_WS, "granted listening, another team's call",
+           "/ws/dashboard/calls/{other_call}/listen/", False, who="listener"),
+    Socket(LISTEN_WS, "granted listening, cross-site Origin (CSWSH)",
+           "/ws/dashboard/calls/{team_live_call}/listen/", False, who="listener",
+           origin="https://evil.example"),
+    Socket(LISTEN_WS, "the ACS shared secret instead of a session",
+           f"/ws/dashboard/calls/{{team_live_call}}/listen/?token={SECRET}", False),
     Socket(CALL_WS, "control: a supervisor, their team's call", "/ws/dashboard/calls/{team_call}/",
            True, who="team", shows=("team-call",)),
     Socket(CALL_WS, "anonymous", "/ws/dashboard/calls/{team_call}/", False),
@@ -547,7 +561,12 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
     TeamAddress.objects.create(team=team, address=TEAM_LINE)
 
     def member(
-        name: str, *, is_staff: bool = False, control: bool = False, place: bool = False
+        name: str,
+        *,
+        is_staff: bool = False,
+        control: bool = False,
+        place: bool = False,
+        listen: bool = False,
     ) -> User:
         user = user_in(name, SUPERVISORS_GROUP)
         user.set_password(PASSWORD)
@@ -557,12 +576,15 @@ def world(db: Any, tmp_path: Path, acs_key: SigningKey) -> Iterator[World]:
             user.user_permissions.add(Permission.objects.get(codename="control_call"))
         if place:
             user.user_permissions.add(Permission.objects.get(codename="place_calls"))
+        if listen:
+            user.user_permissions.add(Permission.objects.get(codename="listen_call"))
         team.members.add(user)
         return user
 
     users = {
         "team": member("teamsup"),
         "controller": member("controller", control=True),
+        "listener": member("listener", listen=True),
         "placer": member("placer", place=True),
         "staff_flag": member("teamadmin", is_staff=True),
         "inactive": member("leaver"),

@@ -720,6 +720,80 @@
   });
   window.setInterval(renderCall, 1000);
 
+  // Listening in (streaming.listen_call): the call's audio over its own socket, a tenth of a
+  // second per message, each participant's scheduled back to back so it plays without gaps,
+  // a little behind (LISTEN_AHEAD) to ride out jitter.
+  const listenBox = document.getElementById("listen");
+  if (listenBox) {
+    const LISTEN_AHEAD = 0.15;
+    const button = document.getElementById("listen-button");
+    const trackSelect = document.getElementById("listen-track");
+    const status = document.getElementById("listen-status");
+    let socket = null;
+    let context = null;
+    const next = new Map(); // track -> when its next chunk starts (AudioContext time)
+    window.listenStats = { messages: 0, lagMs: null };
+    function stop(why) {
+      if (socket) socket.close();
+      socket = null;
+      if (context) context.close();
+      context = null;
+      next.clear();
+      button.textContent = "Listen live";
+      button.setAttribute("aria-pressed", "false");
+      status.textContent = why || "";
+    }
+    function play(header, pcm) {
+      const samples = new Int16Array(pcm);
+      const floats = Float32Array.from(samples, (v) => v / 32768);
+      const buffer = context.createBuffer(1, floats.length, header.rate);
+      buffer.copyToChannel(floats, 0);
+      const source = context.createBufferSource();
+      source.buffer = buffer;
+      source.connect(context.destination);
+      const at = Math.max(context.currentTime + LISTEN_AHEAD, next.get(header.track) || 0);
+      source.start(at);
+      next.set(header.track, at + buffer.duration);
+    }
+    function start() {
+      context = new AudioContext();
+      const scheme = location.protocol === "https:" ? "wss" : "ws";
+      socket = new WebSocket(`${scheme}://${location.host}${listenBox.dataset.path}`);
+      socket.binaryType = "arraybuffer";
+      button.textContent = "Stop listening";
+      button.setAttribute("aria-pressed", "true");
+      status.textContent = "connecting…";
+      socket.addEventListener("message", (event) => {
+        if (typeof event.data === "string") { status.textContent = "listening"; return; }
+        const length = new DataView(event.data).getUint16(0, true);
+        const header = JSON.parse(new TextDecoder().decode(new Uint8Array(event.data, 2, length)));
+        const lag = Date.now() - header.sent_at * 1000;
+        window.listenStats.messages += 1;
+        window.listenStats.lagMs = lag;
+        status.textContent = `listening · ${(Math.max(lag, 0) / 1000 + LISTEN_AHEAD).toFixed(1)} s behind`;
+        if (trackSelect.value && trackSelect.value !== header.track) return;
+        if (context) play(header, event.data.slice(2 + length));
+      });
+      socket.addEventListener("close", () => { if (socket) stop("the call's audio stopped"); });
+    }
+    button.addEventListener("click", () => (socket ? stop("") : start()));
+    window.setInterval(() => {
+      if (!call) return;
+      const wanted = call.participants.map((p) => [p.raw_id, p.label]);
+      const have = [...trackSelect.options].slice(1).map((o) => [o.value, o.textContent]);
+      if (JSON.stringify(wanted) === JSON.stringify(have)) return;
+      const chosen = trackSelect.value;
+      trackSelect.replaceChildren(trackSelect.options[0], ...wanted.map(([value, label]) => {
+        const option = document.createElement("option");
+        option.value = value;
+        option.textContent = label;
+        return option;
+      }));
+      trackSelect.value = chosen;
+      if (call.state === "ended" && socket) stop("the call has ended");
+    }, 1000);
+  }
+
   // A finished call's recording: a caption (click, or Enter on a focused one) plays the call
   // from its start; while it plays, the caption being spoken is highlighted.
   const player = document.getElementById("player");

@@ -68,6 +68,7 @@ GAP_EVENT_TICKS = TICKS_PER_SECOND  # audio gaps at least this long are recorded
 # Unvoiced frames that end speaking: the analytics' bridge (pauses shorter count as talk).
 SPEAKING_HANGOVER_FRAMES = 300 // FRAME_MS
 MAX_CALL_TICKS = MAX_CALL_SECONDS * TICKS_PER_SECOND
+LISTEN_FRAMES = 5  # listeners get a stream's audio a tenth of a second at a time
 
 
 class AudioHost(Protocol):
@@ -135,6 +136,8 @@ class AudioStream:
     clock: StreamClock = field(default_factory=StreamClock)
     recognition: StreamRecognition | None = None
     recorder: TrackRecorder | None = None
+    heard: bytearray = field(default_factory=bytearray)  # audio gathered for listeners
+    heard_at: int = 0
     speaking: bool = False
     quiet_frames: int = 0  # unvoiced frames in a row while speaking
 
@@ -174,6 +177,8 @@ class CallAudio:
         self.max_backlog_ticks = backlog * TICKS_PER_SECOND
         self.recording = settings.CALLSITE_RECORDING == "on" if recording is None else recording
         self.paused = False  # paused for payment: neither recorded nor recognized
+        # Someone listens in: each stream's audio goes to it every LISTEN_FRAMES frames.
+        self.listen: Callable[[str, int, int, bytes], None] | None = None
         self.format: AudioMetadata | None = None
         self.origin: datetime | None = None
         self.streams: dict[str, AudioStream] = {}
@@ -276,9 +281,19 @@ class CallAudio:
             return stream.recognition.frame(placement, bytes(len(pcm)), rate)
         if stream.recorder is not None:
             stream.recorder.add(placement.start, pcm, rate)
+        if self.listen is not None:
+            self._listen(stream, placement.start, pcm, rate)
         if stream.recognition is None:
             return None
         return stream.recognition.frame(placement, pcm, rate)
+
+    def _listen(self, stream: AudioStream, at: int, pcm: bytes, rate: int) -> None:
+        if not stream.heard:
+            stream.heard_at = at
+        stream.heard += pcm
+        if len(stream.heard) >= LISTEN_FRAMES * len(pcm) and self.listen is not None:
+            heard, stream.heard = bytes(stream.heard), bytearray()
+            self.listen(stream.key, rate, stream.heard_at, heard)
 
     def _speaking(self, stream: AudioStream, voiced: bool, at: int) -> None:
         """Speaking starts on a voiced frame and ends after ``SPEAKING_HANGOVER_FRAMES``
@@ -382,6 +397,7 @@ class CallAudio:
         self.paused = paused
         if paused:
             for stream in self.streams.values():
+                stream.heard = bytearray()  # listeners hear nothing more of it
                 if stream.recorder is not None:
                     stream.recorder.seal()  # what came before the pause is written now
         return max((s.clock.position or 0 for s in self.streams.values()), default=0)

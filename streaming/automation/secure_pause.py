@@ -4,8 +4,8 @@ audio is neither recorded nor recognized, and ACS's own transcription of it is n
 A supervisor pauses and resumes from the call's page (or by POST with a JSON answer); the
 pause is stored on the call (``Call.secure_pause_since``), so a stream that reconnects
 mid-pause starts paused, and told to every media socket of the call, whichever worker holds
-it, through the channel layer (``secure_pause_group``). Each socket applies it from its next
-frame and records where on the call's timeline it did (``secure_pause.started`` and
+it, through the channel layer (``streaming.events.streams_group``). Each socket applies it
+from its next frame and records where on the call's timeline it did (``secure_pause.started`` and
 ``secure_pause.ended`` events). Each pause and resume is in the call's audit of supervisor
 actions. Unlike the actions in ``control``, it needs no Call Automation: it works on any
 call Callsite receives audio of.
@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from streaming.automation.control import action_record
 from streaming.automation.outcomes import action_settle
+from streaming.events import streams_group
 from streaming.models import ActionStatus, Call, CallState
 from streaming.services.calls import call_broadcast_on_commit
 
@@ -33,16 +34,11 @@ PAUSE, RESUME = "secure-pause", "secure-resume"
 LABELS = {PAUSE: "Pause for payment", RESUME: "Resume after payment"}
 
 
-def secure_pause_group(call_id: int) -> str:
-    """The group of every media socket of a call, whichever worker holds it."""
-    return f"call.{int(call_id)}.secure-pause"
-
-
 def _tell_streams(call_id: int, paused: bool) -> None:
     layer = get_channel_layer()
     if layer is not None:
         async_to_sync(layer.group_send)(
-            secure_pause_group(call_id), {"type": "secure_pause", "paused": paused}
+            streams_group(call_id), {"type": "secure_pause", "paused": paused}
         )
 
 

@@ -34,7 +34,6 @@ from streaming.acs.packets import (
 )
 from streaming.audio.path import CallAudio
 from streaming.audio.timeline import ActivitySecond
-from streaming.automation.secure_pause import secure_pause_group
 from streaming.db import db_call
 from streaming.delivery.worker import DELIVERIES
 from streaming.events import (
@@ -44,6 +43,8 @@ from streaming.events import (
     asend_event,
     call_group,
     caption_interim,
+    listen_group,
+    streams_group,
 )
 from streaming.live.heartbeat import WATCH, worker_name
 from streaming.live.registry import LIVE, LiveCall
@@ -88,6 +89,7 @@ class AcsStream:
         self.dropped_while_paused = 0
         self.pause_channel = ""
         self.pause_listener: asyncio.Task[None] | None = None
+        self.listen_until = 0.0  # time.monotonic() until which listeners get the audio
 
     @classmethod
     async def open(cls, *, connection_id: str, correlation_id: str, reject: Reject) -> AcsStream:
@@ -113,24 +115,55 @@ class AcsStream:
     # --- pause for payment ---------------------------------------------------------------------
 
     async def _follow_secure_pause(self) -> None:
-        """Listen for the call's pause and resume, whichever worker they were asked on."""
+        """Listen for what is asked of the call's audio (pause for payment, listening in),
+        whichever worker it was asked on."""
         layer = get_channel_layer()
         if layer is None:
             return
         self.pause_channel = await layer.new_channel("pause.")
-        await layer.group_add(secure_pause_group(self.call_id), self.pause_channel)
+        await layer.group_add(streams_group(self.call_id), self.pause_channel)
         # Not spawn(): a stopping server waits for spawned tasks, and this one never ends.
         self.pause_listener = asyncio.get_running_loop().create_task(self._pause_messages(layer))
 
     async def _pause_messages(self, layer: Any) -> None:
         while True:
             message = await layer.receive(self.pause_channel)
-            if message.get("type") != "secure_pause":
-                continue
             try:
-                await self.set_paused(bool(message.get("paused")))
+                if message.get("type") == "secure_pause":
+                    await self.set_paused(bool(message.get("paused")))
+                elif message.get("type") == "listen.wanted":
+                    self.listened(float(message.get("seconds") or 0))
             except Exception:
-                logger.exception("%s: applying a pause for payment failed", self.label)
+                logger.exception("%s: handling %s failed", self.label, message.get("type"))
+
+    # --- listening in ----------------------------------------------------------------------------
+
+    def listened(self, seconds: float) -> None:
+        """Someone listens to the call: send its audio for ``seconds`` more (a listening page
+        asks again every few seconds, so audio stops soon after the last one left)."""
+        self.listen_until = time.monotonic() + min(max(seconds, 0.0), 60.0)
+        if self.audio is not None:
+            self.audio.listen = self.heard
+
+    def heard(self, key: str, rate: int, at_ticks: int, pcm: bytes) -> None:
+        """A tenth of a second of one stream's audio for the call's listeners: sent in the
+        background, dropped for a listener whose channel is full (never buffered here)."""
+        if time.monotonic() > self.listen_until:
+            if self.audio is not None:
+                self.audio.listen = None
+            return
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        message = {
+            "type": "listen.audio",
+            "track": key,
+            "rate": rate,
+            "at_ticks": at_ticks,
+            "sent_at": time.time(),
+            "pcm": pcm,
+        }
+        spawn(layer.group_send(listen_group(self.call_id), message), f"{self.label}: listen-in")
 
     async def set_paused(self, paused: bool) -> None:
         """Pause (or resume) recording and recognition from the next frame on."""
@@ -164,7 +197,7 @@ class AcsStream:
         layer = get_channel_layer()
         if layer is not None and self.pause_channel:
             with contextlib.suppress(Exception):
-                await layer.group_discard(secure_pause_group(self.call_id), self.pause_channel)
+                await layer.group_discard(streams_group(self.call_id), self.pause_channel)
 
     # --- packets -------------------------------------------------------------------------------
 
@@ -214,6 +247,8 @@ class AcsStream:
                 self.live.audio_paths.append(self.audio)
             if self.paused:
                 self.audio.pause(True)
+            if time.monotonic() < self.listen_until:
+                self.audio.listen = self.heard
         return self.audio
 
     async def _dtmf(self, packet: DtmfData) -> None:

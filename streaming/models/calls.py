@@ -157,6 +157,7 @@ class Call(models.Model):
             ("control_recording", "Can start, pause, resume and stop a call's recording"),
             ("place_calls", "Can place calls and connect Callsite to room calls"),
             ("view_all_calls", "Can see every call, not only those of their teams"),
+            ("listen_call", "Can listen to a live call's audio"),
         ]
 
     def __str__(self) -> str:

@@ -169,7 +169,8 @@ class Command(BaseCommand):
         )
         user.user_permissions.add(
             *Permission.objects.filter(
-                content_type__app_label="streaming", codename__in=ALERT_RULE_PERMISSIONS
+                content_type__app_label="streaming",
+                codename__in=[*ALERT_RULE_PERMISSIONS, "listen_call"],  # the demo may listen in
             )
         )
         return password

@@ -66,6 +66,22 @@ def _log_in(page: Any, base_url: str, user: User) -> None:
     expect(page.locator("#wall")).to_be_visible()
 
 
+def _call_page_with_sound(
+    playwright: Any, chromium: str | None, server: DaphneServer, user: User, call_id: int
+) -> tuple[Any, Any]:
+    """Chromium, logged in as ``user``, on a call's page, allowed to play sound unasked."""
+    assert chromium is not None
+    browser = playwright.chromium.launch(
+        executable_path=chromium,
+        headless=True,
+        args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
+    )
+    page = browser.new_page(viewport={"width": 1200, "height": 900})
+    _log_in(page, server.http_url, user)
+    page.goto(f"{server.http_url}/calls/{call_id}/")
+    return browser, page
+
+
 def _simulate(url: str, connection_id: str, script: Any, speed: float) -> tuple[Any, list[Any]]:
     """Stream ``script`` to ``url`` from a thread; returns the thread and its errors."""
     errors: list[BaseException] = []

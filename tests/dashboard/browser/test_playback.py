@@ -14,10 +14,9 @@ from django.contrib.auth.models import User
 from simulator import DEMO_AUDIO_SCRIPT, load_call_script
 from streaming.models import Call, CallState, Recording, RecordingAccess
 from tests.dashboard.browser.test_captions import (
-    CHROMIUM_ARGS,
     SCREENSHOTS,
+    _call_page_with_sound,
     _in_thread,
-    _log_in,
     _simulate,
 )
 from tests.services import chromium_path, require
@@ -84,14 +83,7 @@ def test_clicking_a_caption_plays_the_finished_call_from_it(
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=chromium,
-            headless=True,
-            args=[*CHROMIUM_ARGS, "--autoplay-policy=no-user-gesture-required"],
-        )
-        page = browser.new_page(viewport={"width": 1200, "height": 900})
-        _log_in(page, server.http_url, supervisor)
-        page.goto(f"{server.http_url}/calls/{call.pk}/")
+        browser, page = _call_page_with_sound(playwright, chromium, server, supervisor, call.pk)
         expect(page.locator("#player")).to_be_visible()
         expect(page.locator("#follow")).to_have_text("↓ To the end")  # not live any more
         finals = page.locator(".caption.final")
