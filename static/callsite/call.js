@@ -184,7 +184,10 @@
     return out;
   }
 
+  let renderScrubber = () => {}; // a finished call's player marks what happened (below)
+
   function renderMarks() {
+    renderScrubber();
     if (!window.CallsiteCharts || !chartsMounted) return;
     window.CallsiteCharts.marks([...finalMarks.values(), ...toneMarks.values(), ...periodMarks()]);
   }
@@ -264,6 +267,7 @@
     li.dataset.alert = alert.id;
     li.dataset.kind = alert.kind;
     li.dataset.at = alert.at_ms;
+    li.dataset.message = alert.message;
     const when = document.createElement("span");
     when.className = "time";
     when.textContent = msToClock(alert.at_ms);
@@ -826,6 +830,43 @@
       current = found;
       if (current) { current.classList.add("playing"); current.setAttribute("aria-current", "true"); }
     });
+    // Alerts, holds, mutes and DTMF tones under the player, at their places: each a button
+    // that plays the call from there.
+    const strip = document.getElementById("player-marks");
+    let drawnMarks = "";
+    renderScrubber = function () {
+      const duration = player.duration;
+      if (!strip || !Number.isFinite(duration) || duration <= 0) return;
+      const alerts = [...alertList.querySelectorAll("li[data-at]")].map((li) => ({
+        kind: "alert", start_s: Number(li.dataset.at) / 1000,
+        text: `Alert: ${li.dataset.message || li.dataset.kind}`,
+      }));
+      const marks = [...alerts, ...toneMarks.values(), ...periodMarks()]
+        .filter((m) => m.start_s >= 0 && m.start_s <= duration)
+        .sort((a, b) => a.start_s - b.start_s);
+      const key = JSON.stringify([duration, marks]);
+      if (key === drawnMarks) return;
+      drawnMarks = key;
+      strip.replaceChildren(...marks.map((m) => {
+        const mark = document.createElement("button");
+        mark.type = "button";
+        mark.className = `mark ${m.kind}`;
+        mark.dataset.kind = m.kind;
+        mark.style.left = `${(100 * m.start_s) / duration}%`;
+        if (m.end_s != null && m.end_s > m.start_s) {
+          mark.style.width = `${(100 * (Math.min(m.end_s, duration) - m.start_s)) / duration}%`;
+        }
+        const label = `${m.text} at ${window.formatDuration(m.start_s)}`;
+        mark.title = label;
+        mark.setAttribute("aria-label", `${label}: play from here`);
+        mark.addEventListener("click", () => {
+          player.currentTime = m.start_s;
+          player.play().catch(() => {});
+        });
+        return mark;
+      }));
+    };
+    player.addEventListener("loadedmetadata", () => renderScrubber());
     if (trackSelect) {
       trackSelect.addEventListener("change", () => {
         const at = player.currentTime;

@@ -5,6 +5,7 @@ at the same moment, and every request the player made is in the audit."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -114,6 +115,15 @@ def test_clicking_a_caption_plays_the_finished_call_from_it(
         assert "/recordings/" in switched["src"], switched
         assert not switched["src"].endswith(f"/{mix.pk}.flac"), switched
         assert abs(page.evaluate("() => window.seekedAt") - at) < 0.05, (switched, at)
+        # The customer's hold is marked under the player; the mark plays from the hold.
+        hold = page.locator("#player-marks .mark.hold").first
+        expect(hold).to_have_attribute("aria-label", re.compile(r"^on hold for 0:0\d at 0:\d\d"))
+        left = float(hold.evaluate("el => parseFloat(el.style.left)"))
+        duration = _player(page)["duration"]
+        page.evaluate(SEEKED)
+        hold.click()
+        page.wait_for_function("() => window.seekedAt !== null", timeout=10_000)
+        assert abs(page.evaluate("() => window.seekedAt") - left * duration / 100) < 0.05
         page.screenshot(path=str(SCREENSHOTS / "call-playback.png"), full_page=True)
         browser.close()
 
