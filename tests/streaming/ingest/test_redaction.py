@@ -188,6 +188,8 @@ async def test_nothing_said_that_is_pii_is_kept_anywhere(
     caplog.set_level(logging.DEBUG)
     settings.CALLSITE_REDACT = "on"
     settings.CALLSITE_FAKE_RECOGNIZER = "script=" + "|".join(RECOGNIZER_SCRIPT)
+    settings.CALLSITE_RECORDING = "on"
+    settings.CALLSITE_RECORDING_CHUNK_SECONDS = 1
     admin = await database_sync_to_async(User.objects.create_superuser)(
         "root", password="root-password-123"
     )
@@ -238,6 +240,28 @@ async def test_nothing_said_that_is_pii_is_kept_anywhere(
     leaked_pages = [(path, leaks(body)) for path, body in pages.items() if leaks(body)]
     assert not leaked_pages, leaked_pages
     assert not leaks(caplog.text), leaks(caplog.text)
+
+    # The recording is silent wherever something was masked, in every track and the mix.
+    spans = [t for u in recognized for t in u.redaction["times"]]
+    tracks = await database_sync_to_async(_recorded_tracks)(call_id)
+    assert len(tracks) == 2  # the caller's audio, and the mix
+    for name, (samples, rate) in tracks.items():
+        assert samples.any(), f"{name}: nothing recorded"
+        for span in spans:
+            first = span["start_ticks"] * rate // 10_000_000
+            last = span["end_ticks"] * rate // 10_000_000
+            assert not samples[first:last].any(), (name, span)
+
+
+def _recorded_tracks(call_id: int) -> dict[str, Any]:
+    from streaming.models import Recording
+    from streaming.recording import codec, store
+
+    tracks = {}
+    for recording in Recording.objects.filter(call_id=call_id).exclude(file=""):
+        with store.storage().open(str(recording.file.name), "rb") as file:
+            tracks[recording.track or "mixed"] = codec.decode(file.read())
+    return tracks
 
 
 async def test_acs_text_acs_was_asked_to_redact_is_kept_as_sent(settings: Any) -> None:
