@@ -26,8 +26,8 @@ from channels.db import database_sync_to_async
 
 from dashboard.consumers.base import SupervisorSocket
 from dashboard.permissions import can_listen
-from streaming import events, selectors
-from streaming.models import CallState
+from streaming import events
+from streaming.models import Call, CallState
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +37,7 @@ ASK_FOR = 15.0  # how long each ask keeps the audio coming
 
 def _open_call(call_id: int) -> bool:
     """Whether the call exists and has not ended (an ended call has nothing to hear)."""
-    call = selectors.call_get(call_id=call_id)
-    return call is not None and call["state"] != CallState.ENDED
+    return Call.objects.filter(pk=call_id).exclude(state=CallState.ENDED).exists()
 
 
 class ListenConsumer(SupervisorSocket):
