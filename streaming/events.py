@@ -102,6 +102,8 @@ class CallPayload(TypedDict):
     recording_state: str  # RecordingState: "" (not recording), starting, active, paused...
     # Paused for payment since (ISO time): audio neither recorded nor recognized; None if not
     secure_pause_since: str | None
+    # Every pause for payment: [start, end] ISO times, end None while it goes on
+    secure_pause_periods: list[list[str | None]]
     bidirectional: bool
     caller: str
     caller_display_name: str

@@ -116,6 +116,7 @@ def call_payload(call: Call, participants: list[Participant] | None = None) -> C
         "secure_pause_since": (
             call.secure_pause_since.isoformat() if call.secure_pause_since else None
         ),
+        "secure_pause_periods": _periods(call.secure_pause_periods),
         "bidirectional": call.bidirectional,
         "caller": call.caller,
         "caller_display_name": call.caller_display_name,

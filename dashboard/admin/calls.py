@@ -182,6 +182,8 @@ class CallAdmin(admin.ModelAdmin):
         "bidirectional",
         "recording_id",
         "recording_state",
+        "secure_pause_since",
+        "secure_pause_periods",
         "transcription_options",
         "participants_sequence",
         "created_at",

@@ -159,26 +159,31 @@
     });
   }
 
-  // Holds and mutes from the participants' periods (ISO times, placed on the call's
-  // timeline from its origin); one still going on ends now, to the second.
+  // Holds and mutes from the participants' periods, and the call's pauses for payment (ISO
+  // times, placed on the call's timeline from its origin); one still going on ends now, to
+  // the second (or when the call ended).
   function periodMarks() {
     const origin = call && call.timeline_origin ? Date.parse(call.timeline_origin) : NaN;
     if (!Number.isFinite(origin)) return [];
     const now = call.ended_at ? Date.parse(call.ended_at) : Math.floor(Date.now() / 1000) * 1000;
     const out = [];
-    for (const p of call.participants || []) {
-      for (const [kind, periods, word] of [["hold", p.hold_periods, "on hold"], ["mute", p.mute_periods, "muted"]]) {
-        for (const [start, end] of periods || []) {
-          const from = Date.parse(start);
-          const to = end ? Date.parse(end) : now;
-          if (!Number.isFinite(from) || !Number.isFinite(to)) continue;
-          const seconds = Math.max(0, (to - from) / 1000);
-          out.push({
-            kind, key: p.raw_id, start_s: Math.max(0, (from - origin) / 1000),
-            end_s: Math.max(0, (to - origin) / 1000),
-            text: `${word} for ${window.formatDuration(seconds)}${end ? "" : " so far"}`,
-          });
-        }
+    const kinds = (call.participants || []).flatMap((p) => [
+      ["hold", p.raw_id, p.hold_periods, "on hold"], ["mute", p.raw_id, p.mute_periods, "muted"],
+    ]);
+    kinds.push(["pause", "*", call.secure_pause_periods, "paused for payment"]);
+    for (const [kind, key, periods, word] of kinds) {
+      for (const [start, end] of periods || []) {
+        const from = Date.parse(start);
+        const to = end ? Date.parse(end) : now;
+        if (!Number.isFinite(from) || !Number.isFinite(to)) continue;
+        const seconds = Math.max(0, (to - from) / 1000);
+        out.push({
+          kind, key, start_s: Math.max(0, (from - origin) / 1000),
+          end_s: Math.max(0, (to - origin) / 1000),
+          text: kind === "pause"
+            ? `${word} (${window.formatDuration(seconds)}${end ? "" : " so far"})`
+            : `${word} for ${window.formatDuration(seconds)}${end ? "" : " so far"}`,
+        });
       }
     }
     return out;
@@ -830,8 +835,8 @@
       current = found;
       if (current) { current.classList.add("playing"); current.setAttribute("aria-current", "true"); }
     });
-    // Alerts, holds, mutes and DTMF tones under the player, at their places: each a button
-    // that plays the call from there.
+    // Alerts, holds, mutes, pauses for payment and DTMF tones under the player, at their
+    // places: each a button that plays the call from there.
     const strip = document.getElementById("player-marks");
     let drawnMarks = "";
     renderScrubber = function () {

@@ -6,8 +6,9 @@
 //   CallsiteCharts.marks([{kind, key, start_s, end_s, value, text}])  // over the timeline
 //
 // Marks are what the call page knows beside who spoke when: each speaker's sentiment per
-// final (a strip under their row), holds and mutes (shaded stretches on their row) and DTMF
-// tones (diamonds). They are drawn on the row of the speaker ``key`` once it has one.
+// final (a strip under their row), holds and mutes (shaded stretches on their row), pauses
+// for payment (shaded on every row: key "*") and DTMF tones (diamonds). They are drawn on the
+// row of the speaker ``key`` once it has one.
 // Missing elements, a missing Plotly or a missing figure are skipped, never thrown.
 (function () {
   "use strict";
@@ -28,6 +29,7 @@
   const SHADES = {
     hold: { name: "On hold", color: "rgba(191, 135, 0, 0.30)", pattern: "/" },
     mute: { name: "Muted", color: "rgba(106, 115, 125, 0.30)", pattern: "x" },
+    pause: { name: "Paused for payment", color: "rgba(130, 80, 223, 0.25)", pattern: "." },
   };
   const listening = new WeakSet();
 
@@ -100,8 +102,9 @@
       if (!traces.has(id)) traces.set(id, Object.assign({ meta: MARK + id, showlegend: false }, make()));
       return traces.get(id);
     };
-    for (const m of marks) {
-      const label = labels.get(String(m.key));
+    // A mark keyed "*" is the whole call's (a pause for payment): drawn on every row.
+    const rows = (m) => (m.key === "*" ? [...new Set(labels.values())] : [labels.get(String(m.key))]);
+    for (const m of marks) for (const label of rows(m)) {
       if (label === undefined || !Number.isFinite(m.start_s)) continue;
       const end = Number.isFinite(m.end_s) ? Math.max(m.end_s, m.start_s) : m.start_s;
       let t;

@@ -2,7 +2,8 @@
 audio is neither recorded nor recognized, and ACS's own transcription of it is not kept.
 
 A supervisor pauses and resumes from the call's page (or by POST with a JSON answer); the
-pause is stored on the call (``Call.secure_pause_since``), so a stream that reconnects
+pause is stored on the call (``Call.secure_pause_since``, and every pause's start and end in
+``Call.secure_pause_periods``, drawn on the call's timeline), so a stream that reconnects
 mid-pause starts paused, and told to every media socket of the call, whichever worker holds
 it, through the channel layer (``streaming.events.streams_group``). Each socket applies it
 from its next frame and records where on the call's timeline it did (``secure_pause.started`` and
@@ -14,6 +15,7 @@ call Callsite receives audio of.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -42,6 +44,16 @@ def _tell_streams(call_id: int, paused: bool) -> None:
         )
 
 
+def _periods_after(stored: object, now: datetime, paused: bool) -> list[list[str | None]]:
+    """The call's pause periods with one opened (or the open one closed) ``now``."""
+    periods = [list(p) for p in stored if isinstance(p, list)] if isinstance(stored, list) else []
+    if paused:
+        return [*periods, [now.isoformat(), None]]
+    if periods and len(periods[-1]) == 2 and periods[-1][1] is None:
+        periods[-1][1] = now.isoformat()
+    return periods
+
+
 def secure_pause_set(*, call_id: int, paused: bool, user: Any = None) -> Call:
     """Pause (or resume) the call's recording and recognition; the call as it is now.
 
@@ -56,8 +68,10 @@ def secure_pause_set(*, call_id: int, paused: bool, user: Any = None) -> Call:
             return call
         slug = PAUSE if paused else RESUME
         action = action_record(call=call, user=user, spec_slug=slug, label=LABELS[slug], request={})
-        call.secure_pause_since = timezone.now() if paused else None
-        call.save(update_fields=["secure_pause_since"])
+        now = timezone.now()
+        call.secure_pause_since = now if paused else None
+        call.secure_pause_periods = _periods_after(call.secure_pause_periods, now, paused)
+        call.save(update_fields=["secure_pause_since", "secure_pause_periods"])
         outcome = (
             "audio is not recorded or transcribed until resumed"
             if paused

@@ -126,6 +126,12 @@ class Call(models.Model):
         blank=True,
         help_text="Paused for payment since then: its audio is neither recorded nor recognized",
     )
+    secure_pause_periods = models.JSONField(
+        default=list,
+        blank=True,
+        editable=False,
+        help_text="Each pause for payment as [start, end] ISO times (end null while it goes on)",
+    )
     audio_origin = models.DateTimeField(
         null=True,
         blank=True,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -81,6 +82,13 @@ def test_clicking_a_caption_plays_the_finished_call_from_it(
     assert not errors, errors
     call, recordings = _in_thread(_recorded_call)
     mix = next(r for r in recordings if r.kind == "mixed")
+    # Say the call was paused for payment from 2 s to 4 s into it (its audio recorded here).
+    origin = call.audio_origin or call.started_at
+    assert origin is not None
+    call.secure_pause_periods = [
+        [(origin + timedelta(seconds=s)).isoformat() for s in (2, 4)],
+    ]
+    _in_thread(lambda: call.save(update_fields=["secure_pause_periods"]))
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -124,6 +132,13 @@ def test_clicking_a_caption_plays_the_finished_call_from_it(
         hold.click()
         page.wait_for_function("() => window.seekedAt !== null", timeout=10_000)
         assert abs(page.evaluate("() => window.seekedAt") - left * duration / 100) < 0.05
+        # So is the pause for payment, its whole length.
+        pause = page.locator("#player-marks .mark.pause")
+        expect(pause).to_have_attribute(
+            "aria-label", "paused for payment (0:02) at 0:02: play from here"
+        )
+        width = float(pause.evaluate("el => parseFloat(el.style.width)"))
+        assert abs(width * duration / 100 - 2) < 0.05, (width, duration)
         page.screenshot(path=str(SCREENSHOTS / "call-playback.png"), full_page=True)
         browser.close()
 

@@ -1,5 +1,6 @@
 """In headless Chromium: a supervisor pauses a live call for payment from its page, the page
-says nothing is recorded or transcribed, and resumes it; both are in the call's audit."""
+says nothing is recorded or transcribed, and resumes it; both are in the call's audit, and the
+pause is on the call's timeline."""
 
 from __future__ import annotations
 
@@ -61,6 +62,20 @@ def test_a_supervisor_pauses_a_live_call_for_payment_and_resumes_it(
         expect(notice).to_be_hidden()
         expect(page.locator("#secure-pause-button")).to_have_text("Pause for payment")
         expect(page.locator("#audit")).to_contain_text("Resume after payment")
+        # The pause is shaded on the "Who spoke when" chart, across every speaker's row.
+        pause = "document.getElementById('chart-timeline').data?.find(t => t.meta === 'mark:pause')"
+        page.wait_for_function(f"({pause})?.y.length > 0")
+        shaded = page.evaluate(
+            f"(() => {{ const t = {pause}; return [t.name, t.y, t.base, t.x]; }})()"
+        )
+        rows = page.evaluate(
+            "document.getElementById('chart-timeline').data"
+            ".filter(t => !String(t.meta).startsWith('mark:')).map(t => t.name)"
+        )
+        assert shaded[0] == "Paused for payment"
+        assert sorted(shaded[1]) == sorted(rows), (shaded, rows)
+        assert all(start >= 0 for start in shaded[2])
+        assert all(width > 0 for width in shaded[3])
         browser.close()
 
     audit = _in_thread(

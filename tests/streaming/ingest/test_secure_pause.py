@@ -6,6 +6,7 @@ says so; resuming takes the call up again, and the pause is on the call's timeli
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -67,6 +68,16 @@ async def _until(check: Any, what: str, within: float = 5) -> Any:
     return found
 
 
+async def _streaming_call() -> tuple[Any, Call]:
+    """A call whose audio is streaming (a tenth of a second of it so far)."""
+    ws = acs_socket(CALL)
+    assert (await ws.connect())[0]
+    await ws.send_to(text_data=audio_metadata(RATE))
+    await _frames(ws, 0, 5)
+    call = await _until(lambda: Call.objects.filter(connection_id=CALL).afirst(), "a call")
+    return ws, call
+
+
 async def _pause_event(kind: str) -> CallEvent | None:
     return await CallEvent.objects.filter(type=kind).order_by("pk").alast()
 
@@ -97,6 +108,18 @@ async def test_a_paused_call_is_neither_recorded_nor_recognized(recording_on: No
     )
     resumed = await _post(client, call, "off")
     assert resumed.json()["secure_pause"] is False
+    # The page is told where the pause was, for the call's timeline.
+    closed = await wait_for_event(
+        page,
+        lambda m: (
+            m["type"] == "call.updated"
+            and m["call"]["secure_pause_periods"]
+            and m["call"]["secure_pause_periods"][-1][1] is not None
+        ),
+    )
+    [[pause_start, pause_end]] = closed["call"]["secure_pause_periods"]
+    assert pause_start == shown["call"]["secure_pause_since"]
+    assert datetime.fromisoformat(pause_start) < datetime.fromisoformat(pause_end)
     ended = await _until(lambda: _pause_event("secure_pause.ended"), "resumed in the stream")
     resumed_at = ended.data["at_ticks"]
     await _frames(ws, 100, 50)
@@ -131,11 +154,7 @@ async def test_a_paused_call_is_neither_recorded_nor_recognized(recording_on: No
 
 
 async def test_only_those_who_see_the_call_may_pause_it() -> None:
-    ws = acs_socket(CALL)
-    assert (await ws.connect())[0]
-    await ws.send_to(text_data=audio_metadata(RATE))
-    await _frames(ws, 0, 5)
-    call = await _until(lambda: Call.objects.filter(connection_id=CALL).afirst(), "a call")
+    ws, call = await _streaming_call()
     _, allowed = await _supervisor("oscar")
     other_team = AsyncClient()
     await other_team.aforce_login(
@@ -151,9 +170,27 @@ async def test_only_those_who_see_the_call_may_pause_it() -> None:
     assert "on or off" in bad.json()["error"]
     assert not await ControlAction.objects.aexists()
     await ws.disconnect()
-    await _until(
-        lambda: Call.objects.filter(pk=call.pk, state=CallState.ENDED).aexists(), "ended"
-    )
+    await _until(lambda: Call.objects.filter(pk=call.pk, state=CallState.ENDED).aexists(), "ended")
     late = await _post(allowed, call, "on")
     assert late.status_code == 409
     assert late.json()["error"] == "this call has ended"
+
+
+async def test_every_pause_is_kept_for_the_timeline() -> None:
+    ws, call = await _streaming_call()
+    _, client = await _supervisor()
+    for paused in ("on", "on", "off", "off", "on"):  # asking twice changes nothing
+        assert (await _post(client, call, paused)).status_code == 200
+    stored = await Call.objects.aget(pk=call.pk)
+    first, second = stored.secure_pause_periods
+    assert first[1] is not None, stored.secure_pause_periods
+    assert second[1] is None, stored.secure_pause_periods
+    starts = [datetime.fromisoformat(p[0]) for p in (first, second)]
+    assert starts[0] < datetime.fromisoformat(first[1]) <= starts[1]
+    assert stored.secure_pause_since == starts[1]
+    assert [a.action async for a in ControlAction.objects.order_by("pk")] == [
+        "secure-pause",
+        "secure-resume",
+        "secure-pause",
+    ]
+    await ws.disconnect()
