@@ -9,6 +9,7 @@ supervisor's call page showed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import socket
@@ -16,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.faults.conftest import Cluster, metric
+from tests.faults.conftest import Cluster, metric, wait_until
 from tests.faults.disposable import RedisProcess
 from tests.helpers import (
     audio_data,
@@ -394,6 +396,116 @@ def test_sigterm_drains_sockets_and_stores_pending_finals(
         "SELECT connection_id, state FROM streaming_call ORDER BY connection_id", database
     )
     assert ended == [(audio_call, "ended"), (text_call, "ended")]
+
+
+# --- A worker killed mid-call, with recording on ------------------------------------------------
+
+RECORDED_AGENT = "8:acs:agent-recorded"
+RATE, FRAME = 16000, 320  # samples in a 20 ms frame
+
+
+def _recording(cluster: Cluster, database: str, call: str) -> tuple[str, int]:
+    """The agent's assembled track (its file's name, '' until assembled) and its stored chunks."""
+    rows = cluster.pg.query(
+        "SELECT r.file, r.assembled_at IS NOT NULL,"
+        " (SELECT count(*) FROM streaming_recordingchunk ch WHERE ch.recording_id = r.id)"
+        " FROM streaming_recording r JOIN streaming_call c ON c.id = r.call_id"
+        f" WHERE c.connection_id = '{call}' AND r.track = '{RECORDED_AGENT}'",
+        database,
+    )
+    if not rows:
+        return "", 0
+    file, assembled, chunks = rows[0]
+    return (str(file) if assembled else ""), int(chunks)  # type: ignore[call-overload]
+
+
+def test_a_worker_killed_mid_call_keeps_the_recording_and_the_next_one_continues_it(
+    cluster: Cluster,
+    database: str,
+    server_factory: Callable[..., DaphneServer],
+    report: Callable[..., None],
+    tmp_path: Path,
+) -> None:
+    """SIGKILL, recording on: what the dead worker had stored stays, its open chunk is lost
+    (a silent gap, never more than a chunk), and the stream ACS resumes on another worker
+    continues the same track at its place on the call's timeline."""
+    import numpy as np
+    import soundfile
+
+    from simulator import DEMO_DIR
+
+    recordings = tmp_path / "recordings"
+    env = {
+        "CALLSITE_RECORDING": "on",
+        "CALLSITE_RECORDING_CHUNK_SECONDS": "1",
+        "CALLSITE_RECORDINGS_DIR": str(recordings),
+    }
+    call = "killed-while-recording"
+    agent, rate = soundfile.read(DEMO_DIR / "audio" / "agent.wav", dtype="int16")
+    assert rate == RATE
+    agent = np.asarray(agent[: 5 * RATE])
+    assert agent.any()
+
+    def frames(first: int, last: int) -> list[str]:
+        return [
+            audio_data(
+                agent[i * FRAME : (i + 1) * FRAME].tobytes(), index=i, speaker=RECORDED_AGENT
+            )
+            for i in range(first, last)
+        ]
+
+    async def scenario() -> None:
+        first = await asyncio.to_thread(server_factory, **env)
+        # 2.5 s of the agent's audio: two one-second chunks stored, half a second still open.
+        ws = await acs(first, call, metadata=audio_metadata(RATE))
+        for message in frames(0, 125):
+            await ws.send(message)
+        await asyncio.to_thread(
+            wait_until,
+            lambda: _recording(cluster, database, call)[1] >= 2,
+            within=30,
+            what="two chunks stored",
+        )
+        before.append(_recording(cluster, database, call)[1])
+        first.stop(kill=True)
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(ws.wait_closed(), 10)
+        # ACS reconnects to another worker; 3 s to 5 s of the call follow (what was sent
+        # while it reconnected never arrived).
+        second.append(await asyncio.to_thread(server_factory, **env))
+        ws = await acs(second[0], call, metadata=audio_metadata(RATE))
+        for message in frames(150, 250):
+            await ws.send(message)
+        await ws.close()
+        await asyncio.to_thread(
+            wait_until,
+            lambda: bool(_recording(cluster, database, call)[0]),
+            within=30,
+            what="the track assembled",
+        )
+
+    second: list[DaphneServer] = []
+    before: list[int] = []  # the chunks stored when the worker was killed
+    asyncio.run(scenario())
+    name, _ = _recording(cluster, database, call)
+    samples, stored_rate = soundfile.read(recordings / name, dtype="int16")
+    assert stored_rate == RATE
+    kept = 2 * RATE  # the chunks stored before the kill
+    resumed = 3 * RATE
+    lost = round(float(np.count_nonzero(samples[kept:resumed] == 0)) / RATE, 2)
+    report(
+        fault="worker killed (SIGKILL) mid-call with recording on, the stream resumed on another",
+        chunks_at_kill=before[0],
+        seconds_sent=4.5,
+        seconds_kept=round((kept + len(samples) - resumed) / RATE, 2),
+        seconds_lost_with_the_worker=0.5,  # received, in its open chunk
+        gap_silent_seconds=lost,
+    )
+    assert len(samples) == 5 * RATE, len(samples) / RATE
+    assert np.array_equal(samples[:kept], agent[:kept]), "what was stored before the kill changed"
+    assert not samples[kept:resumed].any(), "the lost stretch is not silence"
+    assert np.array_equal(samples[resumed:], agent[resumed:]), "the resumed stream is misplaced"
+    assert_no_consumer_crashed(second[0])
 
 
 # --- A slow supervisor --------------------------------------------------------------------------
