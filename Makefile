@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: demo test lint install browser nginx services clean
+.PHONY: demo test lint install browser nginx services azurite clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -22,7 +22,7 @@ demo: $(STAMP)
 	DJANGO_DEBUG=1 CALLSITE_ACS_SHARED_SECRET="$${CALLSITE_ACS_SHARED_SECRET:-$$($(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(24))')}" \
 		$(BIN)/python manage.py demo
 
-test: $(STAMP) browser nginx services lint
+test: $(STAMP) browser nginx services azurite lint
 	$(BIN)/python -m tests.matrix $(ARGS)
 
 lint: $(STAMP)
@@ -53,5 +53,16 @@ services:
 	$(call debian_package,redis-server,/usr/bin/redis-server,fault tests)
 	$(call debian_package,postgresql,/usr/lib/postgresql/*/bin/pg_ctl,fault tests)
 
+# Azurite, Microsoft's Azure Storage emulator (npm, pinned in tests/standins/azurite), is the
+# Azure Blob the recordings' storage tests write to; Node.js and npm come from Debian if missing.
+AZURITE := tests/standins/azurite
+azurite:
+	$(call debian_package,npm,/usr/bin/npm,Azure Blob recordings tests)
+	@if [ -x $(AZURITE)/node_modules/.bin/azurite-blob ]; then :; \
+	elif command -v npm >/dev/null 2>&1; then \
+		echo "Installing Azurite for the Azure Blob recordings tests..."; \
+		npm ci --prefix $(AZURITE) --no-audit --no-fund --ignore-scripts --loglevel=error; \
+	fi
+
 clean:
-	rm -rf $(VENV) var staticfiles test-artifacts .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var staticfiles test-artifacts .pytest_cache .mypy_cache .ruff_cache $(AZURITE)/node_modules

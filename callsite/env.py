@@ -89,9 +89,7 @@ def env_float(
     return number
 
 
-def env_secret(
-    name: str, *, min_length: int = 16, environ: Mapping[str, str] | None = None
-) -> str:
+def env_secret(name: str, *, min_length: int = 16, environ: Mapping[str, str] | None = None) -> str:
     """Return a secret (a token, a password): empty when unset, never a default.
 
     A value shorter than ``min_length`` is refused: a short secret is guessable, and finding
@@ -116,9 +114,7 @@ def env_list(
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_json_patterns(
-    name: str, *, environ: Mapping[str, str] | None = None
-) -> dict[str, str]:
+def env_json_patterns(name: str, *, environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Return a JSON object of name -> regular expression; each must compile and have a
     name of letters, digits and underscores (it is what a match reads as: ``[name]``)."""
     value = _environ(environ).get(name, "").strip()
@@ -142,6 +138,65 @@ def env_json_patterns(
         if re.fullmatch(pattern, ""):
             raise ImproperlyConfiguredEnv(f"{name}: pattern {key!r} matches the empty string")
     return patterns
+
+
+RECORDINGS_STORAGES = ("files", "azure", "s3")
+
+
+def recordings_storage_from_env(
+    *, base_dir: Path, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``STORAGES["recordings"]`` from ``CALLSITE_RECORDINGS_STORAGE`` (docs/recordings.md).
+
+    ``files`` (the default): a directory, ``CALLSITE_RECORDINGS_DIR``. ``azure``: a container
+    (``CALLSITE_RECORDINGS_CONTAINER``) of the Azure Storage account whose connection string is
+    ``CALLSITE_RECORDINGS_AZURE_CONNECTION_STRING``. ``s3``: a bucket of that name, with
+    boto3's own credentials (``AWS_ACCESS_KEY_ID``... or the machine's role), at
+    ``CALLSITE_RECORDINGS_S3_ENDPOINT_URL`` when it is not AWS (MinIO, Ceph...).
+    """
+    kind = env_str("CALLSITE_RECORDINGS_STORAGE", "files", environ=environ).lower() or "files"
+    container = env_str("CALLSITE_RECORDINGS_CONTAINER", "callsite-recordings", environ=environ)
+    if kind == "files":
+        directory = env_str("CALLSITE_RECORDINGS_DIR", environ=environ)
+        return {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {
+                "location": Path(directory) if directory else base_dir / "var" / "recordings"
+            },
+        }
+    if kind not in RECORDINGS_STORAGES:
+        raise ImproperlyConfiguredEnv(
+            f"CALLSITE_RECORDINGS_STORAGE must be one of {', '.join(RECORDINGS_STORAGES)}, "
+            f"got {kind!r}"
+        )
+    if not container:
+        raise ImproperlyConfiguredEnv(
+            f"CALLSITE_RECORDINGS_STORAGE={kind} needs CALLSITE_RECORDINGS_CONTAINER"
+        )
+    if kind == "azure":
+        connection = env_str("CALLSITE_RECORDINGS_AZURE_CONNECTION_STRING", environ=environ)
+        if not connection:
+            raise ImproperlyConfiguredEnv(
+                "CALLSITE_RECORDINGS_STORAGE=azure needs "
+                "CALLSITE_RECORDINGS_AZURE_CONNECTION_STRING "
+                "(the storage account's connection string, from its Access keys)"
+            )
+        return {
+            "BACKEND": "storages.backends.azure_storage.AzureStorage",
+            "OPTIONS": {
+                "connection_string": connection,
+                "azure_container": container,
+                "overwrite_files": True,
+            },
+        }
+    options: dict[str, Any] = {"bucket_name": container, "file_overwrite": True}
+    endpoint = env_str("CALLSITE_RECORDINGS_S3_ENDPOINT_URL", environ=environ)
+    if endpoint:
+        options["endpoint_url"] = endpoint
+    region = env_str("CALLSITE_RECORDINGS_S3_REGION", environ=environ)
+    if region:
+        options["region_name"] = region
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}
 
 
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:

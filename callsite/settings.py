@@ -13,6 +13,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 from callsite.env import (
+    ImproperlyConfiguredEnv,
     cache_from_url,
     channel_layers_from_url,
     database_from_url,
@@ -23,6 +24,7 @@ from callsite.env import (
     env_list,
     env_secret,
     env_str,
+    recordings_storage_from_env,
     sqlite_database,
 )
 
@@ -216,15 +218,14 @@ STATIC_ROOT = Path(env_str("CALLSITE_STATIC_ROOT") or BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "dashboard.staticstorage.StaticStorage"},
-    # Call recordings (docs/recordings.md): local files by default; S3 or Azure Blob through
-    # django-storages where several machines serve one deployment.
-    "recordings": {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {
-            "location": Path(env_str("CALLSITE_RECORDINGS_DIR") or BASE_DIR / "var" / "recordings"),
-        },
-    },
 }
+# Call recordings (docs/recordings.md): local files by default; Azure Blob or S3 through
+# django-storages where several machines serve one deployment (CALLSITE_RECORDINGS_STORAGE).
+try:
+    STORAGES["recordings"] = recordings_storage_from_env(base_dir=BASE_DIR)
+except ImproperlyConfiguredEnv as problem:
+    CALLSITE_SETTINGS_ERRORS.append(str(problem))
+    STORAGES["recordings"] = recordings_storage_from_env(base_dir=BASE_DIR, environ={})
 # WhiteNoise serves STATIC_ROOT (hashed names: cached for a year, immutable; compressed for
 # browsers that accept it) and, for what was not collected, the finders' files.
 WHITENOISE_USE_FINDERS = True
@@ -370,9 +371,7 @@ CALLSITE_REDACT_PATTERNS = env_json_patterns("CALLSITE_REDACT_PATTERNS")
 # CALLSITE_RECORDING_CHUNK_SECONDS (a worker that dies loses at most its last chunk).
 CALLSITE_RECORDING = env_str("CALLSITE_RECORDING", "off").lower()
 if CALLSITE_RECORDING not in ("on", "off"):
-    raise ImproperlyConfigured(
-        f"CALLSITE_RECORDING must be on or off, not {CALLSITE_RECORDING!r}"
-    )
+    raise ImproperlyConfigured(f"CALLSITE_RECORDING must be on or off, not {CALLSITE_RECORDING!r}")
 CALLSITE_RECORDING_CHUNK_SECONDS = env_int("CALLSITE_RECORDING_CHUNK_SECONDS", 5, minimum=1)
 
 # Retention (docs/history.md, "Retention"): days each kind is kept after its call ended, for

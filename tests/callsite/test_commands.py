@@ -60,6 +60,17 @@ def test_a_command_that_runs_the_checks_names_the_missing_key() -> None:
     )
 
 
+def test_recordings_in_azure_without_a_connection_string_stop_the_checks() -> None:
+    env = {**_bare_environment(), "DJANGO_DEBUG": "1", "CALLSITE_RECORDINGS_STORAGE": "azure"}
+    result = _manage("check", env=env)
+    assert result.returncode != 0
+    assert (
+        "(callsite.E010) CALLSITE_RECORDINGS_STORAGE=azure needs "
+        "CALLSITE_RECORDINGS_AZURE_CONNECTION_STRING"
+    ) in result.stderr
+    assert _manage("check", "--help", env=env).returncode == 0
+
+
 def test_simulate_call_reads_its_token_from_a_file(tmp_path: Path) -> None:
     """The shared secret can come from a file, so it is never on a command line `ps` shows."""
     empty = tmp_path / "empty"

@@ -16,6 +16,7 @@ from callsite.env import (
     env_json_patterns,
     env_list,
     env_str,
+    recordings_storage_from_env,
 )
 
 
@@ -153,3 +154,61 @@ def test_env_json_patterns_reads_names_and_regexes() -> None:
 def test_env_json_patterns_refuses_what_it_cannot_use(raw: str, message: str) -> None:
     with pytest.raises(ImproperlyConfiguredEnv, match=message):
         env_json_patterns("P", environ={"P": raw})
+
+
+def test_recordings_go_to_local_files_by_default() -> None:
+    base = Path("/srv/callsite")
+    default = recordings_storage_from_env(base_dir=base, environ={})
+    assert default == {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": base / "var" / "recordings"},
+    }
+    elsewhere = recordings_storage_from_env(
+        base_dir=base, environ={"CALLSITE_RECORDINGS_DIR": "/mnt/shared/recordings"}
+    )
+    assert elsewhere["OPTIONS"]["location"] == Path("/mnt/shared/recordings")
+
+
+def test_recordings_in_azure_blob_or_s3() -> None:
+    azure = recordings_storage_from_env(
+        base_dir=Path("."),
+        environ={
+            "CALLSITE_RECORDINGS_STORAGE": "Azure",
+            "CALLSITE_RECORDINGS_CONTAINER": "calls",
+            "CALLSITE_RECORDINGS_AZURE_CONNECTION_STRING": "AccountName=a;AccountKey=k",
+        },
+    )
+    assert azure["BACKEND"] == "storages.backends.azure_storage.AzureStorage"
+    assert azure["OPTIONS"]["azure_container"] == "calls"
+    assert azure["OPTIONS"]["connection_string"] == "AccountName=a;AccountKey=k"
+    s3 = recordings_storage_from_env(
+        base_dir=Path("."),
+        environ={
+            "CALLSITE_RECORDINGS_STORAGE": "s3",
+            "CALLSITE_RECORDINGS_S3_ENDPOINT_URL": "https://minio.internal:9000",
+        },
+    )
+    assert s3["BACKEND"] == "storages.backends.s3.S3Storage"
+    assert s3["OPTIONS"] == {
+        "bucket_name": "callsite-recordings",
+        "file_overwrite": True,
+        "endpoint_url": "https://minio.internal:9000",
+    }
+
+
+@pytest.mark.parametrize(
+    ("environ", "problem"),
+    [
+        ({"CALLSITE_RECORDINGS_STORAGE": "ftp"}, "must be one of files, azure, s3, got 'ftp'"),
+        ({"CALLSITE_RECORDINGS_STORAGE": "azure"}, "needs CALLSITE_RECORDINGS_AZURE_CONNECTION"),
+        (
+            {"CALLSITE_RECORDINGS_STORAGE": "s3", "CALLSITE_RECORDINGS_CONTAINER": ""},
+            "s3 needs CALLSITE_RECORDINGS_CONTAINER",
+        ),
+    ],
+)
+def test_a_recordings_storage_that_cannot_work_is_named(
+    environ: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ImproperlyConfiguredEnv, match=problem):
+        recordings_storage_from_env(base_dir=Path("."), environ=environ)

@@ -1,9 +1,11 @@
 """Recordings through the real ACS socket and the real API: two WAVs streamed as unmixed ACS
 audio come back sample for sample, each at its place on the call's timeline (a gap as
-silence), mixed, served in the byte ranges asked for, to the right people, with an audit."""
+silence), mixed, served in the byte ranges asked for, to the right people, with an audit; in local
+files, in Azure Blob and in S3."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ import soundfile
 from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
+from callsite.env import recordings_storage_from_env
 from streaming.models import Call, Recording, RecordingAccess, RecordingChunk, RecordingKind
 from streaming.recording import codec, store
 from streaming.redaction.core import TimeSpan
@@ -20,6 +23,8 @@ from streaming.retention import purge
 from streaming.units import TICKS_PER_SECOND
 from tests.factories import team_supervisor
 from tests.helpers import acs_socket, audio_data, audio_metadata
+from tests.services import require
+from tests.standins.object_stores import azurite_blob, azurite_installed, s3_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -37,8 +42,26 @@ def _wav(name: str) -> np.ndarray:
     return np.asarray(samples[RATE : RATE * (1 + SECONDS)])  # past the first second's quiet
 
 
+@pytest.fixture(params=["files", "azure", "s3"])
+def recordings_storage(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
+    """Each test that records runs three times: with local files, with Azure Blob (Azurite)
+    and with S3 (moto's server), configured as production configures them."""
+    kind = request.param
+    if kind == "files":
+        yield kind
+        return
+    if kind == "azure":
+        require(azurite_installed(), "Azurite is not installed (make azurite)")
+    with azurite_blob() if kind == "azure" else s3_server() as environ:
+        settings.STORAGES = {
+            **settings.STORAGES,
+            "recordings": recordings_storage_from_env(base_dir=Path("."), environ=environ),
+        }
+        yield kind
+
+
 @pytest.fixture
-def recording_on(settings: Any) -> None:
+def recording_on(settings: Any, recordings_storage: str) -> None:
     settings.CALLSITE_RECORDING = "on"
     settings.CALLSITE_RECORDING_CHUNK_SECONDS = 1
 
@@ -141,7 +164,7 @@ async def _body(response: Any) -> bytes:
 
 
 async def test_range_requests_get_exactly_the_bytes_asked_for_and_are_audited(
-    recorded_call: dict[str, Any],
+    recorded_call: dict[str, Any], recordings_storage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     call = recorded_call["call"]
     client = await _client_for("rana", AGENT)
@@ -159,6 +182,13 @@ async def test_range_requests_get_exactly_the_bytes_asked_for_and_are_audited(
 
     def get(**headers: str) -> Any:
         return client.get(url, headers=headers)
+
+    if recordings_storage != "files":
+        # Azure Blob and S3 are read by ranged downloads, never by fetching the whole file.
+        def whole_file(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the whole file was downloaded to serve a range")
+
+        monkeypatch.setattr(type(store.storage()), "_open", whole_file)
 
     full = await get()
     assert full.status_code == 200
