@@ -16,8 +16,11 @@ every frame handled and no socket closed by the server::
     python -m bench.ingest --calls 100,200,300,400,500,600 --seconds 20 --runs 3 \\
         --servers callsite,bare --json out.json
 
-``--servers callsite,callsite@DIR,bare`` also measures Callsite from another checkout (say a
-worktree of the previous commit) in the same run, point by point beside this one: its
+``--servers callsite,callsite+recording`` measures Callsite with ``CALLSITE_RECORDING=on`` beside
+it, point by point (each server records into the run's folder; a point reports the bytes
+written by the end of its window). ``--servers callsite,callsite@DIR,bare`` also measures
+Callsite from another checkout (say a worktree of the previous commit) in the same run, point
+by point beside this one: its
 servers start in DIR with DIR first on ``PYTHONPATH``, on a database migrated by DIR's
 ``manage.py``, and the load is the same (``bare@DIR`` runs DIR's bare server likewise).
 
@@ -138,6 +141,7 @@ class Point:
     core_busy: float = math.nan  # the workers' cores' busy time (any process) in the window
     others_cpu: float = math.nan  # processes not part of the benchmark on the workers' cores
     redis_cpu: float = math.nan  # a local Redis, when Callsite used it
+    recorded_bytes: int = 0  # callsite+recording: what its recordings hold after the window
     primed_s: float = math.nan  # time until the server had done every stream's first frame
     lead_s: float = math.nan  # time the schedule allowed for that
     all_handled: bool = False
@@ -170,12 +174,23 @@ class Point:
             f"  cpu srv {self.server_cpu:4.0%}{each} = {self.cpu_us_per_frame:3.0f} µs/frame"
             f" other {self.others_cpu:4.0%} gen {self.generator_cpu:4.0%}"
             + (f" redis {self.redis_cpu:4.0%}" if not math.isnan(self.redis_cpu) else "")
+            + (f"  recorded {self.recorded_bytes / 1e6:.1f} MB" if self.recorded_bytes else "")
             + f"  primed {self.primed_s:3.1f}/{self.lead_s:3.1f} s"
             f"  -> {self.status}"
             + (f" ({len(self.closed)} closed)" if self.closed else "")
             + (f" ({self.unhandled} unhandled)" if self.unhandled else "")
             + (f" ({len(self.log_problems)} log problems)" if self.log_problems else "")
         )
+
+
+def recorded_bytes(folder: Path, ports: Sequence[int]) -> int:
+    """The bytes the servers on ``ports`` have written to their recordings so far."""
+    return sum(
+        f.stat().st_size
+        for port in ports
+        for f in (folder / f"recordings-{port}").rglob("*")
+        if f.is_file()
+    )
 
 
 async def measure(
@@ -231,6 +246,7 @@ async def measure(
         profile = (args.py_spy, f"{spec.stem}-C{calls}-run{run}") if args.py_spy else None
         redis_url = args.redis_url if layer == "redis" else None
         window = await group.window(gen, args.seconds, generator_cpus, redis_url, profile, spies)
+        point.recorded_bytes = recorded_bytes(folder, ports)
         # stop sending, let the server drain, then check everything arrived
         phase = "draining"
         gen.stop_at = time.monotonic()

@@ -143,27 +143,40 @@ class ServerSpec:
     name: str
     kind: str  # callsite | bare
     root: Path = ROOT  # the checkout whose code runs
+    # Callsite's settings for this server: ``callsite+recording`` records every call.
+    environment: tuple[tuple[str, str], ...] = ()
 
     @property
     def stem(self) -> str:
         """A file name for the server: ``callsite``, or ``callsite@<DIR's last part>``."""
-        return self.kind if self.root == ROOT else f"{self.kind}@{self.root.name}"
+        kind = self.name.partition("@")[0]
+        return kind if self.root == ROOT else f"{kind}@{self.root.name}"
 
     @classmethod
     def parse(cls, text: str) -> ServerSpec:
-        kind, _, where = text.partition("@")
+        server, _, where = text.partition("@")
+        kind, _, option = server.partition("+")
         if kind not in ("callsite", "bare") or ("@" in text and not where):
-            raise ValueError(f"unknown server {text!r} (callsite, bare, callsite@DIR, bare@DIR)")
+            raise ValueError(
+                f"unknown server {text!r} (callsite, callsite+recording, bare, callsite@DIR, "
+                "bare@DIR)"
+            )
+        if option and (kind, option) not in OPTIONS:
+            raise ValueError(f"unknown server option {text!r} (callsite+recording)")
+        environment = OPTIONS.get((kind, option), ())
         if not where:
-            return cls(text, kind)
+            return cls(text, kind, environment=environment)
         root = Path(where).expanduser().resolve()
         if not (root / "manage.py").is_file() or not (root / "callsite").is_dir():
             raise ValueError(f"{where}: not a Callsite checkout (no manage.py and callsite/)")
         if kind == "bare" and not (root / "bench" / "bare_server.py").is_file():
             raise ValueError(f"{where}: has no bench/bare_server.py")
-        return cls(text, kind, root)
+        return cls(text, kind, root, environment)
 
 
+OPTIONS: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
+    ("callsite", "recording"): (("CALLSITE_RECORDING", "on"),),
+}
 CALLSITE = ServerSpec("callsite", "callsite")
 BARE = ServerSpec("bare", "bare")
 
@@ -214,6 +227,9 @@ class Server:
                 command = [str(Path(sys.executable).with_name("daphne")), *listen]
         else:
             command = [sys.executable, "-m", "bench.bare_server", "--port", str(self.port)]
+        env.update(spec.environment)
+        if env.get("CALLSITE_RECORDING") == "on":  # each server its own, in the run's folder
+            env["CALLSITE_RECORDINGS_DIR"] = str(workdir / f"recordings-{self.port}")
         env.update(extra_env or {})
         self.log = self.log_path.open("wb")
         self.process = subprocess.Popen(

@@ -56,6 +56,20 @@ def test_ingest_measures_callsite_and_the_bare_server(tmp_path: Path) -> None:
     assert '"bare"' in text
 
 
+def test_ingest_measures_callsite_recording_beside_callsite(tmp_path: Path) -> None:
+    code, report, output = _bench(
+        "ingest", tmp_path, "--callsite-calls", "3", "--seconds", "6", "--warmup", "1",
+        "--runs", "1", "--pause", "0", "--servers", "callsite,callsite+recording",
+    )  # fmt: skip
+    assert code == 0, output[-3000:]
+    assert "Traceback" not in output
+    points = {p["server"]: p for p in report["points"]}
+    assert set(points) == {"callsite", "callsite+recording"}, points
+    assert points["callsite"]["recorded_bytes"] == 0
+    # Seven seconds of three calls: a 5-second chunk of each call's track and mix, as FLAC.
+    assert points["callsite+recording"]["recorded_bytes"] > 3 * 2 * 5 * 16000 * 2 // 10
+
+
 def test_bounds_measures_a_case_on_a_worker(tmp_path: Path) -> None:
     code, report, output = _bench("bounds", tmp_path, "--cases", "ordinary", "--watch", "1")
     assert "Traceback" not in output, output[-3000:]
