@@ -14,6 +14,7 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
+    Max,
     OuterRef,
     Prefetch,
     Q,
@@ -157,6 +158,40 @@ def wall_teams(user: Any) -> list[str]:
 
     teams = Team.objects.all() if sees_all_calls(user) else Team.objects.filter(members=user)
     return list(teams.order_by("name").values_list("name", flat=True))
+
+
+def live_agents(user: Any) -> list[dict[str, Any]]:
+    """The agents a supervisor watches on the agents page: every agent for Staff, else those
+    of the supervisor's teams and those they supervise; each with the addresses their calls
+    are recognised by and when their last call ended (None: none yet). Three queries."""
+    from dashboard.models import Agent
+    from dashboard.permissions import sees_all_calls
+
+    agents = Agent.objects.select_related("team").prefetch_related("addresses")
+    if not sees_all_calls(user):
+        agents = agents.filter(Q(team__members=user) | Q(supervisor=user)).distinct()
+    rows: list[dict[str, Any]] = [
+        {
+            "id": agent.pk,
+            "name": agent.name,
+            "team": agent.team.name if agent.team else "",
+            "addresses": sorted(a.raw_id for a in agent.addresses.all()),
+        }
+        for agent in agents.order_by("name")
+    ]
+    raw_ids: list[str] = [raw_id for row in rows for raw_id in row["addresses"]]
+    ended = dict(
+        Participant.objects.filter(raw_id__in=raw_ids, call__ended_at__isnull=False)
+        .order_by()
+        .values("raw_id")
+        .annotate(last=Max("call__ended_at"))
+        .values_list("raw_id", "last")
+    )
+    for row in rows:
+        addresses: list[str] = row["addresses"]
+        last = max((ended[r] for r in addresses if r in ended), default=None)
+        row["last_call_ended_at"] = last.isoformat() if last else None
+    return rows
 
 
 def call_recordings(*, call_id: int) -> list[dict[str, Any]]:

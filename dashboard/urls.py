@@ -7,6 +7,7 @@ app_name = "dashboard"
 urlpatterns = [
     path("", views.call_wall, name="wall"),
     path("history/", views.call_history, name="history"),
+    path("agents/", views.live_agents_page, name="agents"),
     path("reports/", views.agent_reports, name="reports"),
     path("reports/agents.csv", views.agent_reports, {"fmt": "csv"}, name="reports-csv"),
     path("calls/<int:call_id>/", views.call_detail, name="call"),

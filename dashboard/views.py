@@ -27,7 +27,13 @@ from dashboard.permissions import (
     can_view_calls,
 )
 from dashboard.reports import agent_report, report_csv
-from dashboard.selectors import DeferredJoinPaginator, call_recordings, newest_first, user_calls
+from dashboard.selectors import (
+    DeferredJoinPaginator,
+    call_recordings,
+    live_agents,
+    newest_first,
+    user_calls,
+)
 from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
@@ -70,6 +76,13 @@ def _report_row(row: dict[str, Any]) -> dict[str, Any]:
         "silence": units.clock(row["silence_ms"]),
         "hold": units.clock(row["hold_ms"]),
     }
+
+
+@supervisor_required
+def live_agents_page(request: HttpRequest) -> HttpResponse:
+    """Each agent the supervisor watches, live: talking, on hold, muted, in a call or idle,
+    for how long, and the call (``static/callsite/agents.js`` keeps it up to date)."""
+    return render(request, "dashboard/agents.html", {"agents": live_agents(request.user)})
 
 
 @supervisor_required

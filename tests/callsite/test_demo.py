@@ -170,6 +170,7 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
         site = f"http://127.0.0.1:{port}"
         assert output.field("Call wall") == f"{site}/"
         assert output.field("History") == f"{site}/history/"
+        assert output.field("Agents").split()[0] == f"{site}/agents/"
         assert output.field("Recordings").startswith("on, in ")
         secret = secret_file.read_text().strip()
         assert len(secret) >= 16
@@ -187,6 +188,10 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
             # The demo call is on the wall; its page shows what is said in it.
             link = page.locator("#wall-rows tr[data-state='connected'] a").first
             expect(link).to_be_visible(timeout=30_000)
+            # Its agent is named from the directory the demo fills in.
+            expect(page.locator("#wall-rows tr[data-state='connected']").first).to_contain_text(
+                "Dana Whitfield"
+            )
             link.click()
             expect(page.locator("#call")).to_be_visible()
             finals = page.locator(".caption.final .text")
@@ -206,6 +211,13 @@ def test_make_demo_shows_its_call_to_the_login_it_prints(tmp_path: Path) -> None
             call_id = page.locator("#call").get_attribute("data-call-id")
             page.goto(f"{site}/history/")
             expect(page.locator(f"#history tr[data-call-id='{call_id}']")).to_be_visible()
+            # The agents page the banner names follows the demo's agent, by name, in a call.
+            page.goto(output.field("Agents").split()[0])
+            dana = page.locator("#agents-rows tr", has_text="Dana Whitfield")
+            expect(dana.locator('[data-cell="call"] a')).to_have_attribute(
+                "href", re.compile(r"^/calls/\d+/$"), timeout=60_000
+            )
+            assert dana.get_attribute("data-state") != "idle"
             rules = page.goto(output.field("Alert rules"))
             assert rules is not None
             assert rules.status == 200

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ from channels.db import database_sync_to_async
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.test import Client
+from django.utils import timezone
 
 from dashboard.models import Agent, AgentAddress, Team
+from dashboard.permissions import STAFF_GROUP
 from streaming.models import Call, Participant
 from tests import factories
 from tests.helpers import acs_socket, page_socket, transcription_data, wait_for_event
@@ -235,3 +238,66 @@ def test_history_and_the_api_filter_calls_by_agent_name(tmp_path: Path, supervis
     page = client.get("/history/?agent=Bob+Stone").content.decode()
     assert f'data-call-id="{bobs}"' in page
     assert f'data-call-id="{anns}"' not in page
+
+
+# --- the agents page -------------------------------------------------------------------------
+
+
+def _agents_page(user: User) -> Any:
+    return _logged_in(user).get("/agents/")
+
+
+def _logged_in(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_the_agents_page_lists_a_supervisors_agents_with_their_last_call(
+    django_assert_max_num_queries: Any,
+) -> None:
+    paula = factories.team_supervisor("paula", "+15550100000")
+    team = Team.objects.get(members=paula)
+    ann = Agent.objects.create(name="Ann Lee", team=team)
+    AgentAddress.objects.create(agent=ann, address=ANN)
+    bob = Agent.objects.create(name="Bob Stone", supervisor=paula)
+    AgentAddress.objects.create(agent=bob, address=BOB)
+    Agent.objects.create(name="Olga Other", team=Team.objects.create(name="Elsewhere"))
+    for n in range(3):  # Ann's calls: the last ended latest
+        factories.make_call(
+            f"ann-{n}",
+            people=(ANN, CUSTOMER),
+            started=timezone.now() - timedelta(minutes=10 - n),
+            length=timedelta(seconds=30),
+        )
+    last = Call.objects.filter(connection_id="ann-2").values_list("ended_at", flat=True).get()
+    assert last is not None
+
+    # The page's queries do not grow with agents or calls.
+    client = _logged_in(paula)
+    with django_assert_max_num_queries(7):
+        page = client.get("/agents/")
+    assert page.status_code == 200
+    listed = [(a["name"], a["team"], a["last_call_ended_at"]) for a in page.context["agents"]]
+    assert listed == [("Ann Lee", "paula's team", last.isoformat()), ("Bob Stone", "", None)]
+    body = page.content.decode()
+    assert "Olga Other" not in body
+    assert 'href="/agents/"' in body  # in the navigation of every page
+    assert "2 agents" in body
+
+    staff = factories.user_in("stella", STAFF_GROUP)
+    assert [a["name"] for a in _agents_page(staff).context["agents"]] == [
+        "Ann Lee",
+        "Bob Stone",
+        "Olga Other",
+    ]
+
+
+@pytest.mark.django_db
+def test_only_supervisors_see_the_agents_page() -> None:
+    assert Client().get("/agents/").status_code == 302  # to the login page
+    assert _agents_page(factories.user_in("clerk")).status_code == 403
+    empty = _agents_page(factories.team_supervisor("nadia"))
+    assert empty.status_code == 200
+    assert "No agents to show" in empty.content.decode()

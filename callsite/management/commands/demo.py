@@ -42,6 +42,9 @@ ALERT_RULE_PERMISSIONS = ["view_alertrule", "add_alertrule", "change_alertrule",
 PR_SET_PDEATHSIG = 1
 # How long the server may take to drain after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 5
+# The agent of every simulated call (simulator/calls/): "this is Dana".
+DEMO_AGENT = "8:acs:5f0c2a91-3d4e-4b6a-9c1f-7e2d8b3a6c40_0000002a-7d1e-4c2b-a0f3-9b8e6d5c4a31"
+DEMO_AGENT_NAME = "Dana Whitfield"
 
 
 class Stop(Exception):
@@ -81,6 +84,7 @@ class Command(BaseCommand):
         self.stdout.write("Applying migrations...")
         call_command("migrate", interactive=False, verbosity=0)
         password = self._supervisor(options["username"])
+        self._directory()
         secret = settings.CALLSITE_ACS_SHARED_SECRET or secrets.token_urlsafe(24)
         _write_secret(secret)
         env = {**os.environ, "DJANGO_DEBUG": "1", "CALLSITE_ACS_SHARED_SECRET": secret}
@@ -139,6 +143,7 @@ class Command(BaseCommand):
             f"  Call wall    {site}/\n"
             f"  Username     {options['username']}\n"
             f"  Password     {password}   (new on every start)\n"
+            f"  Agents       {site}/agents/   ({DEMO_AGENT_NAME}, who takes the simulated calls)\n"
             f"  History      {site}/history/\n"
             f"  Alert rules  {site}/admin/streaming/alertrule/\n"
             f"  Playing      {options['script']} (recognizer: {settings.CALLSITE_RECOGNIZER})\n"
@@ -174,6 +179,16 @@ class Command(BaseCommand):
             )
         )
         return password
+
+    def _directory(self) -> None:
+        """The simulated calls' agent in the agent directory, so every page names her and the
+        agents page follows her (kept as it is if her address is listed already)."""
+        from dashboard.models import Agent, AgentAddress
+
+        if AgentAddress.objects.filter(raw_id=DEMO_AGENT).exists():
+            return
+        agent, _ = Agent.objects.get_or_create(name=DEMO_AGENT_NAME)
+        agent.addresses.create(address=DEMO_AGENT)
 
     def _wait_for(self, server: subprocess.Popen[bytes], host: str, port: int) -> None:
         deadline = time.monotonic() + 30

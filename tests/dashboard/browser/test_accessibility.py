@@ -15,6 +15,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from dashboard.models import Agent
 from simulator import Script, Speaker, Turn
 from tests.conftest import DaphneServer
 from tests.dashboard.browser.test_captions import (
@@ -73,6 +74,8 @@ def test_no_serious_or_critical_violation_on_any_page(
     # With its recording: the player, the track chooser and captions that seek it.
     tone = [3000, -3000] * 8000
     make_recording(finished, {"8:acs:resource_agent-1": tone, "4:+15551230000": tone})
+    # An agent in the directory, for the agents page.
+    Agent.objects.create(name="Ada Reyes").addresses.create(address="+15550100077")
     found: dict[str, list[dict[str, Any]]] = {}
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
@@ -101,6 +104,9 @@ def test_no_serious_or_critical_violation_on_any_page(
         found["finished call"] = serious_violations(page)
         page.goto(f"{daphne_server.http_url}/history/")
         found["history"] = serious_violations(page)
+        page.goto(f"{daphne_server.http_url}/agents/")
+        expect(page.locator("#agents-rows tr").first).to_have_attribute("data-state", "idle")
+        found["agents"] = serious_violations(page)
         simulator.join(60)
         assert not errors, errors
         browser.close()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.auth.models import User
 
+from dashboard.models import Agent
 from simulator import Script, Speaker, Turn
 from tests.conftest import DaphneServer
 from tests.dashboard.browser.test_captions import (
@@ -51,6 +52,8 @@ def test_pages_fit_a_phone_and_the_call_page_stacks(
             f"phone-history-{n}-with-a-long-connection-id-0f8e7d6c5b4a",
             people=("8:acs:resource_agent-1", f"4:+1555020{n:04d}"),
         )
+    agent = Agent.objects.create(name="Priya Raman-Whitcombe")
+    agent.addresses.create(address="8:acs:resource_agent-9")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -92,6 +95,13 @@ def test_pages_fit_a_phone_and_the_call_page_stacks(
         assert region is not None
         assert region["width"] <= 390, region
         page.screenshot(path=str(SCREENSHOTS / "phone-history.png"), full_page=True)
+
+        # The agents page: the agent in the call, and the page no wider than the screen.
+        page.goto(f"{daphne_server.http_url}/agents/")
+        agent_row = page.locator("#agents-rows tr").first
+        expect(agent_row).not_to_have_attribute("data-state", "idle", timeout=10_000)
+        assert _sideways(page) <= 0, "the agents page scrolls sideways"
+        page.screenshot(path=str(SCREENSHOTS / "phone-agents.png"), full_page=True)
 
         # Under 900 px the call page is one column: the insights come below the transcript.
         page.set_viewport_size({"width": 800, "height": 1000})
