@@ -474,6 +474,19 @@ class ReportRowSerializer(serializers.Serializer[dict[str, Any]]):
     negative_share = serializers.FloatField(allow_null=True)
 
 
+class AlertTriageSerializer(serializers.Serializer[dict[str, Any]]):
+    """What a triage step takes: an optional note (it replaces the alert's note)."""
+
+    note = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=True,
+        max_length=500,
+        default="",
+        help_text="The supervisor's note, up to 500 characters",
+    )
+
+
 class AgentReportSerializer(serializers.Serializer[dict[str, Any]]):
     started_after = serializers.DateTimeField()
     started_before = serializers.DateTimeField()

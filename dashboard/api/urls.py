@@ -56,6 +56,7 @@ urlpatterns = [
         name="recording-file",
     ),
     path("alerts/", views.AlertListView.as_view(), name="alerts"),
+    path("alerts/<call_id:pk>/<str:step>/", views.AlertTriageView.as_view(), name="alert-triage"),
     path("reports/agents/", views.AgentReportView.as_view(), name="agent-report"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     # Swagger UI from drf-spectacular-sidecar's static files: nothing from a CDN.

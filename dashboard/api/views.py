@@ -21,6 +21,7 @@ from django.http import (
 from django.http.response import HttpResponseBase
 from django.urls import Resolver404, resolve, reverse
 from django.utils.cache import patch_vary_headers
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -29,7 +30,7 @@ from drf_spectacular.utils import (
     extend_schema_view,
 )
 from rest_framework import generics
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -54,6 +55,7 @@ from dashboard.api.renderers import (
 from dashboard.api.serializers import (
     AgentReportSerializer,
     AlertSerializer,
+    AlertTriageSerializer,
     CallDetailSerializer,
     CallListSerializer,
     ErrorSerializer,
@@ -69,6 +71,7 @@ from streaming.history.transcripts import transcript_for_call
 from streaming.models import Alert, Call, Recording, RecordingAccess, Utterance
 from streaming.recording.store import read_bytes
 from streaming.selectors import ALERT_RELATED
+from streaming.services.alerts import TRIAGE_STEPS, TriageError, alert_triage
 
 JSON = "application/json"
 
@@ -210,6 +213,59 @@ class AlertListView(ReadOnlyMixin, generics.ListAPIView[Alert]):
         return filter_alerts(alerts, filters.validated_data).order_by("-fired_at", "-pk")
 
 
+ALERT_ID = OpenApiParameter(
+    "id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The alert's id."
+)
+TRIAGE_STEP = OpenApiParameter(
+    "step",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    enum=sorted(TRIAGE_STEPS),
+    description="acknowledge, resolve or reopen.",
+)
+
+
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="alerts_triage",
+        summary="Acknowledge, resolve or reopen an alert",
+        description=(
+            "Any supervisor who may see the alert's call may take a step; every page watching "
+            "the call sees it at once. Acknowledging an acknowledged alert changes its note; "
+            "resolving keeps the acknowledgement; reopening clears both (docs/analytics.md)."
+        ),
+        parameters=[ALERT_ID, TRIAGE_STEP],
+        request=AlertTriageSerializer,
+        responses={(200, JSON): AlertSerializer, **_errors(400, 401, 403, 404, 406, 429)},
+    )
+)
+class AlertTriageView(APIView):
+    """``POST /api/alerts/<id>/<step>/``: the pages' triage, for API clients (a token)."""
+
+    http_method_names: Sequence[str] = ["post", "options"]
+
+    def post(self, request: Request, pk: int, step: str) -> Response:
+        if step not in TRIAGE_STEPS:
+            raise NotFound(f"No such step {step!r}: acknowledge, resolve or reopen.")
+        if not 0 < pk < 2**63:
+            raise NotFound("No such alert.")
+        visible = visible_calls(request.user).values("pk")
+        if not Alert.objects.filter(pk=pk, call_id__in=visible).exists():
+            raise NotFound("No such alert.")
+        given = AlertTriageSerializer(data=request.data)
+        given.is_valid(raise_exception=True)
+        try:
+            alert_triage(
+                alert_id=pk, step=step, user=request.user, note=given.validated_data["note"]
+            )
+        except TriageError as error:
+            raise ValidationError({"step": [str(error)]}) from None
+        except Alert.DoesNotExist:
+            raise NotFound("No such alert.") from None
+        alert = Alert.objects.select_related(*ALERT_RELATED).get(pk=pk)
+        return Response(AlertSerializer(alert).data)
+
+
 @extend_schema_view(
     get=extend_schema(
         operation_id="reports_agents",
@@ -334,6 +390,7 @@ class CallTranscriptFileView(CallTranscriptView):
         return kwargs.get("fmt")
 
 
+@csrf_exempt  # it changes nothing: a POST to no resource is a JSON 404, not a CSRF page
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Any other URL under /api/: a JSON 404 like the API's own, not Django's HTML page.
 
@@ -367,6 +424,10 @@ class ApiIndexView(ReadOnlyMixin, APIView):
                 "utterances": url("calls") + "{id}/utterances/",
                 "transcript": url("calls") + "{id}/transcript/",
                 "transcript_files": [url("calls") + "{id}/transcript." + f for f in formats],
+                "recordings": url("calls") + "{id}/recordings/",
+                "alerts": url("alerts"),
+                "alert_triage": [url("alerts") + "{id}/" + step + "/" for step in TRIAGE_STEPS],
+                "agent_report": url("agent-report"),
                 "schema": url("schema"),
                 "docs": url("docs"),
                 "documentation": "docs/api.md in the Callsite repository",

@@ -91,3 +91,66 @@ def test_a_page_costs_the_same_queries_for_many_alerts(
         make_call(f"many-{n}", alerts=3)
     with django_assert_num_queries(len(few.captured_queries)):
         assert len(_ids(team_api.get("/api/alerts/"))) == 31
+
+
+# --- POST /api/alerts/<id>/<step>/ ------------------------------------------------------------
+
+
+def test_an_api_client_triages_its_teams_alerts_with_a_token(
+    team_api: Client, team_supervisor: User, django_capture_on_commit_callbacks: Any
+) -> None:
+    call_id = make_call("to-triage", alerts=1)
+    alert = Alert.objects.get(call_id=call_id)
+    url = f"/api/alerts/{alert.pk}"
+    with django_capture_on_commit_callbacks(execute=False) as broadcasts:
+        acknowledged = team_api.post(
+            f"{url}/acknowledge/", {"note": "  Calling back  "}, content_type="application/json"
+        )
+    assert acknowledged.status_code == 200, acknowledged.content
+    body = acknowledged.json()
+    assert (body["id"], body["state"], body["acknowledged_by"]) == (
+        alert.pk,
+        "acknowledged",
+        "teamsup",
+    )
+    assert body["note"] == "Calling back"
+    assert broadcasts, "the change is sent to the pages watching the call"
+    resolved = team_api.post(f"{url}/resolve/")  # no body: the note is kept
+    assert resolved.status_code == 200
+    assert resolved.json()["state"] == "resolved"
+    assert resolved.json()["note"] == "Calling back"
+    # A resolved alert cannot be acknowledged: reopened first.
+    refused = team_api.post(f"{url}/acknowledge/")
+    assert refused.status_code == 400
+    assert "step" in refused.json()
+    assert team_api.post(f"{url}/reopen/").json()["state"] == "open"
+    stored = Alert.objects.get(pk=alert.pk)
+    assert (stored.state, stored.acknowledged_by_id, stored.resolved_by_id) == ("open", None, None)
+
+
+def test_triage_refuses_what_it_cannot_do(
+    team_api: Client, outsider: User, team_supervisor: User
+) -> None:
+    ours = Alert.objects.get(call_id=make_call("ours-to-triage", alerts=1))
+    theirs = Alert.objects.get(call_id=make_call("theirs-to-triage", line=OTHER_LINE, alerts=1))
+    assert team_api.post(f"/api/alerts/{theirs.pk}/acknowledge/").status_code == 404
+    assert team_api.post(f"/api/alerts/{ours.pk}/snooze/").status_code == 404
+    assert team_api.post(f"/api/alerts/{2**70}/acknowledge/").status_code == 404
+    assert team_api.post("/api/alerts/0/acknowledge/").status_code == 404
+    too_long = team_api.post(
+        f"/api/alerts/{ours.pk}/acknowledge/", {"note": "x" * 501}, content_type="application/json"
+    )
+    assert too_long.status_code == 400
+    assert "note" in too_long.json()
+    not_an_object = team_api.post(
+        f"/api/alerts/{ours.pk}/acknowledge/", [1, 2], content_type="application/json"
+    )
+    assert not_an_object.status_code == 400
+    assert team_api.get(f"/api/alerts/{ours.pk}/acknowledge/").status_code == 405
+    assert Client().post(f"/api/alerts/{ours.pk}/acknowledge/").status_code == 401
+    assert token_client(outsider).post(f"/api/alerts/{ours.pk}/acknowledge/").status_code == 403
+    # A browser session must send its CSRF token, as the pages do.
+    session = Client(enforce_csrf_checks=True)
+    session.force_login(team_supervisor)
+    assert session.post(f"/api/alerts/{ours.pk}/acknowledge/").status_code == 403
+    assert Alert.objects.get(pk=ours.pk).state == "open"

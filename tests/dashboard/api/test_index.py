@@ -19,6 +19,14 @@ def test_api_index_lists_resources_that_answer(staff_api: Client) -> None:
     assert staff_api.get(index["docs"]).status_code == 200
     assert index["call"].endswith("/api/calls/{id}/")
     assert any(url.endswith("/transcript.srt") for url in index["transcript_files"])
+    assert staff_api.get(index["alerts"]).status_code == 200
+    assert staff_api.get(index["agent_report"]).status_code == 200
+    assert index["recordings"].endswith("/api/calls/{id}/recordings/")
+    assert sorted(url.split("/")[-2] for url in index["alert_triage"]) == [
+        "acknowledge",
+        "reopen",
+        "resolve",
+    ]
 
 
 def test_api_index_and_docs_need_a_user_who_may_see_calls(client: Client) -> None:

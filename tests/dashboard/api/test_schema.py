@@ -44,6 +44,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from dashboard.permissions import STAFF_GROUP, SUPERVISORS_GROUP
+from streaming.models import Alert
 from tests.dashboard.api.conftest import AGENT, CONVERSATION, OTHER_LINE, Said, make_call, user_in
 from tests.factories import make_recording
 
@@ -64,6 +65,7 @@ OPERATIONS = {
     ("GET", "/api/calls/{id}/recordings/"),
     ("GET", "/api/calls/{id}/recordings/{recording_id}.flac"),
     ("GET", "/api/alerts/"),
+    ("POST", "/api/alerts/{id}/{step}/"),
     ("GET", "/api/reports/agents/"),
 }
 
@@ -137,7 +139,8 @@ def api_data(db: None, settings: Any) -> dict[str, Any]:
     )
     make_call("fuzzed-live", line=OTHER_LINE, ended=False)
     recording = make_recording(call, {AGENT: [300, -300] * 4000})
-    return {"token": token.key, "call": call, "recording": recording}
+    alert = Alert.objects.filter(call_id=call).values_list("pk", flat=True).first()
+    return {"token": token.key, "call": call, "recording": recording, "alert": alert}
 
 
 @pytest.fixture
@@ -175,6 +178,8 @@ def test_the_api_keeps_to_its_schema(
     operation = api_schema.find_operation_by_label(label)
     assert operation is not None, label
     pinned = {"id": api_data["call"]} if ids == "stored" and "{id}" in label else None
+    if pinned is not None and label.startswith("POST /api/alerts/"):
+        pinned["id"] = api_data["alert"]  # a stored alert, not a call
     if pinned is not None and "{recording_id}" in label:
         pinned["recording_id"] = api_data["recording"]
     # Fixed, so that generation does not replace the token with made-up credentials.
