@@ -38,6 +38,7 @@ from streaming import services, units
 from streaming.acs.client import CallAutomationError
 from streaming.automation import announcements, control, joining
 from streaming.automation.secure_pause import secure_pause_set
+from streaming.events import CallPayload
 from streaming.history.exports import FORMATS
 from streaming.models import Alert, CallState, Sentiment
 from streaming.selectors import action_payload, call_duration_ms, call_get
@@ -124,6 +125,24 @@ def agent_reports(request: HttpRequest, fmt: str = "") -> HttpResponse:
     return render(request, "dashboard/reports.html", context)
 
 
+def call_title(call: CallPayload) -> str:
+    """A call's name for people: its agents with the other party ("Dana Whitfield with
+    +15551230000"), else whoever is known, else its connection id (``static/callsite/live.js``
+    names it the same way as it changes)."""
+    people = call["participants"]
+    agents = [p["label"] for p in people if p["role"] == "agent"]
+    others = [p["label"] for p in people if p["role"] != "agent"]
+    if not others and (call["caller_display_name"] or call["caller"]):
+        others = [call["caller_display_name"] or call["caller"]]
+    if agents and others:
+        return f"{', '.join(agents)} with {', '.join(others)}"
+    if agents:
+        return ", ".join(agents)
+    if others:
+        return f"Call with {', '.join(others)}"
+    return f"Call {call['connection_id'] or '(ringing)'}"
+
+
 @supervisor_required
 def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     """One call's captions, live or finished."""
@@ -134,6 +153,7 @@ def call_detail(request: HttpRequest, call_id: int) -> HttpResponse:
     whole_call = ["start-transcription", "stop-transcription", "start-media", "stop-media"]
     context = {
         "call": call,
+        "title": call_title(call),
         "can_control": "control" in kinds,
         "can_listen": call["state"] != CallState.ENDED and can_listen(request.user, call_id),
         "kinds": " ".join(sorted(kinds)),

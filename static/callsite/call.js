@@ -411,6 +411,12 @@
 
   function renderCall() {
     if (!call) return;
+    const title = window.callTitle(call);
+    const heading = document.getElementById("call-title");
+    if (heading.textContent !== title) {
+      heading.textContent = title;
+      document.title = `${title} · Callsite`;
+    }
     const state = document.getElementById("call-state");
     state.textContent = window.callStateText(call);
     state.dataset.state = call.state;

@@ -107,6 +107,19 @@
     return call.state === "ended" && reason ? `ended: ${reason}` : call.state;
   };
 
+  // A call's name for people, as dashboard.views.call_title makes it: "Dana Whitfield with
+  // +15551230000", else whoever is known, else its connection id.
+  window.callTitle = function (call) {
+    const people = call.participants || [];
+    const agents = people.filter((p) => p.role === "agent").map((p) => p.label);
+    let others = people.filter((p) => p.role !== "agent").map((p) => p.label);
+    if (!others.length && (call.caller_display_name || call.caller)) others = [call.caller_display_name || call.caller];
+    if (agents.length && others.length) return `${agents.join(", ")} with ${others.join(", ")}`;
+    if (agents.length) return agents.join(", ");
+    if (others.length) return `Call with ${others.join(", ")}`;
+    return `Call ${call.connection_id || "(ringing)"}`;
+  };
+
   // A participant joined or changed (call.participant): merged into the call, by id.
   window.mergeParticipant = function (call, participant) {
     if (!call) return;

@@ -82,3 +82,25 @@ def test_admin_shows_a_call_with_its_history(client: Client) -> None:
     assert page.status_code == 200
     assert b"Transport url is not valid" in page.content
     assert Call.objects.count() == 1
+
+
+def test_a_call_page_is_named_by_its_people_not_its_connection_id(
+    client: Client, supervisor: User
+) -> None:
+    from dashboard.views import call_title
+    from tests.factories import make_call
+
+    client.force_login(supervisor)
+    named = make_call("named-call", people=("8:acs:resource_agent-1", "4:+15551230000"))
+    page = client.get(f"/calls/{named}/").content.decode()
+    assert '<h1 id="call-title">Agent nt-1 with +15551230000</h1>' in page
+    assert "<title>Agent nt-1 with +15551230000 · Callsite</title>" in page
+    assert "<code>named-call</code>" in page  # still there, for whoever needs it
+
+    ringing = services.call_stream_opened(connection_id="ringing-call")
+    assert call_title(ringing) == "Call ringing-call"
+    assert call_title({**ringing, "caller": "4:+15559990000", "caller_display_name": ""}) == (
+        "Call with 4:+15559990000"
+    )
+    agent_only = {**ringing, "participants": [{"label": "Dana", "role": "agent"}]}
+    assert call_title(agent_only) == "Dana"  # type: ignore[arg-type]

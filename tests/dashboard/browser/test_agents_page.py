@@ -4,6 +4,7 @@ agent stays idle, and the call is a link to its page."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -61,6 +62,10 @@ def test_the_agents_page_follows_an_agent_through_a_call(
         link = dana_row.locator('[data-cell="call"] a')
         expect(link).to_have_attribute("href", f"/calls/{call.pk}/")
         expect(link).to_contain_text("with")
+        # The call's page is named by its people too.
+        link.click()
+        expect(page.locator("#call-title")).to_have_text(re.compile(r"^Dana Reyes with \+1555"))
+        page.go_back()
         expect(sam_row).to_have_attribute("data-state", "idle")
         expect(page.locator("#agents-summary")).to_contain_text("1 idle")
         # Between her turns she is in the call, listening.
