@@ -260,8 +260,10 @@
     const seconds = h.lastPacket / 1000;
     const words = [seconds * 1000 >= NO_AUDIO_MS ? `no audio for ${Math.round(seconds)} s` : "audio OK"];
     if (h.lag != null && h.lag >= CAPTIONS_BEHIND_MS) words.push(`captions ${(h.lag / 1000).toFixed(1)} s behind`);
-    const detail = [`${h.fps.toFixed(0)} packets a second`, `newest ${seconds.toFixed(0)} s ago`];
-    if (h.lag != null) detail.push(`captions ${h.lag} ms after speech`);
+    // Rounded, so the title (read on hover) is not rewritten on every health tick.
+    const newest = seconds < 2 ? "audio arriving" : `newest ${Math.round(seconds)} s ago`;
+    const detail = [`about ${Math.round(h.fps / 10) * 10} packets a second`, newest];
+    if (h.lag != null) detail.push(`captions ${(Math.round(h.lag / 500) / 2).toFixed(1)} s after speech`);
     return [words.join(" · "), detail.join(", ")];
   }
 
