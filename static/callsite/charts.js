@@ -18,6 +18,11 @@
   // The same tick spacings as dashboard/charts.py, so zoomed ticks stay m:ss.
   const TICK_STEPS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400];
   const TARGET_TICKS = 8;
+  // The timeline's x axis ends at the first of these past the data (then whole hours), so its
+  // scale holds while a call grows and steps out now and then, rather than every bar
+  // shrinking on every update. A user's zoom or pan is kept until they double-click.
+  const SCALE_STEPS = [30, 60, 90, 120, 180, 240, 300, 420, 600, 900, 1200, 1800, 2700, 3600];
+  let zoomed = false;
 
   let elements = {};
   let timeline = null; // the timeline figure as last drawn: {data, layout}
@@ -150,14 +155,52 @@
     return figure;
   }
 
+  // Where the timeline's data ends, in seconds (bars' ends, marks' places).
+  function dataEnd(figure) {
+    let end = 0;
+    for (const t of figure.data) {
+      const x = t.x || [];
+      const base = t.type === "bar" ? t.base || [] : null;
+      for (let i = 0; i < x.length; i++) {
+        const at = base ? Number(base[i]) + Number(x[i]) : Number(x[i]);
+        if (Number.isFinite(at)) end = Math.max(end, at);
+      }
+    }
+    return end;
+  }
+
+  function steppedRange(figure) {
+    const end = Math.max(dataEnd(figure), 1);
+    const step = SCALE_STEPS.find((s) => end <= s) || Math.ceil(end / 3600) * 3600;
+    return [0, step];
+  }
+
+  function relayout(event) {
+    const e = event || {};
+    if (e["xaxis.autorange"]) zoomed = false;
+    else if (e["xaxis.range[0]"] !== undefined || e["xaxis.range"] !== undefined) zoomed = true;
+    if (!zoomed && e["xaxis.autorange"] && timeline) {
+      drawTimeline();
+      return;
+    }
+    retick();
+  }
+
   function drawTimeline() {
     const el = elements.timeline;
-    if (timeline) withMarks(timeline);
+    if (timeline) {
+      withMarks(timeline);
+      if (!zoomed) {
+        const xaxis = (timeline.layout.xaxis = timeline.layout.xaxis || {});
+        xaxis.range = steppedRange(timeline);
+        xaxis.autorange = false;
+      }
+    }
     return draw(el, timeline).then((drawn) => {
       if (!drawn) return;
       if (typeof el.on === "function" && !listening.has(el)) {
         listening.add(el);
-        el.on("plotly_relayout", retick);
+        el.on("plotly_relayout", relayout);
       }
       retick();
     });
@@ -212,6 +255,7 @@
       draw(elements.talk_time, f.talk_time);
       draw(elements.talk_ratio, f.talk_ratio);
       timeline = copy(f.timeline);
+      zoomed = false;
       if (timeline) {
         timeline.data = timeline.data || [];
         timeline.layout = timeline.layout || {};

@@ -154,6 +154,30 @@ def test_zoom_survives_updates_and_ticks_follow_it(browser: Any) -> None:
     assert errors == []
 
 
+def test_the_timeline_keeps_its_scale_as_the_call_grows_and_steps_out(browser: Any) -> None:
+    page, errors = open_page(browser)
+    page.evaluate(f"f => CallsiteCharts.mount({ELEMENTS}, f)", charts.figures(at_12s()))
+
+    def shown() -> list[float]:
+        return [float(v) for v in page.evaluate(f"{TIMELINE}._fullLayout.xaxis.range")]
+
+    assert shown() == [0, 30]
+    page.evaluate("u => CallsiteCharts.update(u)", charts.live_update(at_16s()))
+    assert shown() == [0, 30]  # 16 s of call: the bars keep their size
+    later = payload(
+        [AGENT, CUSTOMER], {"8:acs:a": [[16_000, 41_000]]}, since_ms=16_000, duration_ms=41_000
+    )
+    page.evaluate("u => CallsiteCharts.update(u)", charts.live_update(later))
+    assert shown() == [0, 60]  # past 30 s: one step out
+    # A user's zoom holds through updates; a double-click gives the stepped scale back.
+    page.evaluate(f"Plotly.relayout({TIMELINE}, {{'xaxis.range': [20, 40]}})")
+    page.evaluate("u => CallsiteCharts.update(u)", charts.live_update(later))
+    assert shown() == [20, 40]
+    page.evaluate(f"Plotly.relayout({TIMELINE}, {{'xaxis.autorange': true}})")
+    page.wait_for_function(f"{TIMELINE}._fullLayout.xaxis.range[1] === 60")
+    assert errors == []
+
+
 def test_missing_plotly_or_elements_do_not_throw(browser: Any) -> None:
     page, errors = open_page(browser, with_plotly=False)
     page.evaluate("u => CallsiteCharts.update(u)", charts.live_update(at_16s()))
